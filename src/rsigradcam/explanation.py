@@ -1,0 +1,92 @@
+"""The result of an explanation: a frozen dataclass of tensors."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a CAM method computed for a batch of N images at one layer.
+
+    Every tensor lives on the model's device. Per-image fields have N as their first
+    dimension, so ``exp[i]`` gives the explanation of image ``i`` alone.
+
+    Attributes:
+        heatmap: (N, H, W) float32 in [0, 1]: ``layer_map`` bilinearly upsampled to the
+            input size and min-max normalised per image. A map that is zero everywhere
+            stays zero.
+        layer_map: (N, h, w) ``ReLU(sum_k weights[:, k] * A^k(x))`` at the layer's
+            resolution, not normalised.
+        weights: (N, K) the channel weights ``w_k``.
+        attributions: (N, K, h, w) the per-element quantity whose spatial mean gives
+            ``weights``: the Riemann–Stieltjes integrated gradient for RSI-Grad-CAM, the
+            gradient at the input for Grad-CAM.
+        targets: (N,) long, the class explained for each image (-1 when the score came
+            from a callable).
+        scores: (N,) the explained score at the input, y(x).
+        baseline_scores: (N,) the score at the baseline, y(x'); NaN for methods that use
+            no baseline.
+        completeness_error: (N,) ``|sum(attributions) - (y(x) - y(x'))|`` relative to
+            ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property.
+        layer: the name of the explained layer in the model.
+        method: the method's name, e.g. ``"rsi-gradcam"``.
+        partition: (P,) float64, the path parameters t at which the model was evaluated.
+        n_evaluations: model evaluations per image (path points), summed over every pass.
+
+    Example:
+        >>> exp = cam(images)                      # doctest: +SKIP
+        >>> exp.heatmap.shape, exp[0].heatmap.shape  # doctest: +SKIP
+        (torch.Size([2, 224, 224]), torch.Size([1, 224, 224]))
+    """
+
+    heatmap: Tensor
+    layer_map: Tensor
+    weights: Tensor
+    attributions: Tensor
+    targets: Tensor
+    scores: Tensor
+    baseline_scores: Tensor
+    completeness_error: Tensor
+    layer: str
+    method: str
+    partition: Tensor
+    n_evaluations: int
+
+    _PER_IMAGE: ClassVar[tuple[str, ...]] = (
+        "heatmap",
+        "layer_map",
+        "weights",
+        "attributions",
+        "targets",
+        "scores",
+        "baseline_scores",
+        "completeness_error",
+    )
+
+    def __len__(self) -> int:
+        return int(self.heatmap.shape[0])
+
+    def __getitem__(self, index: int | slice) -> Explanation:
+        """Select images, keeping the batch dimension (``exp[0]`` has N = 1)."""
+        if isinstance(index, int):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"image index {index} is out of range for {n} images")
+            index = slice(index, index + 1 if index != -1 else None)
+        fields = {name: getattr(self, name)[index] for name in self._PER_IMAGE}
+        return dataclasses.replace(self, **fields)
+
+    def to(self, device: torch.device | str) -> Explanation:
+        """Return a copy with every tensor moved to ``device``."""
+        fields = {name: getattr(self, name).to(device) for name in self._PER_IMAGE}
+        return dataclasses.replace(self, partition=self.partition.to(device), **fields)
+
+    def cpu(self) -> Explanation:
+        """Return a copy with every tensor on the CPU."""
+        return self.to("cpu")

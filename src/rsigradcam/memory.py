@@ -1,0 +1,64 @@
+"""Choosing how many path points go through the model at once, from a memory budget."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from rsigradcam.capture import ModuleOutput
+
+__all__ = ["available_memory_bytes", "chunk_size", "default_budget_bytes", "point_bytes"]
+
+#: Fraction of the free memory that an explanation may use when no budget is given.
+DEFAULT_FRACTION = 0.25
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: GPU free memory, or the host's available RAM."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3
+
+
+def default_budget_bytes(device: torch.device) -> int:
+    """The default budget: :data:`DEFAULT_FRACTION` of the free memory on ``device``."""
+    return int(DEFAULT_FRACTION * available_memory_bytes(device))
+
+
+def point_bytes(records: Sequence[ModuleOutput], layers: Sequence[str], input_bytes: int) -> int:
+    """Estimate the peak memory one path point needs during a forward/backward chunk.
+
+    Before the first captured layer nothing keeps a graph, so only the largest transient
+    activation matters there; after it, every module output may be saved for the
+    backward pass. Captured activations are held several times (leaf, the copy the model
+    uses, the gradient, and the integrator's carried point).
+
+    Args:
+        records: Module outputs from :meth:`rsigradcam.capture.LayerCapture.probe` for one
+            point, in completion order.
+        layers: Names of the captured layers.
+        input_bytes: Size of one input image.
+    """
+    first = next((i for i, r in enumerate(records) if r.name in layers), len(records))
+    before = max((r.nbytes for r in records[:first] if r.is_leaf), default=0)
+    after = sum(r.nbytes for r in records[first:] if r.is_leaf)
+    captured = sum(r.nbytes for r in records if r.name in layers)
+    return 3 * before + 2 * after + 5 * captured + 4 * input_bytes
+
+
+def chunk_size(per_point: int, budget: int, total_points: int) -> int:
+    """How many points fit in ``budget`` bytes (at least 1, at most ``total_points``)."""
+    return max(1, min(total_points, budget // max(per_point, 1)))

@@ -1,0 +1,431 @@
+"""The template every CAM method follows.
+
+capture -> (method-specific) attributions and channel weights -> CAM reduction ->
+upsample and normalise -> :class:`~rsigradcam.explanation.Explanation`.
+
+A method subclasses :class:`BaseCAM` and says only what is special about it: the path
+points it evaluates (:meth:`BaseCAM._partition`), how it accumulates gradients and
+activations over them (:meth:`BaseCAM._accumulator`), and optionally how attributions and
+weights follow from that (:meth:`BaseCAM._attributions`, :meth:`BaseCAM._weights`).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsigradcam.baselines import BaselineSpec, Normalize, check_normalize, make_baselines
+from rsigradcam.capture import LayerCapture, ModuleOutput, resolve_layer
+from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.explanation import Explanation
+from rsigradcam.integrate import PathAccumulator
+from rsigradcam.memory import chunk_size, default_budget_bytes, point_bytes
+from rsigradcam.path import StraightLinePath, path_chunks
+from rsigradcam.targets import (
+    Output,
+    ScoreFn,
+    TargetSpec,
+    check_output,
+    check_target_range,
+    class_score,
+    resolve_targets,
+)
+
+__all__ = ["IMAGENET_NORMALIZE", "BaseCAM", "LayerSpec", "cam_reduction", "normalize_heatmap"]
+
+LayerSpec = str | nn.Module | Sequence[str | nn.Module]
+
+
+def cam_reduction(weights: Tensor, activation: Tensor) -> Tensor:
+    """``ReLU(sum_k weights[:, k] * activation[:, k])``: (N, K), (N, K, h, w) -> (N, h, w)."""
+    return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activation))
+
+
+def normalize_heatmap(layer_map: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinearly upsample (N, h, w) maps to ``size`` and min-max normalise each to [0, 1].
+
+    A constant map (for example all zeros) becomes all zeros, never NaN.
+    """
+    up = F.interpolate(layer_map.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
+    up = up.squeeze(1).float()
+    flat = up.flatten(1)
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    span = (flat.max(dim=1).values.view(-1, 1, 1) - low)
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, (up - low) / safe, torch.zeros_like(up)).clamp_(0.0, 1.0)
+
+
+@dataclass
+class _LayerRecord:
+    """What the path pass gathered for one layer."""
+
+    accumulator: PathAccumulator
+    activation: Tensor | None = None
+    baseline_activation: Tensor | None = None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+class BaseCAM(ABC):
+    """Template for CAM methods that share layer capture, path and reduction.
+
+    Args:
+        model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
+        layer: A module name such as ``"blocks.10"``, the module itself, ``"auto"`` (the
+            last layer with a spatial 4-D output), or a list of these. With a list the call
+            returns ``dict[str, Explanation]`` computed from one set of forward passes.
+        output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
+        baseline: See :mod:`rsigradcam.baselines`.
+        normalize: ``(mean, std)`` the images were normalised with, used by the
+            ``"black"`` baseline; ``None`` for images in [0, 1].
+        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
+            ``memory_budget_mb``.
+        dtype: Run the computation in this floating dtype (e.g. ``torch.float64``). The
+            model is then copied and cast; the user's model is not changed.
+        memory_budget_mb: Memory one chunk may use when ``batch_size=None``; default a
+            quarter of the free RAM (or GPU memory).
+    """
+
+    #: Name stored in :attr:`Explanation.method`.
+    method_name: ClassVar[str] = "cam"
+    #: Whether the method integrates from a baseline (t = 0) to the input (t = 1).
+    uses_baseline: ClassVar[bool] = True
+    #: Whether ``sum(attributions) = y(x) - y(x')`` holds in the limit.
+    has_completeness: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        *,
+        output: Output = "softmax",
+        baseline: BaselineSpec = "black",
+        normalize: Normalize = IMAGENET_NORMALIZE,
+        batch_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        memory_budget_mb: float | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}.")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}.")
+        if memory_budget_mb is not None and not memory_budget_mb > 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb!r}.")
+        self.model = model
+        self.layer = layer
+        self.output = check_output(output)
+        self.baseline = baseline
+        self.normalize = check_normalize(normalize)
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.memory_budget_mb = memory_budget_mb
+        self._layer_names = self._check_layer_spec(layer)
+        self._probe_cache: dict[tuple[Any, ...], list[ModuleOutput]] = {}
+
+    # ------------------------------------------------------------------ template hooks
+    @abstractmethod
+    def _partition(self) -> Tensor:
+        """The increasing float64 path parameters t in [0, 1] to evaluate."""
+
+    @abstractmethod
+    def _accumulator(self, n_images: int) -> PathAccumulator:
+        """A fresh accumulator for the path points' activations and gradients."""
+
+    def _attributions(
+        self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
+    ) -> Tensor:
+        """Per-element attributions (N, K, h, w) from the accumulated tensor."""
+        return accumulated
+
+    def _weights(self, attributions: Tensor) -> Tensor:
+        """Channel weights (N, K); by default the spatial mean of the attributions."""
+        return attributions.mean(dim=(2, 3))
+
+    # ------------------------------------------------------------------ public call
+    def __call__(
+        self, images: Tensor, targets: TargetSpec = None
+    ) -> Explanation | dict[str, Explanation]:
+        """Explain ``images`` for ``targets``.
+
+        Args:
+            images: (N, C, H, W) floating-point images, preprocessed for the model and on
+                the model's device.
+            targets: ``None`` (each image's top-1 class), an int, one int per image, or a
+                callable ``fn(outputs) -> scores`` on the model's raw (B, classes) outputs.
+
+        Returns:
+            An :class:`Explanation`, or ``dict[str, Explanation]`` when ``layer`` is a list.
+        """
+        images = self._check_images(images)
+        model, run_dtype = self._run_model()
+        x = images.detach().to(run_dtype)
+        n_images = x.shape[0]
+        target_values = resolve_targets(targets, n_images, x.device)
+        score_fn: ScoreFn | None = (
+            targets if callable(targets) and not isinstance(targets, Tensor) else None
+        )
+        partition = self._partition()
+        with torch.inference_mode(False), torch.enable_grad(), LayerCapture(model) as capture:
+            layers = self._resolve_layers(capture, model, x)
+            capture.attach(layers)
+            baselines = (
+                make_baselines(self.baseline, x, self.normalize) if self.uses_baseline else x
+            )
+            chunk = self._chunk_size(capture, x, list(layers), n_images * partition.numel())
+            records, scores, baseline_scores, explained = self._run_path(
+                capture,
+                StraightLinePath(x, baselines),
+                partition,
+                list(layers),
+                target_values,
+                score_fn,
+                chunk,
+            )
+        explanations = {
+            name: self._explain(
+                name, rec, scores, baseline_scores, explained, partition, tuple(x.shape[2:])
+            )
+            for name, rec in records.items()
+        }
+        for exp in explanations.values():
+            zero = (exp.layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
+            if zero:
+                warnings.warn(
+                    f"{self.method_name} map at layer {exp.layer!r} is zero everywhere for "
+                    f"image(s) {zero}: no channel has positive weighted activation (no positive "
+                    "evidence for the target at this layer, or vanishing gradients). Their "
+                    "heatmaps are all zeros.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        if isinstance(self.layer, (list, tuple)):
+            return explanations
+        return next(iter(explanations.values()))
+
+    # ------------------------------------------------------------------ checks
+    def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
+        items: list[Any] = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+        if not items:
+            raise ValueError("layer list is empty; give at least one layer name or module.")
+        for item in items:
+            if not isinstance(item, (str, nn.Module)):
+                raise TypeError(
+                    "layer must be a module name, an nn.Module, 'auto', or a list of these; "
+                    f"got {type(item).__name__}."
+                )
+            if not (isinstance(item, str) and item == "auto"):
+                resolve_layer(self.model, item)  # fail early on unknown names
+        return items
+
+    def _check_images(self, images: Any) -> Tensor:
+        if not isinstance(images, Tensor):
+            raise TypeError(
+                f"images must be a torch.Tensor (N, C, H, W), not {type(images).__name__}."
+            )
+        if images.dim() != 4:
+            hint = " Add a batch dimension with images.unsqueeze(0)." if images.dim() == 3 else ""
+            raise ValueError(
+                f"images must be a 4-D (N, C, H, W) tensor, got shape {tuple(images.shape)}.{hint}"
+            )
+        if not images.dtype.is_floating_point:
+            raise TypeError(
+                f"images must be floating point, got dtype {images.dtype}. Convert and "
+                "normalise them first, e.g. images.float() / 255 followed by the model's "
+                "normalisation."
+            )
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch (N = 0); pass at least one image.")
+        device = _model_device(self.model)
+        if images.device != device:
+            raise ValueError(
+                f"images are on {images.device} but the model is on {device}; move them with "
+                f"images.to({str(device)!r})."
+            )
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("images contain NaN or Inf values; clean the input first.")
+        return images
+
+    def _run_model(self) -> tuple[nn.Module, torch.dtype]:
+        model_dtype = _model_dtype(self.model)
+        if self.dtype is None or self.dtype == model_dtype:
+            return self.model, model_dtype
+        return copy.deepcopy(self.model).to(self.dtype), self.dtype
+
+    def _resolve_layers(
+        self, capture: LayerCapture, model: nn.Module, x: Tensor
+    ) -> dict[str, nn.Module]:
+        layers: dict[str, nn.Module] = {}
+        for item in self._layer_names:
+            if isinstance(item, str) and item == "auto":
+                name = self._auto_layer(self._probe(capture, x))
+            else:
+                name, _ = resolve_layer(self.model, item)
+            layers[name] = model.get_submodule(name)
+        return layers
+
+    def _probe(self, capture: LayerCapture, x: Tensor) -> list[ModuleOutput]:
+        key = (tuple(x.shape[1:]), x.dtype, x.device, id(capture.model))
+        if key not in self._probe_cache:
+            self._probe_cache = {key: capture.probe(x[:1])}
+        return self._probe_cache[key]
+
+    def _auto_layer(self, records: list[ModuleOutput]) -> str:
+        spatial = [
+            r.name
+            for r in records
+            if r.shape is not None and len(r.shape) == 4 and r.shape[2] * r.shape[3] > 1
+        ]
+        if not spatial:
+            raise ValueError(
+                "layer='auto' found no layer with a spatial 4-D (N, K, h, w) output; pass "
+                "layer= a convolutional module or its name."
+            )
+        return spatial[-1]
+
+    def _chunk_size(
+        self, capture: LayerCapture, x: Tensor, layers: list[str], total_points: int
+    ) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        per_point = point_bytes(
+            self._probe(capture, x), layers, x[0].numel() * x.element_size()
+        )
+        budget = (
+            int(self.memory_budget_mb * 1024**2)
+            if self.memory_budget_mb is not None
+            else default_budget_bytes(x.device)
+        )
+        return chunk_size(per_point, budget, total_points)
+
+    # ------------------------------------------------------------------ the path pass
+    def _run_path(
+        self,
+        capture: LayerCapture,
+        path: StraightLinePath,
+        partition: Tensor,
+        layers: list[str],
+        target_values: Tensor | None,
+        score_fn: ScoreFn | None,
+        chunk: int,
+    ) -> tuple[dict[str, _LayerRecord], Tensor, Tensor, Tensor]:
+        x = path.images
+        n_images, n_points, device = x.shape[0], partition.numel(), x.device
+        t_desc = partition.flip(0).to(device=device, dtype=x.dtype)
+        records = {name: _LayerRecord(self._accumulator(n_images)) for name in layers}
+        nan = torch.full((n_images,), float("nan"), dtype=x.dtype, device=device)
+        scores, baseline_scores = nan.clone(), nan.clone()
+        explained = (
+            target_values.clone()
+            if target_values is not None
+            else torch.full((n_images,), -1, dtype=torch.long, device=device)
+        )
+        checked = False
+        for n, j in path_chunks(n_images, n_points, chunk, device):
+            outputs, acts = capture.forward(path(n, t_desc[j]))
+            if not checked:
+                if target_values is not None:
+                    check_target_range(target_values, outputs.shape[1])
+                checked = True
+            at_input = j == 0
+            at_base = (j == n_points - 1) if self.uses_baseline else torch.zeros_like(at_input)
+            if target_values is None and score_fn is None:
+                explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
+            y = score_fn(outputs) if score_fn is not None else class_score(
+                outputs, explained[n], self.output
+            )
+            self._check_scores(y, outputs)
+            grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
+            for (name, act), grad in zip(acts.items(), grads, strict=True):
+                act = act.detach()
+                grad = torch.zeros_like(act) if grad is None else grad
+                rec = records[name]
+                rec.accumulator.update(n, act, grad)
+                if rec.activation is None:
+                    rec.activation = act.new_zeros((n_images, *act.shape[1:]))
+                rec.activation[n[at_input]] = act[at_input]
+                if self.uses_baseline:
+                    if rec.baseline_activation is None:
+                        rec.baseline_activation = act.new_zeros((n_images, *act.shape[1:]))
+                    rec.baseline_activation[n[at_base]] = act[at_base]
+            y = y.detach()
+            scores[n[at_input]] = y[at_input]
+            baseline_scores[n[at_base]] = y[at_base]
+        return records, scores, baseline_scores, explained
+
+    @staticmethod
+    def _check_scores(y: Tensor, outputs: Tensor) -> None:
+        if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
+            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(
+                f"the target callable must return one score per row, shape "
+                f"({outputs.shape[0]},), got {got}."
+            )
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(
+                "the model produced non-finite (NaN or Inf) scores on the integration path; "
+                "check the model and the input's normalisation."
+            )
+
+    # ------------------------------------------------------------------ reduction
+    def _explain(
+        self,
+        name: str,
+        rec: _LayerRecord,
+        scores: Tensor,
+        baseline_scores: Tensor,
+        explained: Tensor,
+        partition: Tensor,
+        size: tuple[int, ...],
+    ) -> Explanation:
+        assert rec.activation is not None
+        attributions = self._attributions(
+            rec.accumulator.result(), rec.activation, rec.baseline_activation
+        )
+        weights = self._weights(attributions)
+        layer_map = cam_reduction(weights, rec.activation)
+        heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
+        if self.has_completeness:
+            delta = scores - baseline_scores
+            eps = torch.finfo(delta.dtype).eps
+            completeness = (attributions.sum(dim=(1, 2, 3)) - delta).abs() / delta.abs().clamp(
+                min=eps
+            )
+        else:
+            completeness = torch.full_like(scores, float("nan"))
+        return Explanation(
+            heatmap=heatmap,
+            layer_map=layer_map,
+            weights=weights,
+            attributions=attributions,
+            targets=explained.clone(),
+            scores=scores,
+            baseline_scores=baseline_scores,
+            completeness_error=completeness,
+            layer=name,
+            method=self.method_name,
+            partition=partition,
+            n_evaluations=partition.numel(),
+        )

@@ -1,0 +1,103 @@
+"""A slow, obviously correct RSI-Grad-CAM, written the way the authors' PyTorch code works.
+
+One image and one path point at a time, a full backward pass to the input through a
+copy of the model whose parameters require grad, the layer's activation and gradient
+taken with a forward hook and a tensor hook. Then the Riemann-Stieltjes sum is a plain
+Python loop over the intervals.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def activations_and_gradients(
+    model: nn.Module, layer_name: str, points: list[Tensor], target: int, output: str
+) -> tuple[list[Tensor], list[Tensor], list[float]]:
+    """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, H, W)."""
+    model = copy.deepcopy(model).eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    layer = model.get_submodule(layer_name)
+    store: dict[str, Tensor] = {}
+
+    def save_grad(grad: Tensor) -> None:
+        store["grad"] = grad.detach().clone()
+
+    def forward_hook(module: nn.Module, args: object, out: Tensor) -> None:
+        store["act"] = out.detach().clone()
+        out.register_hook(save_grad)
+
+    handle = layer.register_forward_hook(forward_hook)
+    acts, grads, scores = [], [], []
+    try:
+        for point in points:
+            x = point.unsqueeze(0).clone().requires_grad_(True)
+            out = model(x)
+            if output == "softmax":
+                out = F.softmax(out, dim=1)
+            y = out[0, target]
+            model.zero_grad()
+            y.backward()
+            acts.append(store["act"][0])
+            grads.append(store["grad"][0])
+            scores.append(float(y.item()))
+    finally:
+        handle.remove()
+    return acts, grads, scores
+
+
+def reference_rsi(
+    model: nn.Module,
+    layer_name: str,
+    image: Tensor,
+    baseline: Tensor,
+    steps: int,
+    rule: str = "trapezoid",
+    output: str = "softmax",
+    grad_relu: bool = False,
+    guided: bool = False,
+    target: int | None = None,
+    partition: list[float] | None = None,
+) -> dict[str, Tensor | float | int]:
+    """RSI-Grad-CAM of one image (C, H, W) against one baseline (C, H, W)."""
+    if target is None:
+        with torch.no_grad():
+            target = int(model.eval()(image.unsqueeze(0)).argmax(dim=1).item())
+    ts = partition if partition is not None else [i / steps for i in range(steps + 1)]
+    points = [baseline + t * (image - baseline) for t in ts]
+    acts, grads, scores = activations_and_gradients(model, layer_name, points, target, output)
+    if grad_relu:
+        grads = [torch.relu(g) for g in grads]
+    integrated = torch.zeros_like(acts[0])
+    for i in range(1, len(ts)):
+        d_act = acts[i] - acts[i - 1]
+        if rule == "trapezoid":
+            g = (grads[i - 1] + grads[i]) / 2
+        elif rule == "left":
+            g = grads[i - 1]
+        else:
+            g = grads[i]
+        integrated = integrated + g * d_act
+    if guided:
+        keep = (acts[-1] > 0) & (integrated > 0) & (acts[-1] - acts[0] > 0)
+        integrated = integrated * keep
+    weights = integrated.mean(dim=(1, 2))
+    cam = torch.relu((weights[:, None, None] * acts[-1]).sum(dim=0))
+    up = F.interpolate(cam[None, None], size=image.shape[1:], mode="bilinear", align_corners=False)
+    up = up[0, 0]
+    span = up.max() - up.min()
+    heatmap = (up - up.min()) / span if span > 0 else torch.zeros_like(up)
+    return {
+        "attributions": integrated,
+        "weights": weights,
+        "layer_map": cam,
+        "heatmap": heatmap,
+        "target": target,
+        "score": scores[-1],
+        "baseline_score": scores[0],
+    }

@@ -1,0 +1,68 @@
+"""RSIGradCAM against the slow reference loop in tests/reference/loop.py."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from rsigradcam import RSIGradCAM
+from rsigradcam.baselines import BlackBaseline
+from rsigradcam.methods.base import IMAGENET_NORMALIZE
+from tests.conftest import make_case
+from tests.reference.loop import reference_rsi
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+VARIANTS = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-30))
+
+
+def _compare(model, layer, images, steps, rule, output, grad_relu, guided):
+    exp = RSIGradCAM(
+        model, layer, steps=steps, rule=rule, output=output, grad_relu=grad_relu, guided=guided
+    )(images)
+    baselines = BlackBaseline(*IMAGENET_NORMALIZE)(images)
+    for n in range(images.shape[0]):
+        ref = reference_rsi(
+            model, layer, images[n], baselines[n], steps, rule, output, grad_relu, guided
+        )
+        assert int(exp.targets[n]) == ref["target"]
+        assert (exp.heatmap[n] - ref["heatmap"]).abs().max() < 1e-5
+        assert _rel(exp.weights[n], ref["weights"]) < 1e-4
+        assert _rel(exp.attributions[n], ref["attributions"]) < 1e-4
+        assert _rel(exp.layer_map[n], ref["layer_map"]) < 1e-4
+        assert exp.scores[n].item() == pytest.approx(ref["score"], rel=1e-5, abs=1e-7)
+        assert exp.baseline_scores[n].item() == pytest.approx(
+            ref["baseline_score"], rel=1e-5, abs=1e-7
+        )
+
+
+@pytest.mark.parametrize(
+    ("rule", "output", "variant"),
+    list(itertools.product(["trapezoid", "left", "right"], ["softmax", "logits"], VARIANTS)),
+)
+def test_small_cnn_matches_reference(rule, output, variant):
+    model, images = make_case(5, n=2)
+    grad_relu, guided = variant
+    _compare(model, "conv", images, 12, rule, output, grad_relu, guided)
+
+
+@pytest.mark.parametrize("layer", ["features.1", "features", "act"])
+def test_other_layers_match_reference(layer):
+    model, images = make_case(6, n=2, size=10)
+    _compare(model, layer, images, 9, "trapezoid", "softmax", False, False)
+
+
+def test_explicit_targets_match_reference():
+    model, images = make_case(13, n=2)
+    exp = RSIGradCAM(model, "conv", steps=10)(images, targets=[3, 1])
+    baselines = BlackBaseline(*IMAGENET_NORMALIZE)(images)
+    for n, target in enumerate([3, 1]):
+        ref = reference_rsi(model, "conv", images[n], baselines[n], 10, target=target)
+        assert (exp.heatmap[n] - ref["heatmap"]).abs().max() < 1e-5
+        assert _rel(exp.weights[n], ref["weights"]) < 1e-4
