@@ -1,0 +1,30 @@
+# Two entry points: `make demo` and `make test`. Each creates .venv when it is missing,
+# installs the CPU build of torch 2.13.0 first when no torch is installed (a bare torch
+# requirement would pull a multi-GB CUDA build), then this package in editable mode.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rsigradcam-installed
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rsigradcam demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
