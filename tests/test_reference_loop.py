@@ -110,3 +110,26 @@ def test_embedded_model_other_layers_match_reference(embedded, layer):
 def test_embedded_model_float32_matches_reference(embedded):
     model, image = embedded
     _compare(model, "head", image, 6, "trapezoid", "softmax", False, False)
+
+
+@pytest.mark.parametrize("rule", ["trapezoid", "left", "right"])
+def test_explicit_partition_matches_reference(rule):
+    model, images = make_case(14, n=2)
+    ts = [0.0, 0.05, 0.1, 0.3, 0.31, 0.6, 0.9, 1.0]
+    partition = torch.tensor(ts, dtype=torch.float64)
+    exp = RSIGradCAM(model, "conv", rule=rule, partition=partition)(images)
+    assert exp.partition.tolist() == ts and exp.n_evaluations == len(ts)
+    baselines = BlackBaseline(*IMAGENET_NORMALIZE)(images)
+    for n in range(2):
+        ref = reference_rsi(model, "conv", images[n], baselines[n], 0, rule, partition=ts)
+        assert (exp.heatmap[n] - ref["heatmap"]).abs().max() < 1e-5
+        assert _rel(exp.attributions[n], ref["attributions"]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "bad", [[0.0, 0.5], [0.1, 1.0], [0.0, 0.6, 0.4, 1.0], [[0.0, 1.0]], [1.0]]
+)
+def test_bad_partitions_are_refused(bad):
+    model = make_case(14)[0]
+    with pytest.raises(ValueError, match="partition must"):
+        RSIGradCAM(model, "conv", partition=bad)

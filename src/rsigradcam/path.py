@@ -7,7 +7,7 @@ baseline x' to the input x, ``x_t = x' + t (x - x')``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ def uniform_partition(steps: int) -> Tensor:
     return torch.arange(steps + 1, dtype=torch.float64) / steps
 
 
-def check_partition(partition: Tensor) -> Tensor:
+def check_partition(partition: Tensor | Sequence[float]) -> Tensor:
     """Validate an explicit partition and return it as a CPU float64 tensor.
 
     Raises:

@@ -6,6 +6,7 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from rsigradcam.baselines import BaselineSpec, Normalize
 from rsigradcam.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
 from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec
-from rsigradcam.path import uniform_partition
+from rsigradcam.path import check_partition, uniform_partition
 from rsigradcam.targets import Output
 
 __all__ = ["RSIGradCAM"]
@@ -51,6 +52,9 @@ class RSIGradCAM(BaseCAM):
             ``memory_budget_mb``.
         dtype: Floating dtype of the computation, e.g. ``torch.float64`` for
             reference-grade maps (the model is copied and cast, never changed).
+        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1`` (a 1-D tensor
+            or sequence); any partition gives a valid Riemann–Stieltjes sum. Overrides
+            ``steps``.
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None`` (default: a
             quarter of the free RAM or GPU memory).
 
@@ -80,6 +84,7 @@ class RSIGradCAM(BaseCAM):
         batch_size: int | None = None,
         dtype: torch.dtype | None = None,
         *,
+        partition: Tensor | Sequence[float] | None = None,
         memory_budget_mb: float | None = None,
     ) -> None:
         super().__init__(
@@ -97,8 +102,11 @@ class RSIGradCAM(BaseCAM):
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
         uniform_partition(steps)  # validates steps
+        self.partition = None if partition is None else check_partition(partition)
 
     def _partition(self) -> Tensor:
+        if self.partition is not None:
+            return self.partition
         return uniform_partition(self.steps)
 
     def _accumulator(self, n_images: int) -> PathAccumulator:
