@@ -22,10 +22,16 @@ def test_demo_writes_grids_overlays_heatmaps_and_summaries(tmp_path):
         summary = json.loads(r.summary.read_text())
         assert summary["explained_class"]["class"] == r.label
         assert len(summary["top5"]) == 5
+        assert summary["grid"] == r.grid.name
+        rsi = {e["layer"]: e for e in summary["explanations"] if e["method"] == "rsi"}
+        gradcam = {e["layer"]: e for e in summary["explanations"] if e["method"] == "gradcam"}
+        assert list(rsi) == list(gradcam) == list(DEMO_LAYERS)
         for layer in DEMO_LAYERS:
             heatmap = np.load(tmp_path / "out" / f"{r.name}_{layer}_rsi.npy")
             assert heatmap.shape == (224, 224)
             assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
-            assert np.isfinite(summary["completeness_error"][layer])
+            assert np.isfinite(rsi[layer]["completeness_error"])
+            assert rsi[layer]["completeness_error"] == r.completeness_error[layer]
+            assert gradcam[layer]["completeness_error"] is None
             overlay = np.asarray(Image.open(tmp_path / "out" / f"{r.name}_{layer}_rsi.png"))
             assert overlay.shape == (224, 224, 3) and overlay.std() > 5

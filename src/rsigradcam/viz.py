@@ -1,15 +1,22 @@
-"""Overlays and figure grids (the edge of the library: NumPy and matplotlib live here)."""
+"""Overlays, figure grids and output files (the edge of the library: NumPy and matplotlib).
+
+Every ``save_*`` function writes atomically: to a hidden temporary file in the same folder,
+renamed onto the target only once it is complete, so an interrupted or failed write never
+leaves a partial file under the final name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["GridCell", "colorize", "overlay", "save_grid", "save_png"]
+__all__ = ["GridCell", "colorize", "overlay", "save_grid", "save_json", "save_npy", "save_png"]
 
 
 def _as_numpy_map(heatmap: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -63,15 +70,52 @@ def overlay(
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W, 3) uint8 array as a PNG, atomically (temporary file, then rename)."""
-    from PIL import Image
-
+def _write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, 3) uint8 array as a PNG, atomically.
+
+    Example:
+        >>> save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "black.png")  # doctest: +SKIP
+    """
+    from PIL import Image
+
+    return _write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> Path:
+    """Write an array in NumPy's ``.npy`` format, atomically.
+
+    Example:
+        >>> save_npy(np.zeros((224, 224), np.float32), tmp_path / "map.npy")  # doctest: +SKIP
+    """
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as file:
+            np.save(file, array)
+
+    return _write_atomically(path, write)
+
+
+def save_json(data: Any, path: str | Path) -> Path:
+    """Write JSON (indented, strict: NaN or infinity raise ``ValueError``), atomically.
+
+    Example:
+        >>> save_json({"class": "tabby", "p": 0.5}, tmp_path / "summary.json")  # doctest: +SKIP
+    """
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    return _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -95,19 +139,12 @@ def save_grid(
         >>> cell = GridCell(np.zeros((8, 8, 3), np.uint8), "x")
         >>> save_grid([[cell, cell]], tmp_path / "grid.png")  # doctest: +SKIP
     """
-    import matplotlib
+    # A bare Figure (no pyplot): nothing global changes, whatever backend the caller uses.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(panel_size * n_cols, panel_size * n_rows + (0.5 if suptitle else 0.0)),
-        squeeze=False,
-    )
+    fig = Figure(figsize=(panel_size * n_cols, panel_size * n_rows + (0.5 if suptitle else 0.0)))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -123,8 +160,4 @@ def save_grid(
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
