@@ -1,24 +1,370 @@
-"""The ``rsigradcam`` command line: a thin layer that parses arguments and calls the library."""
+"""The ``rsigradcam`` command line: a thin layer that parses arguments and calls the library.
+
+Commands: ``explain`` (overlays, heatmaps, JSON and figure grids for image files),
+``layers`` (the layers of a model that can be explained) and ``demo``.
+
+Exit codes: 0 success; 2 a usage error (a bad option, a missing image file, an unknown
+model, layer or class, an output folder that cannot be written), reported before any
+work starts; 1 a runtime error, such as an image that cannot be decoded (the other
+images are still explained). Each error is one line on stderr; ``--debug`` adds the
+traceback.
+
+Example:
+    $ rsigradcam explain cat.jpg --layer blocks.10 --layer head --method all --out out
+"""
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
+    from rsigradcam.pipeline import ImageExplainer, ImageExplanation
+
+__all__ = ["app", "main"]
+
+_ERRORS_HELP = "On an error, show the traceback as well as the one-line message."
+
+
+class _OneLineErrors(TyperGroup):
+    """A command group whose usage errors are one line on stderr (exit code 2)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; in standalone mode print usage errors as one line and exit."""
+        options = (args, prog_name, complete_var, False, windows_expand_args)
+        if not standalone_mode:
+            return super().main(*options, **extra)
+        try:
+            code = super().main(*options, **extra)
+        except Exception as exc:
+            # The parser's errors (bad option value, missing argument, unknown command)
+            # carry an exit code and a message; anything else is a bug to show in full.
+            exit_code, message = (
+                getattr(exc, "exit_code", None),
+                getattr(exc, "format_message", None),
+            )
+            if not isinstance(exit_code, int) or not callable(message):
+                raise
+            _error(f"{message()} (see --help)")
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="rsigradcam",
+    cls=_OneLineErrors,
     help="Explain image classifiers with RSI-Grad-CAM (Riemann-Stieltjes Integrated Grad-CAM).",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
-@app.callback()
-def _root() -> None:
+class MethodChoice(str, Enum):
+    """The ``--method`` values."""
+
+    rsi = "rsi"
+    gradcam = "gradcam"
+    all = "all"
+
+
+class OutputChoice(str, Enum):
+    """The ``--output`` values."""
+
+    softmax = "softmax"
+    logits = "logits"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error(message: str) -> None:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+
+
+@contextmanager
+def _fail_cleanly(debug: bool, report: Callable[[str], None] = _error) -> Iterator[None]:
+    """Turn an exception into one ``report``-ed line and an exit code (2 for bad arguments)."""
+    from rsigradcam.pipeline import InputError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        report("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        report(_describe(exc, debug))
+        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+
+def _describe(exc: BaseException, debug: bool) -> str:
+    """One line for an exception: the message, with its type for unexpected ones."""
+    if isinstance(exc, (ValueError, OSError)) and str(exc):
+        return str(exc)
+    hint = "" if debug else " (run with --debug for the traceback)"
+    return f"{type(exc).__name__}: {exc}{hint}"
+
+
+def _usage_error(message: str) -> NoReturn:
+    _error(message)
+    raise typer.Exit(2)
+
+
+def _check_images(images: Sequence[Path]) -> None:
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        _usage_error(f"image file{plural} not found: {', '.join(repr(m) for m in missing)}")
+    folders = [str(p) for p in images if not p.is_file()]
+    if folders:
+        _usage_error(f"not an image file: {', '.join(repr(f) for f in folders)}")
+
+
+def _output_names(images: Sequence[Path]) -> list[str]:
+    """File base names: the image file names without suffix, made unique with -2, -3..."""
+    names: list[str] = []
+    for path in images:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}-{n}"
+        names.append(name)
+    return names
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
     """Explain image classifiers with RSI-Grad-CAM."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command()
+def explain(
+    images: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
+    ],
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer",
+            "-l",
+            help="Layer to explain; repeat for several. Default: the last layer with a "
+            "spatial map ('auto'; 'head' for efficientnet_lite0). See 'rsigradcam layers'.",
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[
+        MethodChoice, typer.Option("--method", "-m", help="Explanation method.")
+    ] = MethodChoice.rsi,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Class to explain: an id (285) or a name ('Egyptian cat', any case). "
+            "Default: each image's top-1 class.",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", "-s", min=1, help="RSI-Grad-CAM steps m (m + 1 points).")
+    ] = 50,
+    output: Annotated[
+        OutputChoice,
+        typer.Option("--output", help="Score to explain, for both methods."),
+    ] = OutputChoice.softmax,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
+    ] = Path("rsigradcam-output"),
+    device: Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")] = "cpu",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="'efficientnet_lite0' (embedded, ImageNet), a .pt2 file saved by "
+            "torch.export.save, or module:callable returning an nn.Module. Loading a model "
+            "file or module runs its code: use only ones you trust.",
+        ),
+    ] = "efficientnet_lite0",
+    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+) -> None:
+    """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
+
+    Writes to --out, for each image NAME.ext and each layer and method:
+    NAME_LAYER_METHOD.png (the heatmap in the jet colormap over the image) and
+    NAME_LAYER_METHOD.npy (the raw 224x224 heatmap in [0, 1]); and per image NAME.json
+    (top-5 classes, the explained class, per layer and method the steps and completeness
+    error, the time taken) and, with several layers or methods, NAME_grid.png (rows =
+    layers, columns = image | Grad-CAM | RSI-Grad-CAM). Images are resized to 224x224
+    and normalised with the ImageNet mean and std.
+
+    An image that cannot be read is reported and skipped; the others are still explained
+    and the exit code is 1.
+    """
+    _check_images(images)
+    from rsigradcam import pipeline
+
+    methods = pipeline.METHODS if method is MethodChoice.all else (method.value,)
+    with _fail_cleanly(debug):
+        loaded = pipeline.load_model(model, device)
+        layers = pipeline.check_layers(layer or [], pipeline.probe_layers(loaded.model))
+        class_id = (
+            pipeline.resolve_class(target, loaded.class_names, loaded.num_classes)
+            if target is not None
+            else None
+        )
+        explainer = pipeline.ImageExplainer(loaded, layers, methods, steps, output.value)
+        out_dir = pipeline.prepare_output_dir(out)
+    failures = _explain_all(explainer, images, out_dir, class_id, debug)
+    done = len(images) - failures
+    if done:
+        plural = "s" * (done != 1)
+        typer.echo(f"Wrote the outputs of {done} image{plural} to {out_dir.resolve()}")
+    if failures:
+        _error(f"{failures} of {len(images)} images could not be explained")
+        raise typer.Exit(1)
+
+
+def _explain_all(
+    explainer: ImageExplainer,
+    images: Sequence[Path],
+    out_dir: Path,
+    class_id: int | None,
+    debug: bool,
+) -> int:
+    """Explain and write each image under a progress bar; return the number of failures.
+
+    On a terminal the bar (images x model evaluations) is drawn on stderr and the lines
+    are printed above it; otherwise there is no bar, results go to stdout and problems to
+    stderr.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from rsigradcam.pipeline import write_outputs
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("model evaluations"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+    def show(line: str, problem: bool = False) -> None:
+        if console.is_terminal:
+            console.print(_one_line(line), markup=False, highlight=False, soft_wrap=True)
+        else:
+            typer.echo(_one_line(line), err=problem)
+
+    failures = 0
+    per_image = explainer.evaluations_per_image
+    with progress:
+        task = progress.add_task("", total=len(images) * per_image)
+        for index, (path, name) in enumerate(zip(images, _output_names(images), strict=True)):
+            progress.update(task, description=path.name, completed=index * per_image)
+            try:
+                with _fail_cleanly(debug, lambda line: show(f"error: {line}", problem=True)):
+                    found = explainer(
+                        path, name, class_id, progress=lambda n: progress.advance(task, n)
+                    )
+                    files = write_outputs(found, out_dir)
+            except typer.Exit as stop:
+                if stop.exit_code == 130:  # interrupted: stop, do not go on to the next image
+                    raise
+                failures += 1
+                continue
+            for warning in found.warnings:
+                show(f"warning: {path}: {warning}", problem=True)
+            show(_summary_line(path, found, files.summary))
+    return failures
+
+
+def _summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
+    """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``."""
+    errors = [
+        f"{layer} {float(exp.completeness_error[0]):.3f}"
+        for layer, exp in found.explanations.get("rsi", {}).items()
+    ]
+    return (
+        f"{path}: {found.explained.name or 'class'} {found.explained.class_id} "
+        f"(p={found.explained.probability:.3f})"
+        + (f", RSI completeness error {', '.join(errors)}" if errors else "")
+        + f", {found.seconds:.1f} s -> {summary}"
+    )
+
+
+@app.command()
+def layers(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="'efficientnet_lite0', a .pt2 file (torch.export.save) or module:callable.",
+        ),
+    ] = "efficientnet_lite0",
+    device: Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")] = "cpu",
+    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+) -> None:
+    """List the layers that can be explained, with their output shapes for a 224x224 image.
+
+    A layer can be explained when it runs once and outputs a spatial map K x h x w with
+    h x w > 1. Layers are listed in the order they finish (a block after its parts); the
+    last one is the default (--layer auto).
+    """
+    from rsigradcam import pipeline
+
+    with _fail_cleanly(debug):
+        loaded = pipeline.load_model(model, device)
+        found = [i for i in pipeline.probe_layers(loaded.model) if i.explainable]
+    if not found:
+        _error(f"model {model!r} has no layer with a spatial output")
+        raise typer.Exit(1)
+    typer.echo(
+        f"# {len(found)} layers of {model} that can be explained, in the order they finish, "
+        f"with their output K x h x w for a {pipeline.INPUT_SIZE}x{pipeline.INPUT_SIZE} image:"
+    )
+    width = max(len(info.name) for info in found)
+    for info in found:
+        default = "  (default)" if info is found[-1] else ""
+        typer.echo(f"{info.name:<{width}}  {info.describe_shape()}{default}")
 
 
 @app.command()
@@ -27,9 +373,16 @@ def demo(
         Path, typer.Option("--out", help="Folder for figures, overlays, heatmaps and JSON.")
     ] = Path("rsigradcam-output/demo"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="RSI-Grad-CAM steps m.")] = 50,
+    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
 ) -> None:
-    """Explain bundled photos (and the paper samples, when found) with the embedded model."""
+    """Explain bundled photos (and the paper samples, when found) with the embedded model.
+
+    For scikit-image's chelsea, coffee and camera photos, and the six paper samples when a
+    shared/data/paper-samples folder is found, writes a figure grid (layers blocks.5,
+    blocks.10 and head; Grad-CAM and RSI-Grad-CAM), overlays, heatmaps and JSON to --out.
+    """
     from rsigradcam.demo import DEMO_LAYERS, find_paper_samples, run_demo
+    from rsigradcam.pipeline import prepare_output_dir
 
     samples = find_paper_samples()
     typer.echo(
@@ -38,7 +391,10 @@ def demo(
         + f" with EfficientNet-Lite0 (ImageNet weights), layers {', '.join(DEMO_LAYERS)}, "
         f"Grad-CAM and RSI-Grad-CAM (m={steps}, trapezoid, softmax, black baseline)."
     )
-    results = run_demo(out, samples=samples, steps=steps, progress=typer.echo)
+    with _fail_cleanly(debug):
+        results = run_demo(
+            prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
+        )
     typer.echo(f"\nWrote {len(results)} figure grids, overlays (.png), heatmaps (.npy) and")
     typer.echo(f"summaries (.json) to {out.resolve()}")
     for r in results:
