@@ -21,13 +21,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
-    from rsigradcam.pipeline import ImageExplainer, ImageExplanation
+from rsigradcam import pipeline
+from rsigradcam.demo import DEMO_LAYERS, find_paper_samples, run_demo
+from rsigradcam.pipeline import ImageExplainer, ImageExplanation, InputError
 
 __all__ = ["app", "main"]
 
@@ -102,8 +112,6 @@ def _error(message: str) -> None:
 @contextmanager
 def _fail_cleanly(debug: bool, report: Callable[[str], None] = _error) -> Iterator[None]:
     """Turn an exception into one ``report``-ed line and an exit code (2 for bad arguments)."""
-    from rsigradcam.pipeline import InputError
-
     try:
         yield
     except typer.Exit:
@@ -225,8 +233,6 @@ def explain(
     and the exit code is 1.
     """
     _check_images(images)
-    from rsigradcam import pipeline
-
     methods = pipeline.METHODS if method is MethodChoice.all else (method.value,)
     with _fail_cleanly(debug):
         loaded = pipeline.load_model(model, device)
@@ -261,18 +267,6 @@ def _explain_all(
     are printed above it; otherwise there is no bar, results go to stdout and problems to
     stderr.
     """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from rsigradcam.pipeline import write_outputs
-
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
@@ -305,7 +299,7 @@ def _explain_all(
                     found = explainer(
                         path, name, class_id, progress=lambda n: progress.advance(task, n)
                     )
-                    files = write_outputs(found, out_dir)
+                    files = pipeline.write_outputs(found, out_dir)
             except typer.Exit as stop:
                 if stop.exit_code == 130:  # interrupted: stop, do not go on to the next image
                     raise
@@ -349,8 +343,6 @@ def layers(
     h x w > 1. Layers are listed in the order they finish (a block after its parts); the
     last one is the default (--layer auto).
     """
-    from rsigradcam import pipeline
-
     with _fail_cleanly(debug):
         loaded = pipeline.load_model(model, device)
         found = [i for i in pipeline.probe_layers(loaded.model) if i.explainable]
@@ -381,9 +373,6 @@ def demo(
     shared/data/paper-samples folder is found, writes a figure grid (layers blocks.5,
     blocks.10 and head; Grad-CAM and RSI-Grad-CAM), overlays, heatmaps and JSON to --out.
     """
-    from rsigradcam.demo import DEMO_LAYERS, find_paper_samples, run_demo
-    from rsigradcam.pipeline import prepare_output_dir
-
     samples = find_paper_samples()
     typer.echo(
         "Explaining scikit-image photos"
@@ -393,7 +382,7 @@ def demo(
     )
     with _fail_cleanly(debug):
         results = run_demo(
-            prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
+            pipeline.prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
         )
     typer.echo(f"\nWrote {len(results)} figure grids, overlays (.png), heatmaps (.npy) and")
     typer.echo(f"summaries (.json) to {out.resolve()}")
