@@ -35,7 +35,7 @@ class PathAccumulator(Protocol):
     """Receives the activations and gradients of path points, chunk by chunk."""
 
     def update(self, image_index: Tensor, activations: Tensor, gradients: Tensor) -> None:
-        """Take one chunk of rows (in the order of :func:`rsigradcam.path.path_chunks`)."""
+        """Take one chunk of rows (in the order of :func:`rsigradcam.path.path_rows`)."""
 
     def result(self) -> Tensor:
         """The accumulated (N, K, h, w) tensor."""
@@ -45,7 +45,7 @@ class RiemannStieltjesSum:
     """Accumulate the Riemann–Stieltjes sum of gradients against activations.
 
     Rows must arrive image by image and, within an image, as consecutive path points
-    (either direction of t; :func:`~rsigradcam.path.path_chunks` visits t from 1 to 0).
+    (either direction of t; :func:`~rsigradcam.path.path_rows` visits t from 1 to 0).
 
     Args:
         n_images: N, the number of images (paths).

@@ -7,12 +7,12 @@ baseline x' to the input x, ``x_t = x' + t (x - x')``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["StraightLinePath", "check_partition", "path_chunks", "uniform_partition"]
+__all__ = ["StraightLinePath", "check_partition", "path_rows", "uniform_partition"]
 
 
 def uniform_partition(steps: int) -> Tensor:
@@ -73,20 +73,25 @@ class StraightLinePath:
         return torch.lerp(self.baselines[image_index], self.images[image_index], weight)
 
 
-def path_chunks(
-    n_images: int, n_points: int, chunk_size: int, device: torch.device
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Visit every (image, point) pair in chunks of at most ``chunk_size`` rows.
+def path_rows(n_images: int, partition: Tensor) -> tuple[Tensor, Tensor]:
+    """Every (image, t) pair, ordered image by image and, within an image, from t = 1 to 0.
 
-    Rows are ordered image by image and, within an image, from t = 1 down to t = 0, so
-    each image's input (t = 1) is evaluated before its other points: its top-1 class is
-    known by the time its first gradient is taken, with no extra forward pass.
+    Each image's input (t = 1) comes first, so its top-1 class is known by the time its
+    first gradient is taken, with no extra forward pass; consecutive rows of an image are
+    neighbouring points of the partition, as :class:`~rsigradcam.integrate.RiemannStieltjesSum`
+    expects.
 
-    Yields:
-        ``(image_index, point_index)`` long tensors; ``point_index`` j refers to the
-        partition value ``t[n_points - 1 - j]``.
+    Returns:
+        ``(image_index, t)``: a long tensor and a float64 tensor of ``n_images * P`` rows.
+
+    Example:
+        >>> n, t = path_rows(2, torch.tensor([0.0, 1.0], dtype=torch.float64))
+        >>> n.tolist(), t.tolist()
+        ([0, 0, 1, 1], [1.0, 0.0, 1.0, 0.0])
     """
-    total = n_images * n_points
-    for start in range(0, total, chunk_size):
-        rows = torch.arange(start, min(start + chunk_size, total), device=device)
-        yield rows // n_points, rows % n_points
+    t_desc = partition.flip(0)
+    n_points = t_desc.numel()
+    return (
+        torch.arange(n_images).repeat_interleave(n_points),
+        t_desc.repeat(n_images),
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.explanation import Explanation
 from rsigradcam.integrate import PathAccumulator
 from rsigradcam.memory import chunk_size, default_budget_bytes, point_bytes
-from rsigradcam.path import StraightLinePath, path_chunks
+from rsigradcam.path import StraightLinePath, path_rows
 from rsigradcam.targets import (
     Output,
     ScoreFn,
@@ -39,7 +39,15 @@ from rsigradcam.targets import (
     resolve_targets,
 )
 
-__all__ = ["IMAGENET_NORMALIZE", "BaseCAM", "LayerSpec", "cam_reduction", "normalize_heatmap"]
+__all__ = [
+    "IMAGENET_NORMALIZE",
+    "BaseCAM",
+    "LayerSpec",
+    "PathEvaluator",
+    "PathResult",
+    "cam_reduction",
+    "normalize_heatmap",
+]
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module]
 
@@ -63,13 +71,112 @@ def normalize_heatmap(layer_map: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.where(span > 0, (up - low) / safe, torch.zeros_like(up)).clamp_(0.0, 1.0)
 
 
-@dataclass
-class _LayerRecord:
-    """What the path pass gathered for one layer."""
+@dataclass(frozen=True)
+class PathResult:
+    """What a method's path pass produced, per layer, before the CAM reduction."""
 
-    accumulator: PathAccumulator
-    activation: Tensor | None = None
-    baseline_activation: Tensor | None = None
+    accumulated: dict[str, Tensor]
+    partition: Tensor
+    n_evaluations: int
+
+
+class PathEvaluator:
+    """Evaluate rows of (image index, t): forward, score, and the gradient at each layer.
+
+    It resolves each image's top-1 target at its input (t = 1; callers evaluate that row
+    first), keeps y(x), y(x'), A(x) and A(x') per image, and yields per chunk
+    ``(image_index, t, activations, gradients)`` with one (B, K, h, w) tensor per layer.
+    """
+
+    def __init__(
+        self,
+        capture: LayerCapture,
+        path: StraightLinePath,
+        layers: list[str],
+        target_values: Tensor | None,
+        score_fn: ScoreFn | None,
+        class_score_fn: Callable[[Tensor, Tensor], Tensor],
+        chunk: int,
+        record_baseline: bool,
+    ) -> None:
+        x = path.images
+        self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
+        self.n_images = x.shape[0]
+        self.target_values, self.score_fn, self.class_score_fn = (
+            target_values,
+            score_fn,
+            class_score_fn,
+        )
+        self.record_baseline = record_baseline
+        nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
+        self.scores, self.baseline_scores = nan.clone(), nan.clone()
+        self.explained = (
+            target_values.clone()
+            if target_values is not None
+            else torch.full((self.n_images,), -1, dtype=torch.long, device=x.device)
+        )
+        self.activation: dict[str, Tensor] = {}
+        self.baseline_activation: dict[str, Tensor] = {}
+        self._checked = False
+
+    def __call__(
+        self, image_index: Tensor, t: Tensor
+    ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]:
+        """Evaluate the rows in order, ``chunk`` rows per forward/backward pass."""
+        x = self.path.images
+        image_index = image_index.to(x.device)
+        t = t.to(device=x.device, dtype=torch.float64)
+        for start in range(0, image_index.numel(), self.chunk):
+            n = image_index[start : start + self.chunk]
+            tc = t[start : start + self.chunk]
+            outputs, acts = self.capture.forward(self.path(n, tc.to(x.dtype)))
+            if not self._checked:
+                if self.target_values is not None:
+                    check_target_range(self.target_values, outputs.shape[1])
+                self._checked = True
+            at_input = tc == 1.0
+            at_base = (tc == 0.0) & self.record_baseline
+            if self.target_values is None and self.score_fn is None:
+                self.explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
+            if self.score_fn is not None:
+                y = self.score_fn(outputs)
+            else:
+                y = self.class_score_fn(outputs, self.explained[n])
+            _check_scores(y, outputs)
+            grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
+            detached, gradients = {}, {}
+            for (name, act), grad in zip(acts.items(), grads, strict=True):
+                act = act.detach()
+                detached[name] = act
+                gradients[name] = torch.zeros_like(act) if grad is None else grad
+                self._keep(self.activation, name, act, n, at_input)
+                if self.record_baseline:
+                    self._keep(self.baseline_activation, name, act, n, at_base)
+            y = y.detach()
+            self.scores[n[at_input]] = y[at_input]
+            self.baseline_scores[n[at_base]] = y[at_base]
+            yield n, tc, detached, gradients
+
+    def _keep(
+        self, store: dict[str, Tensor], name: str, act: Tensor, n: Tensor, mask: Tensor
+    ) -> None:
+        if name not in store:
+            store[name] = act.new_zeros((self.n_images, *act.shape[1:]))
+        store[name][n[mask]] = act[mask]
+
+
+def _check_scores(y: Tensor, outputs: Tensor) -> None:
+    if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
+        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(
+            f"the target callable must return one score per row, shape "
+            f"({outputs.shape[0]},), got {got}."
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(
+            "the model produced non-finite (NaN or Inf) scores on the integration path; "
+            "check the model and the input's normalisation."
+        )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -195,20 +302,19 @@ class BaseCAM(ABC):
                 make_baselines(self.baseline, x, self.normalize) if self.uses_baseline else x
             )
             chunk = self._chunk_size(capture, x, list(layers), n_images * partition.numel())
-            records, scores, baseline_scores, explained = self._run_path(
+            evaluator = PathEvaluator(
                 capture,
                 StraightLinePath(x, baselines),
-                partition,
                 list(layers),
                 target_values,
                 score_fn,
+                lambda out, tgt: class_score(out, tgt, self.output),
                 chunk,
+                self.uses_baseline,
             )
+            result = self._run_path(evaluator, partition)
         explanations = {
-            name: self._explain(
-                name, rec, scores, baseline_scores, explained, partition, tuple(x.shape[2:])
-            )
-            for name, rec in records.items()
+            name: self._explain(name, evaluator, result, tuple(x.shape[2:])) for name in layers
         }
         for exp in explanations.values():
             zero = (exp.layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
@@ -321,91 +427,31 @@ class BaseCAM(ABC):
         return chunk_size(per_point, budget, total_points)
 
     # ------------------------------------------------------------------ the path pass
-    def _run_path(
-        self,
-        capture: LayerCapture,
-        path: StraightLinePath,
-        partition: Tensor,
-        layers: list[str],
-        target_values: Tensor | None,
-        score_fn: ScoreFn | None,
-        chunk: int,
-    ) -> tuple[dict[str, _LayerRecord], Tensor, Tensor, Tensor]:
-        x = path.images
-        n_images, n_points, device = x.shape[0], partition.numel(), x.device
-        t_desc = partition.flip(0).to(device=device, dtype=x.dtype)
-        records = {name: _LayerRecord(self._accumulator(n_images)) for name in layers}
-        nan = torch.full((n_images,), float("nan"), dtype=x.dtype, device=device)
-        scores, baseline_scores = nan.clone(), nan.clone()
-        explained = (
-            target_values.clone()
-            if target_values is not None
-            else torch.full((n_images,), -1, dtype=torch.long, device=device)
+    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+        """Evaluate every image at every point of ``partition``, streaming into accumulators."""
+        n_images = evaluator.n_images
+        accumulators = {name: self._accumulator(n_images) for name in evaluator.layers}
+        n, t = path_rows(n_images, partition)
+        for rows, _, acts, grads in evaluator(n, t):
+            for name in evaluator.layers:
+                accumulators[name].update(rows, acts[name], grads[name])
+        return PathResult(
+            {name: acc.result() for name, acc in accumulators.items()},
+            partition,
+            partition.numel(),
         )
-        checked = False
-        for n, j in path_chunks(n_images, n_points, chunk, device):
-            outputs, acts = capture.forward(path(n, t_desc[j]))
-            if not checked:
-                if target_values is not None:
-                    check_target_range(target_values, outputs.shape[1])
-                checked = True
-            at_input = j == 0
-            at_base = (j == n_points - 1) if self.uses_baseline else torch.zeros_like(at_input)
-            if target_values is None and score_fn is None:
-                explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
-            y = score_fn(outputs) if score_fn is not None else class_score(
-                outputs, explained[n], self.output
-            )
-            self._check_scores(y, outputs)
-            grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
-            for (name, act), grad in zip(acts.items(), grads, strict=True):
-                act = act.detach()
-                grad = torch.zeros_like(act) if grad is None else grad
-                rec = records[name]
-                rec.accumulator.update(n, act, grad)
-                if rec.activation is None:
-                    rec.activation = act.new_zeros((n_images, *act.shape[1:]))
-                rec.activation[n[at_input]] = act[at_input]
-                if self.uses_baseline:
-                    if rec.baseline_activation is None:
-                        rec.baseline_activation = act.new_zeros((n_images, *act.shape[1:]))
-                    rec.baseline_activation[n[at_base]] = act[at_base]
-            y = y.detach()
-            scores[n[at_input]] = y[at_input]
-            baseline_scores[n[at_base]] = y[at_base]
-        return records, scores, baseline_scores, explained
-
-    @staticmethod
-    def _check_scores(y: Tensor, outputs: Tensor) -> None:
-        if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
-            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(
-                f"the target callable must return one score per row, shape "
-                f"({outputs.shape[0]},), got {got}."
-            )
-        if not bool(torch.isfinite(y).all()):
-            raise ValueError(
-                "the model produced non-finite (NaN or Inf) scores on the integration path; "
-                "check the model and the input's normalisation."
-            )
 
     # ------------------------------------------------------------------ reduction
     def _explain(
-        self,
-        name: str,
-        rec: _LayerRecord,
-        scores: Tensor,
-        baseline_scores: Tensor,
-        explained: Tensor,
-        partition: Tensor,
-        size: tuple[int, ...],
+        self, name: str, evaluator: PathEvaluator, result: PathResult, size: tuple[int, ...]
     ) -> Explanation:
-        assert rec.activation is not None
+        activation = evaluator.activation[name]
         attributions = self._attributions(
-            rec.accumulator.result(), rec.activation, rec.baseline_activation
+            result.accumulated[name], activation, evaluator.baseline_activation.get(name)
         )
+        scores, baseline_scores = evaluator.scores, evaluator.baseline_scores
         weights = self._weights(attributions)
-        layer_map = cam_reduction(weights, rec.activation)
+        layer_map = cam_reduction(weights, activation)
         heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
         if self.has_completeness:
             delta = scores - baseline_scores
@@ -420,12 +466,12 @@ class BaseCAM(ABC):
             layer_map=layer_map,
             weights=weights,
             attributions=attributions,
-            targets=explained.clone(),
+            targets=evaluator.explained.clone(),
             scores=scores,
             baseline_scores=baseline_scores,
             completeness_error=completeness,
             layer=name,
             method=self.method_name,
-            partition=partition,
-            n_evaluations=partition.numel(),
+            partition=result.partition,
+            n_evaluations=result.n_evaluations,
         )
