@@ -7,14 +7,21 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from rsigradcam.adaptive import AdaptiveSchedule, run_adaptive
 from rsigradcam.baselines import BaselineSpec, Normalize
 from rsigradcam.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec
+from rsigradcam.methods.base import (
+    IMAGENET_NORMALIZE,
+    BaseCAM,
+    LayerSpec,
+    PathEvaluator,
+    PathResult,
+)
 from rsigradcam.path import check_partition, uniform_partition
 from rsigradcam.targets import Output
 
@@ -39,7 +46,10 @@ class RSIGradCAM(BaseCAM):
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name (``"blocks.10"``), the module itself, ``"auto"`` (last layer
             with a spatial 4-D output), or a list of these (returns a dict by name).
-        steps: m, the number of intervals; m + 1 path points ``t_i = i / m``.
+        steps: m, the number of intervals; m + 1 path points ``t_i = i / m``. ``"auto"``
+            refines an adaptive partition until the maps settle (see
+            :mod:`rsigradcam.adaptive`); ``exp.partition`` and ``exp.n_evaluations`` then
+            report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
         baseline: ``"black"`` (paper; a black image after ``normalize``), ``"zeros"``, a
@@ -55,6 +65,9 @@ class RSIGradCAM(BaseCAM):
         partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1`` (a 1-D tensor
             or sequence); any partition gives a valid Riemann–Stieltjes sum. Overrides
             ``steps``.
+        tolerance: With ``steps="auto"``: stop when the estimated relative error of every
+            layer map is below this.
+        max_steps: With ``steps="auto"``: at most this many intervals per image.
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None`` (default: a
             quarter of the free RAM or GPU memory).
 
@@ -74,7 +87,7 @@ class RSIGradCAM(BaseCAM):
         self,
         model: nn.Module,
         layer: LayerSpec = "auto",
-        steps: int = 50,
+        steps: int | Literal["auto"] = 50,
         rule: Rule = "trapezoid",
         output: Output = "softmax",
         baseline: BaselineSpec = "black",
@@ -85,6 +98,8 @@ class RSIGradCAM(BaseCAM):
         dtype: torch.dtype | None = None,
         *,
         partition: Tensor | Sequence[float] | None = None,
+        tolerance: float = 0.01,
+        max_steps: int = 256,
         memory_budget_mb: float | None = None,
     ) -> None:
         super().__init__(
@@ -101,13 +116,29 @@ class RSIGradCAM(BaseCAM):
         self.rule = check_rule(rule)
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
-        uniform_partition(steps)  # validates steps
+        self.schedule: AdaptiveSchedule | None = None
+        if steps == "auto":
+            self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
+        else:
+            uniform_partition(steps)  # validates steps
         self.partition = None if partition is None else check_partition(partition)
 
     def _partition(self) -> Tensor:
         if self.partition is not None:
             return self.partition
+        if self.schedule is not None:
+            return uniform_partition(self.schedule.max_steps)  # the most it may use
+        assert isinstance(self.steps, int)
         return uniform_partition(self.steps)
+
+    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+        if self.schedule is None or self.partition is not None:
+            return super()._run_path(evaluator, partition)
+        integrated, used, n_evaluations = run_adaptive(
+            evaluator, evaluator.n_images, evaluator.layers, self.rule, self.grad_relu,
+            self.schedule,
+        )
+        return PathResult(integrated, used, n_evaluations)
 
     def _accumulator(self, n_images: int) -> PathAccumulator:
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)
