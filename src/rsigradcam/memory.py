@@ -14,6 +14,12 @@ __all__ = ["available_memory_bytes", "chunk_size", "default_budget_bytes", "poin
 #: Fraction of the free memory that an explanation may use when no budget is given.
 DEFAULT_FRACTION = 0.25
 
+#: On a CPU, larger batches stop paying off once activations leave the caches: a chunk is
+#: capped so that its largest activation stays near this size. Measured on EfficientNet-
+#: Lite0 at 224x224 (2 cores): 51 points took 1.53 s in batches of 4 (19 MB activations),
+#: 2.65 s in batches of 17 and 3.66 s in one batch of 51.
+CPU_CHUNK_ACTIVATION_BYTES = 24 * 1024**2
+
 
 def available_memory_bytes(device: torch.device) -> int:
     """Free memory on ``device``: GPU free memory, or the host's available RAM."""
@@ -59,6 +65,23 @@ def point_bytes(records: Sequence[ModuleOutput], layers: Sequence[str], input_by
     return 3 * before + 2 * after + 5 * captured + 4 * input_bytes
 
 
-def chunk_size(per_point: int, budget: int, total_points: int) -> int:
-    """How many points fit in ``budget`` bytes (at least 1, at most ``total_points``)."""
-    return max(1, min(total_points, budget // max(per_point, 1)))
+def chunk_size(
+    per_point: int, budget: int, total_points: int, largest_activation: int | None = None
+) -> int:
+    """How many points fit in ``budget`` bytes (at least 1, at most ``total_points``).
+
+    Args:
+        per_point: Estimated bytes one point needs (:func:`point_bytes`).
+        budget: Bytes a chunk may use.
+        total_points: Points still to evaluate.
+        largest_activation: On a CPU, the largest activation of one point; the chunk is
+            then also capped by :data:`CPU_CHUNK_ACTIVATION_BYTES` for cache efficiency.
+
+    Example:
+        >>> chunk_size(per_point=10, budget=100, total_points=51)
+        10
+    """
+    chunk = budget // max(per_point, 1)
+    if largest_activation:
+        chunk = min(chunk, CPU_CHUNK_ACTIVATION_BYTES // largest_activation)
+    return max(1, min(total_points, chunk))

@@ -416,15 +416,16 @@ class BaseCAM(ABC):
     ) -> int:
         if self.batch_size is not None:
             return self.batch_size
-        per_point = point_bytes(
-            self._probe(capture, x), layers, x[0].numel() * x.element_size()
-        )
+        records = self._probe(capture, x)
+        per_point = point_bytes(records, layers, x[0].numel() * x.element_size())
         budget = (
             int(self.memory_budget_mb * 1024**2)
             if self.memory_budget_mb is not None
             else default_budget_bytes(x.device)
         )
-        return chunk_size(per_point, budget, total_points)
+        largest = max((r.nbytes for r in records if r.is_leaf), default=0)
+        cpu_cap = largest if x.device.type == "cpu" else None
+        return chunk_size(per_point, budget, total_points, cpu_cap)
 
     # ------------------------------------------------------------------ the path pass
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
