@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 UNIFORM_STEPS: tuple[int, ...] = (8, 16, 32, 50, 64, 128, 256)
+AUTO_TOLERANCES: tuple[float, ...] = (0.1, 0.01)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -212,9 +213,25 @@ def speed_table(
     cam = RSIGradCAM(model, layer, steps=steps)
     gradcam = GradCAM(model, layer)
 
-    def floor() -> None:
-        with torch.no_grad():
-            model(points)
+    def forward_in(chunk: int) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                for start in range(0, points.shape[0], chunk):
+                    model(points[start : start + chunk])
+
+        return run
+
+    # The floor is the fastest plain forward of the same points over batch sizes: on a CPU
+    # small batches are faster per point, on a GPU large ones.
+    floor_chunk, floor_time = points.shape[0], float("inf")
+    if "floor" in include:
+        for candidate in sorted({1, 2, 4, 8, 16, points.shape[0]}):
+            if candidate > points.shape[0]:
+                continue
+            seconds = statistics.median(_median_time(forward_in(candidate), device, repeats))
+            if seconds < floor_time:
+                floor_chunk, floor_time = candidate, seconds
+    floor = forward_in(floor_chunk)
 
     contenders: dict[str, tuple[str, Callable[[], object]]] = {
         "ours": ("rsigradcam RSIGradCAM", lambda: cam(image)),
@@ -222,7 +239,7 @@ def speed_table(
             "official-style loop",
             lambda: official_style_loop(model, layer, image[0], baseline[0], target, steps),
         ),
-        "floor": ("no-grad forward of the same points (floor)", floor),
+        "floor": (f"no-grad forward of the same points, batches of {floor_chunk} (floor)", floor),
         "gradcam": ("rsigradcam GradCAM (1 point)", lambda: gradcam(image)),
     }
     if "captum" in include:
@@ -278,6 +295,7 @@ class ConvergenceRow:
     uniform: dict[int, float] = field(default_factory=dict)
     uniform_needed: int | None = None
     completeness_512: float = float("nan")
+    auto: dict[float, tuple[int, float]] = field(default_factory=dict)
 
 
 def convergence_table(
@@ -288,8 +306,13 @@ def convergence_table(
     uniform_steps: Sequence[int] = UNIFORM_STEPS,
     reference_steps: int = 512,
     target_corr: float = 0.999,
+    auto_tolerances: Sequence[float] = AUTO_TOLERANCES,
 ) -> list[ConvergenceRow]:
-    """Correlation with the uniform m = ``reference_steps`` map, per image and layer."""
+    """Correlation with the uniform m = ``reference_steps`` map, per image and layer.
+
+    Uniform m runs all layers in one call; ``steps="auto"`` runs each layer on its own
+    (its partition adapts to the layer), once per tolerance.
+    """
     rows: list[ConvergenceRow] = []
     for name, image in images:
         with torch.no_grad():
@@ -316,6 +339,12 @@ def convergence_table(
                 row.uniform[m] = corr
                 if row.uniform_needed is None and corr >= target_corr:
                     row.uniform_needed = m + 1
+        for layer in layers:
+            for tol in auto_tolerances:
+                exp = RSIGradCAM(model, layer, steps="auto", tolerance=tol)(image)
+                assert not isinstance(exp, dict)
+                corr = heatmap_correlation(exp.heatmap, reference[layer].heatmap)
+                per_layer[layer].auto[tol] = (exp.n_evaluations, corr)
         rows.extend(per_layer.values())
     return rows
 
@@ -357,23 +386,28 @@ def _markdown(
         )
     if convergence:
         steps = sorted({m for row in convergence for m in row.uniform})
+        tols = sorted({tol for row in convergence for tol in row.auto}, reverse=True)
         lines += [
             "",
-            f"Correlation of the heatmap with the uniform trapezoid m = 512 heatmap; "
-            f"'needed' is the number of evaluations (m + 1) of the first uniform m that "
-            f"reaches {meta['target_corr']}.",
+            f"Correlation of the heatmap with the uniform trapezoid m = 512 heatmap. "
+            f"'Uniform needed' is the number of evaluations (m + 1) of the first uniform m "
+            f"that reaches {meta['target_corr']}; 'auto' gives evaluations / correlation of "
+            f"`steps=\"auto\"` at each tolerance.",
             "",
             "| image (top-1, p) | layer | "
             + " | ".join(f"m={m}" for m in steps)
-            + " | uniform needed | completeness err. m=512 |",
-            "|---|---|" + "---:|" * len(steps) + "---:|---:|",
+            + " | uniform needed | "
+            + " | ".join(f"auto tol {tol:g}" for tol in tols)
+            + " | completeness err. m=512 |",
+            "|---|---|" + "---:|" * (len(steps) + 1 + len(tols)) + "---:|",
         ]
         for row in convergence:
             cells = " | ".join(f"{row.uniform[m]:.4f}" for m in steps)
             needed = str(row.uniform_needed) if row.uniform_needed is not None else "> 257"
+            autos = " | ".join(f"{row.auto[t][0]} / {row.auto[t][1]:.4f}" for t in tols)
             lines.append(
                 f"| {row.image} ({row.top1}, {row.probability:.2f}) | {row.layer} | {cells} "
-                f"| {needed} | {row.completeness_512:.4f} |"
+                f"| {needed} | {autos} | {row.completeness_512:.4f} |"
             )
     if precision:
         lines += [
@@ -384,15 +418,95 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and write ``results.md`` and ``results.json``."""
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(
+    device: str = "cpu",
+    layer: str = "head",
+    steps: int = 50,
+    repeats: int = 5,
+    out: Path = Path("benchmarks"),
+    convergence: bool = True,
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """Run the whole benchmark on the embedded model and write Markdown and JSON results.
+
+    The speed rows use scikit-image's ``chelsea``; the convergence table uses the paper's
+    six sample images when they are found (else ``chelsea``).
+
+    Returns:
+        The path of the Markdown file.
+
+    Example:
+        >>> run_benchmark(convergence=False, out=Path("/tmp/bench"))  # doctest: +SKIP
+    """
     from skimage import data
 
     from rsigradcam.demo import find_paper_samples
     from rsigradcam.io import load_image
     from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
-    parser = argparse.ArgumentParser(prog="rsigradcam bench", description=__doc__)
+    dev = torch.device(device)
+    model = efficientnet_lite0().to(dev)
+    samples = find_paper_samples()
+    speed_name = "chelsea"
+    speed_image = load_image(data.chelsea())[0].to(dev)  # type: ignore[no-untyped-call]
+    named = [(speed_name, speed_image)]
+    if samples is not None:
+        named = [(p.stem, load_image(p)[0].to(dev)) for p in sorted(samples.glob("*.jpg"))]
+    meta: dict[str, Any] = {
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "image": speed_name,
+        "layer": layer,
+        "steps": steps,
+        "repeats": repeats,
+        "target_corr": 0.999,
+    }
+    speed = speed_table(model, speed_image, layer, steps, repeats)
+    for r in speed:
+        progress(
+            f"{r.method:45s} {r.seconds:8.3f} s  x{r.ratio_to_floor:6.2f} floor  "
+            f"{r.peak_mb:8.0f} MB"
+        )
+    rows: list[ConvergenceRow] = []
+    if convergence:
+        rows = convergence_table(
+            model, named, ["blocks.5", "blocks.10", "head"], imagenet_classes()
+        )
+    precision = precision_row(model, speed_image, layer, steps)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if dev.type == "cpu" else f"-{dev.type}"
+    markdown = out / f"results{suffix}.md"
+    markdown.write_text(_markdown(meta, speed, rows, precision))
+    (out / f"results{suffix}.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "speed": [asdict(r) for r in speed],
+                "convergence": [asdict(r) for r in rows],
+                "precision": precision,
+            },
+            indent=2,
+        )
+    )
+    progress(f"wrote {markdown}")
+    return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry of ``python -m rsigradcam.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m rsigradcam.bench", description=__doc__)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layer", default="head")
     parser.add_argument("--steps", type=int, default=50)
@@ -400,51 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
     parser.add_argument("--no-convergence", action="store_true")
     args = parser.parse_args(argv)
-
-    device = torch.device(args.device)
-    model = efficientnet_lite0().to(device)
-    classes = imagenet_classes()
-    samples = find_paper_samples()
-    speed_name = "chelsea"
-    speed_image = load_image(data.chelsea())[0].to(device)  # type: ignore[no-untyped-call]
-    named = [(speed_name, speed_image)]
-    if samples is not None:
-        named = [(p.stem, load_image(p)[0].to(device)) for p in sorted(samples.glob("*.jpg"))]
-    meta: dict[str, Any] = {
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU {platform.machine()} ({platform.processor() or 'unknown'})",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "image": speed_name,
-        "layer": args.layer,
-        "steps": args.steps,
-        "repeats": args.repeats,
-        "target_corr": 0.999,
-    }
-    speed = speed_table(model, speed_image, args.layer, args.steps, args.repeats)
-    for r in speed:
-        print(f"{r.method:45s} {r.seconds:8.3f} s  x{r.ratio_to_floor:6.2f} floor  "
-              f"{r.peak_mb:8.0f} MB", flush=True)
-    convergence: list[ConvergenceRow] = []
-    if not args.no_convergence:
-        convergence = convergence_table(model, named, ["blocks.5", "blocks.10", "head"], classes)
-    precision = precision_row(model, speed_image, args.layer, args.steps)
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if device.type == "cpu" else f"-{device.type}"
-    (args.out / f"results{suffix}.md").write_text(_markdown(meta, speed, convergence, precision))
-    (args.out / f"results{suffix}.json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "speed": [asdict(r) for r in speed],
-                "convergence": [asdict(r) for r in convergence],
-                "precision": precision,
-            },
-            indent=2,
-        )
+    run_benchmark(
+        args.device, args.layer, args.steps, args.repeats, args.out, not args.no_convergence
     )
-    print(f"wrote {args.out / f'results{suffix}.md'}")
     return 0
 
 

@@ -390,6 +390,36 @@ def demo(
         typer.echo(f"  {r.grid}")
 
 
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.md/json.")] = Path(
+        "benchmarks"
+    ),
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    layer: Annotated[str, typer.Option("--layer", help="Layer of the speed table.")] = "head",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="m of the speed table.")] = 50,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed repeats.")] = 5,
+    convergence: Annotated[
+        bool,
+        typer.Option(
+            "--convergence/--no-convergence",
+            help="Also measure convergence against m=512 on the sample images (slow).",
+        ),
+    ] = True,
+    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+) -> None:
+    """Measure speed, peak memory, convergence and precision; write results.md and .json.
+
+    Compares RSIGradCAM with an official-style loop (one point at a time, full backward),
+    Captum's LayerConductance on the same points, a plain no-grad forward of the same points
+    (the floor) and Grad-CAM, on the embedded model.
+    """
+    from rsigradcam.bench import run_benchmark
+
+    with _fail_cleanly(debug):
+        run_benchmark(device, layer, steps, repeats, out, convergence, progress=typer.echo)
+
+
 def main() -> None:
     """Entry point of the ``rsigradcam`` console script."""
     app()
