@@ -20,13 +20,15 @@ Run it with ``rsigradcam bench`` or ``python -m rsigradcam.bench``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import ctypes
+import gc
 import json
 import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from torch import Tensor, nn
 
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.memory import proc_kib_field
 from rsigradcam.methods import GradCAM, RSIGradCAM
 
 __all__ = [
@@ -60,15 +63,11 @@ class _Peak:
     bytes: int = 0
 
 
-def _rss_high_water() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def _release_free_memory() -> None:
+    """Return freed heap memory to the OS (glibc), so that RSS starts from what is in use."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _reset_rss_high_water() -> bool:
@@ -80,18 +79,7 @@ def _reset_rss_high_water() -> bool:
         return False
 
 
-def _rss_now() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-@contextmanager
+@contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[_Peak]:
     """Measure the peak memory used inside the block, above the level at entry.
 
@@ -107,10 +95,11 @@ def peak_memory(device: torch.device) -> Iterator[_Peak]:
         torch.cuda.synchronize(device)
         peak.bytes = torch.cuda.max_memory_allocated(device) - allocated
         return
+    _release_free_memory()
     ok = _reset_rss_high_water()
-    resident = _rss_now()
+    resident = proc_kib_field("/proc/self/status", "VmRSS")
     yield peak
-    high = _rss_high_water()
+    high = proc_kib_field("/proc/self/status", "VmHWM")
     if ok and resident is not None and high is not None:
         peak.bytes = max(0, high - resident)
 
@@ -120,15 +109,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
-    fn()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved_times(
+    fns: Sequence[Callable[[], object]], device: torch.device, repeats: int
+) -> list[list[float]]:
+    """Time each function ``repeats`` times, round-robin after one warm-up of each.
+
+    Interleaving spreads slow drifts of the machine (other load, frequency changes) over
+    all contenders instead of favouring whichever ran at a quiet moment.
+    """
+    for fn in fns:
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            bucket.append(time.perf_counter() - start)
     return times
 
 
@@ -223,14 +221,14 @@ def speed_table(
 
     # The floor is the fastest plain forward of the same points over batch sizes: on a CPU
     # small batches are faster per point, on a GPU large ones.
-    floor_chunk, floor_time = points.shape[0], float("inf")
+    floor_chunk = points.shape[0]
     if "floor" in include:
-        for candidate in sorted({1, 2, 4, 8, 16, points.shape[0]}):
-            if candidate > points.shape[0]:
-                continue
-            seconds = statistics.median(_median_time(forward_in(candidate), device, repeats))
-            if seconds < floor_time:
-                floor_chunk, floor_time = candidate, seconds
+        candidates = sorted({c for c in (1, 2, 4, 8, 16, points.shape[0]) if c <= points.shape[0]})
+        medians = [
+            statistics.median(t)
+            for t in _interleaved_times([forward_in(c) for c in candidates], device, repeats)
+        ]
+        floor_chunk = candidates[medians.index(min(medians))]
     floor = forward_in(floor_chunk)
 
     contenders: dict[str, tuple[str, Callable[[], object]]] = {
@@ -256,15 +254,23 @@ def speed_table(
             contenders["captum"] = ("captum LayerConductance", captum_run)
         except ImportError:
             pass
+    present = [key for key in include if key in contenders]
+    all_times = dict(
+        zip(
+            present,
+            _interleaved_times([contenders[k][1] for k in present], device, repeats),
+            strict=True,
+        )
+    )
     rows: list[SpeedRow] = []
     for key in include:
         if key not in contenders:
             rows.append(SpeedRow(key, float("nan"), [], note="not installed"))
             continue
         name, fn = contenders[key]
-        times = _median_time(fn, device, repeats)
         with peak_memory(device) as peak:
             fn()
+        times = all_times[key]
         rows.append(SpeedRow(name, statistics.median(times), times, peak_mb=peak.bytes / 2**20))
     by_key = dict(zip(include, rows, strict=True))
     floor_s = by_key["floor"].seconds if "floor" in by_key else float("nan")
@@ -374,7 +380,9 @@ def _markdown(
         f"{meta['threads']} threads)",
         "",
         f"Image `{meta['image']}`, layer `{meta['layer']}`, m = {meta['steps']} "
-        f"({meta['steps'] + 1} points), median of {meta['repeats']} runs after a warm-up.",
+        f"({meta['steps'] + 1} points), median of {meta['repeats']} runs after a warm-up, "
+        "the contenders interleaved run by run. Peak memory: above the level at the start "
+        "of one run (resident set on a CPU, allocator peak on a GPU).",
         "",
         "| method | median time (s) | × floor | × ours | peak memory (MB) |",
         "|---|---:|---:|---:|---:|",

@@ -9,7 +9,13 @@ import torch
 
 from rsigradcam.capture import ModuleOutput
 
-__all__ = ["available_memory_bytes", "chunk_size", "default_budget_bytes", "point_bytes"]
+__all__ = [
+    "available_memory_bytes",
+    "chunk_size",
+    "default_budget_bytes",
+    "point_bytes",
+    "proc_kib_field",
+]
 
 #: Fraction of the free memory that an explanation may use when no budget is given.
 DEFAULT_FRACTION = 0.25
@@ -21,18 +27,26 @@ DEFAULT_FRACTION = 0.25
 CPU_CHUNK_ACTIVATION_BYTES = 24 * 1024**2
 
 
+def proc_kib_field(path: str, key: str) -> int | None:
+    """Read a ``Key:  123 kB`` line of a Linux /proc file, in bytes; ``None`` if absent."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def available_memory_bytes(device: torch.device) -> int:
     """Free memory on ``device``: GPU free memory, or the host's available RAM."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = proc_kib_field("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
