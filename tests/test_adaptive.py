@@ -58,6 +58,7 @@ def test_auto_batch_equals_single_images():
         assert (batch.heatmap[n] - single.heatmap[0]).abs().max() < 1e-5
         used = batch.partition[n][: single.partition.numel()]
         assert torch.equal(used, single.partition)
+        assert torch.equal(batch[n].partition[0], batch.partition[n])
 
 
 def test_schedule_validation():

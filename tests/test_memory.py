@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 import pytest
 import torch
 
-from rsigradcam import RSIGradCAM
-from rsigradcam.bench import peak_memory
 from rsigradcam.capture import LayerCapture
 from rsigradcam.memory import chunk_size, point_bytes
 from rsigradcam.models import efficientnet_lite0
@@ -16,6 +16,26 @@ from rsigradcam.models import efficientnet_lite0
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="peak RSS is read from /proc"
 )
+
+# Run in a fresh process, so that the allocator's state left by other tests cannot blur
+# the resident-set measurement.
+_MEASURE = """
+import json, sys, warnings
+import torch
+from rsigradcam import RSIGradCAM
+from rsigradcam.bench import peak_memory
+from rsigradcam.models import efficientnet_lite0
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+budget = float(sys.argv[1])
+model = efficientnet_lite0(pretrained=False)
+images = torch.randn(16, 3, 64, 64)
+cam = RSIGradCAM(model, "blocks.10", steps=50, memory_budget_mb=budget)
+cam(images[:1])  # warm-up: allocator pools, probe cache
+with peak_memory(torch.device("cpu")) as peak:
+    exp = cam(images)
+print(json.dumps({"peak_mb": peak.bytes / 2**20, "shape": list(exp.heatmap.shape)}))
+"""
 
 
 def test_chunk_size_follows_the_budget():
@@ -28,20 +48,22 @@ def test_chunk_size_follows_the_budget():
     assert chunk_size(per_point, 10 * per_point, 816) == 10
     assert chunk_size(per_point, per_point // 2, 816) == 1
     assert chunk_size(per_point, 10**12, 816) == 816
+    largest = max(r.nbytes for r in records if r.is_leaf)
+    assert chunk_size(per_point, 10**12, 816, largest) < 816  # the CPU cache cap
 
 
 @linux_only
-@pytest.mark.filterwarnings("ignore:.*zero everywhere:RuntimeWarning")
-def test_sixteen_images_at_m50_stay_within_the_budget():
-    torch.manual_seed(0)
-    model = efficientnet_lite0(pretrained=False)
-    images = torch.randn(16, 3, 64, 64)
-    budget_mb = 48
-    cam = RSIGradCAM(model, "blocks.10", steps=50, memory_budget_mb=budget_mb)
-    cam(images[:1])  # warm-up: allocator pools, probe cache
-    with peak_memory(torch.device("cpu")) as peak:
-        exp = cam(images)
-    assert exp.heatmap.shape == (16, 64, 64)
-    # The budget covers the chunk's working memory; allow for the allocator's slack and
-    # the results kept for 16 images.
-    assert peak.bytes / 2**20 < 1.5 * budget_mb, peak.bytes / 2**20
+@pytest.mark.parametrize("budget_mb", [48, 160])
+def test_sixteen_images_at_m50_stay_within_the_budget(budget_mb):
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(budget_mb)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["shape"] == [16, 64, 64]
+    # The budget covers a chunk's working memory; allow for the allocator's slack and the
+    # results kept for 16 images.
+    assert measured["peak_mb"] < 1.25 * budget_mb, measured

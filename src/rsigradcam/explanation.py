@@ -36,8 +36,11 @@ class Explanation:
             ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property.
         layer: the name of the explained layer in the model.
         method: the method's name, e.g. ``"rsi-gradcam"``.
-        partition: (P,) float64, the path parameters t at which the model was evaluated.
-        n_evaluations: model evaluations per image (path points), summed over every pass.
+        partition: (P,) float64, the path parameters t at which the model was evaluated;
+            with ``steps="auto"`` and several images, (N, P): one row per image, shorter
+            rows padded by repeating t = 1 (empty intervals).
+        n_evaluations: model evaluations per image (path points); with several adaptive
+            partitions, the largest.
 
     Example:
         >>> exp = cam(images)                      # doctest: +SKIP
@@ -80,6 +83,8 @@ class Explanation:
                 raise IndexError(f"image index {index} is out of range for {n} images")
             index = slice(index, index + 1 if index != -1 else None)
         fields = {name: getattr(self, name)[index] for name in self._PER_IMAGE}
+        if self.partition.dim() == 2:  # one adaptive partition per image
+            fields["partition"] = self.partition[index]
         return dataclasses.replace(self, **fields)
 
     def to(self, device: torch.device | str) -> Explanation:
