@@ -41,6 +41,7 @@ from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.memory import proc_kib_field
 from rsigradcam.methods import GradCAM, RSIGradCAM
+from rsigradcam.path import StraightLinePath, uniform_partition
 
 __all__ = [
     "SpeedRow",
@@ -203,11 +204,9 @@ def speed_table(
     baseline = BlackBaseline(*IMAGENET_NORMALIZE)(image)
     with torch.no_grad():
         target = int(model(image).argmax(dim=1))
-    points = torch.lerp(
-        baseline.expand(steps + 1, -1, -1, -1),
-        image.expand(steps + 1, -1, -1, -1),
-        torch.linspace(0, 1, steps + 1, device=device, dtype=image.dtype).view(-1, 1, 1, 1),
-    ).contiguous()
+    points = StraightLinePath(image, baseline)(
+        torch.zeros(steps + 1, dtype=torch.long, device=device), uniform_partition(steps)
+    )
     cam = RSIGradCAM(model, layer, steps=steps)
     gradcam = GradCAM(model, layer)
 

@@ -21,7 +21,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["LayerCapture", "ModuleOutput", "describe", "resolve_layer"]
+__all__ = [
+    "LayerCapture",
+    "ModuleOutput",
+    "describe",
+    "is_spatial_map",
+    "model_device",
+    "resolve_layer",
+]
 
 
 def describe(value: Any) -> str:
@@ -33,6 +40,18 @@ def describe(value: Any) -> str:
         more = ", ..." if len(value) > 4 else ""
         return f"a {type(value).__name__} of {len(value)} items ({inner}{more})"
     return f"a {type(value).__name__}"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def is_spatial_map(shape: tuple[int, ...] | None) -> bool:
+    """Whether a batched output shape is a CAM-able (N, K, h, w) map with h * w > 1."""
+    return shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:

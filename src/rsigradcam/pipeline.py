@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsigradcam.capture import LayerCapture, describe
+from rsigradcam.capture import LayerCapture, describe, is_spatial_map, model_device
 from rsigradcam.explanation import Explanation
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods import BaseCAM, GradCAM, RSIGradCAM
@@ -322,9 +322,7 @@ class LayerInfo:
     @property
     def explainable(self) -> bool:
         """Whether a CAM can explain it: one run, a spatial (K, h, w) map with h*w > 1."""
-        shape = self.shape
-        spatial = shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
-        return self.runs == 1 and spatial
+        return self.runs == 1 and self.shape is not None and is_spatial_map((1, *self.shape))
 
     def describe_shape(self) -> str:
         """The shape as ``"1280x7x7"`` (``"-"`` when the output is not a tensor)."""
@@ -342,8 +340,7 @@ def probe_layers(model: nn.Module, size: int = INPUT_SIZE) -> list[LayerInfo]:
         >>> [i.name for i in infos if i.explainable][-1]  # doctest: +SKIP
         'head'
     """
-    device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
-    image = torch.zeros(1, 3, size, size, device=device)
+    image = torch.zeros(1, 3, size, size, device=model_device(model))
     with LayerCapture(model) as capture:
         records = capture.probe(image)
     infos: dict[str, LayerInfo] = {}

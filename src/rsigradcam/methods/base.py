@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsigradcam.baselines import BaselineSpec, Normalize, check_normalize, make_baselines
-from rsigradcam.capture import LayerCapture, ModuleOutput, resolve_layer
+from rsigradcam.capture import (
+    LayerCapture,
+    ModuleOutput,
+    is_spatial_map,
+    model_device,
+    resolve_layer,
+)
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.explanation import Explanation
 from rsigradcam.integrate import PathAccumulator
@@ -102,11 +108,9 @@ class PathEvaluator:
         x = path.images
         self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
         self.n_images = x.shape[0]
-        self.target_values, self.score_fn, self.class_score_fn = (
-            target_values,
-            score_fn,
-            class_score_fn,
-        )
+        self.target_values = target_values
+        self.score_fn = score_fn
+        self.class_score_fn = class_score_fn
         self.record_baseline = record_baseline
         nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
         self.scores, self.baseline_scores = nan.clone(), nan.clone()
@@ -177,12 +181,6 @@ def _check_scores(y: Tensor, outputs: Tensor) -> None:
             "the model produced non-finite (NaN or Inf) scores on the integration path; "
             "check the model and the input's normalisation."
         )
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -364,7 +362,7 @@ class BaseCAM(ABC):
             )
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch (N = 0); pass at least one image.")
-        device = _model_device(self.model)
+        device = model_device(self.model)
         if images.device != device:
             raise ValueError(
                 f"images are on {images.device} but the model is on {device}; move them with "
@@ -399,11 +397,7 @@ class BaseCAM(ABC):
         return self._probe_cache[key]
 
     def _auto_layer(self, records: list[ModuleOutput]) -> str:
-        spatial = [
-            r.name
-            for r in records
-            if r.shape is not None and len(r.shape) == 4 and r.shape[2] * r.shape[3] > 1
-        ]
+        spatial = [r.name for r in records if is_spatial_map(r.shape)]
         if not spatial:
             raise ValueError(
                 "layer='auto' found no layer with a spatial 4-D (N, K, h, w) output; pass "
