@@ -8,8 +8,30 @@ Example:
 """
 
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods import BaseCAM, GradCAM, RSIGradCAM
+from rsigradcam.methods import (
+    METHODS,
+    BaseCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    IntegratedGradCAM,
+    IntegratedGradients,
+    LayerCAM,
+    RSIGradCAM,
+)
+from rsigradcam.shards import load_heatmaps
 
-__all__ = ["BaseCAM", "Explanation", "GradCAM", "RSIGradCAM", "__version__"]
+__all__ = [
+    "METHODS",
+    "BaseCAM",
+    "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "IntegratedGradCAM",
+    "IntegratedGradients",
+    "LayerCAM",
+    "RSIGradCAM",
+    "__version__",
+    "load_heatmaps",
+]
 
 __version__ = "0.1.0"

@@ -76,6 +76,9 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     if isinstance(layer, str):
         if layer in named and layer != "":
             return layer, named[layer]
+        compiled = f"_orig_mod.{layer}"  # torch.compile wraps the model as `_orig_mod`
+        if compiled in named:
+            return compiled, named[compiled]
         candidates = [n for n in named if n]
         close = difflib.get_close_matches(layer, candidates, n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(repr(c) for c in close)}." if close else ""
@@ -115,6 +118,8 @@ class LayerCapture:
     the first captured layer to run becomes a fresh leaf tensor that requires grad (the
     model continues with a clone of it, so an in-place op after the layer is safe), and
     captured layers that run later are taken as intermediate tensors of the same graph.
+    A layer that returns a tuple or list is captured through its first item, which must
+    be the feature map; the other items pass through unchanged.
 
     Args:
         model: The model to borrow.
@@ -129,6 +134,7 @@ class LayerCapture:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self._layers: dict[str, nn.Module] = {}
+        self._transforms: dict[str, Callable[[Tensor], Tensor]] = {}
         self._handles: list[RemovableHandle] = []
         self._captured: dict[str, Tensor] = {}
         self._modes: list[tuple[nn.Module, bool]] = []
@@ -161,6 +167,7 @@ class LayerCapture:
             handle.remove()
         self._handles.clear()
         self._captured.clear()
+        self._transforms.clear()
         for module, training in self._modes:
             module.training = training
         for param, flag in self._flags:
@@ -171,44 +178,86 @@ class LayerCapture:
         if not self._active:
             raise RuntimeError("LayerCapture must be used inside its `with` block.")
 
-    def attach(self, layers: Mapping[str, nn.Module]) -> None:
-        """Install capture hooks on ``layers`` (name -> module), removed on exit."""
+    def attach(
+        self,
+        layers: Mapping[str, nn.Module],
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        """Install capture hooks on ``layers`` (name -> module), removed on exit.
+
+        Args:
+            layers: The layers by name.
+            transform: A reshape transform (see :mod:`rsigradcam.reshape`) that turns each
+                layer's output into an (N, K, h, w) map; :meth:`view` applies it to
+                activations and gradients alike.
+        """
         self._check_active()
         for name, module in layers.items():
             self._layers[name] = module
+            if transform is not None:
+                self._transforms[name] = transform
             self._handles.append(module.register_forward_hook(self._capture_hook(name)))
 
-    def _capture_hook(
-        self, name: str
-    ) -> Callable[[nn.Module, tuple[Any, ...], Any], Tensor | None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Tensor | None:
+    def view(self, name: str, tensor: Tensor) -> Tensor:
+        """A captured layer's tensor (activation or gradient) as its (N, K, h, w) map."""
+        transform = self._transforms.get(name)
+        return tensor if transform is None else transform(tensor)
+
+    def _capture_hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], Any]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             if name in self._captured:
                 raise ValueError(
                     f"layer {name!r} ran more than once in one forward pass (a module reused "
                     "in the graph), so its activation is ambiguous. Explain a layer that runs "
                     "once, e.g. a module wrapping only one of its uses."
                 )
-            if not isinstance(output, Tensor) or output.dim() != 4:
-                raise ValueError(
-                    f"layer {name!r} returned {describe(output)}, but a CAM needs a 4-D "
-                    "(N, K, h, w) feature map. Choose a convolutional layer or block."
-                )
-            if output.shape[-2] * output.shape[-1] < 2:
-                raise ValueError(
-                    f"layer {name!r} has a 1x1 spatial output {tuple(output.shape)}, so a "
-                    "class activation map would be a single value. Choose an earlier layer "
-                    "with a spatial feature map."
-                )
-            if output.requires_grad:
+            first, rebuild = _first_tensor(output)
+            tensor = self._check_output(name, first)
+            if tensor.requires_grad:
                 # Downstream of an earlier captured layer: keep the graph node itself and
                 # hand the model a copy, so in-place ops after the layer cannot change it.
-                self._captured[name] = output
-                return output.clone()
-            leaf = output.detach().requires_grad_(True)
+                self._captured[name] = tensor
+                return rebuild(tensor.clone())
+            leaf = tensor.detach().requires_grad_(True)
             self._captured[name] = leaf
-            return leaf.clone()
+            return rebuild(leaf.clone())
 
         return hook
+
+    def _check_output(self, name: str, output: Any) -> Tensor:
+        transform = self._transforms.get(name)
+        if transform is not None and isinstance(output, Tensor):
+            try:
+                mapped = transform(output.detach())
+            except ValueError as err:
+                raise ValueError(f"layer {name!r}: reshape_transform failed: {err}") from err
+            if not isinstance(mapped, Tensor) or mapped.dim() != 4:
+                raise ValueError(
+                    f"reshape_transform turned layer {name!r}'s {describe(output)} into "
+                    f"{describe(mapped)}; it must return an (N, K, h, w) map."
+                )
+            shape = tuple(mapped.shape)
+        elif isinstance(output, Tensor) and output.dim() == 4:
+            shape = tuple(output.shape)
+        elif isinstance(output, Tensor) and output.dim() == 3:
+            raise ValueError(
+                f"layer {name!r} returned {describe(output)}: (N, tokens, D) like a "
+                "transformer block. Pass reshape_transform='tokens' (drops the class and "
+                "register tokens, square patch grid), TokenGrid(prefix_tokens, grid), or "
+                "a callable (N, T, D) -> (N, D, h, w)."
+            )
+        else:
+            raise ValueError(
+                f"layer {name!r} returned {describe(output)}, but a CAM needs a 4-D "
+                "(N, K, h, w) feature map. Choose a convolutional layer or block."
+            )
+        if shape[-2] * shape[-1] < 2:
+            raise ValueError(
+                f"layer {name!r} has a 1x1 spatial output {shape}, so a class activation "
+                "map would be a single value. Choose an earlier layer with a spatial "
+                "feature map."
+            )
+        return output
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the model on ``x`` and return its output and the captured activations.
@@ -247,15 +296,30 @@ class LayerCapture:
         return records
 
 
+def _first_tensor(output: Any) -> tuple[Any, Callable[[Tensor], Any]]:
+    """A layer's explained output and how to put a replacement back in its place.
+
+    A tensor is explained as it is; a tuple, list or named tuple whose first item is a
+    tensor is explained through that first item (the others pass through untouched).
+    """
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        rest = list(output[1:])
+        if isinstance(output, tuple) and hasattr(output, "_fields"):  # a named tuple
+            return output[0], lambda first: type(output)(first, *rest)
+        return output[0], lambda first: type(output)([first, *rest])
+    return output, lambda first: first
+
+
 @contextmanager
 def _temporary_hooks(model: nn.Module, records: list[ModuleOutput]) -> Iterator[None]:
     handles: list[RemovableHandle] = []
 
     def make(name: str, is_leaf: bool) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if isinstance(output, Tensor):
-                shape: tuple[int, ...] | None = tuple(output.shape)
-                nbytes = output.numel() * output.element_size()
+            first, _ = _first_tensor(output)
+            if isinstance(first, Tensor):
+                shape: tuple[int, ...] | None = tuple(first.shape)
+                nbytes = first.numel() * first.element_size()
             else:
                 shape, nbytes = None, 0
             records.append(ModuleOutput(name, shape, nbytes, is_leaf))

@@ -1,7 +1,8 @@
 """The ``rsigradcam`` command line: a thin layer that parses arguments and calls the library.
 
 Commands: ``explain`` (overlays, heatmaps, JSON and figure grids for image files),
-``layers`` (the layers of a model that can be explained) and ``demo``.
+``layers`` (the layers of a model that can be explained), ``explain-dataset`` (a folder of
+images, in resumable shards, on one or several processes) and ``demo``.
 
 Exit codes: 0 success; 2 a usage error (a bad option, a missing image file, an unknown
 model, layer or class, an output folder that cannot be written), reported before any
@@ -35,7 +36,8 @@ from rich.progress import (
 )
 from typer.core import TyperGroup
 
-from rsigradcam import pipeline
+from rsigradcam import dataset, pipeline
+from rsigradcam.baselines import AutoBaseline
 from rsigradcam.demo import DEMO_LAYERS, find_paper_samples, run_demo
 from rsigradcam.pipeline import ImageExplainer, ImageExplanation, InputError
 
@@ -204,6 +206,25 @@ def explain(
         OutputChoice,
         typer.Option("--output", help="Score to explain, for both methods."),
     ] = OutputChoice.softmax,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            "-b",
+            help="RSI-Grad-CAM baseline: black (paper), zeros, blur, noise, uniform, auto "
+            "(optimised so the model's output is uniform; fitted once per run), or PATH.pt "
+            "(a saved AutoBaseline or a (C, H, W) tensor).",
+        ),
+    ] = "black",
+    save_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-baseline",
+            help="With --baseline auto: save the fitted baseline to this .pt file, to reuse "
+            "with --baseline PATH.pt.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
     ] = Path("rsigradcam-output"),
@@ -233,6 +254,8 @@ def explain(
     and the exit code is 1.
     """
     _check_images(images)
+    if save_baseline is not None and baseline != "auto":
+        _usage_error("--save-baseline needs --baseline auto")
     methods = pipeline.METHODS if method is MethodChoice.all else (method.value,)
     with _fail_cleanly(debug):
         loaded = pipeline.load_model(model, device)
@@ -242,10 +265,23 @@ def explain(
             if target is not None
             else None
         )
-        explainer = pipeline.ImageExplainer(loaded, layers, methods, steps, output.value)
+        baseline_spec = pipeline.resolve_baseline(baseline, loaded)
+        explainer = pipeline.ImageExplainer(
+            loaded, layers, methods, steps, output.value, baseline_spec
+        )
         out_dir = pipeline.prepare_output_dir(out)
     failures = _explain_all(explainer, images, out_dir, class_id, debug)
     done = len(images) - failures
+    if isinstance(baseline_spec, AutoBaseline):
+        for fit in baseline_spec.fits.values():
+            typer.echo(
+                f"Auto baseline {tuple(fit.baseline.shape)}: the largest class probability went "
+                f"from {fit.max_prob_before:.4f} (black) to {fit.max_prob_after:.4f}"
+            )
+        if save_baseline is not None and baseline_spec.fits:
+            with _fail_cleanly(debug):
+                baseline_spec.save(save_baseline)
+            typer.echo(f"Saved the auto baseline to {save_baseline}")
     if done:
         plural = "s" * (done != 1)
         typer.echo(f"Wrote the outputs of {done} image{plural} to {out_dir.resolve()}")
@@ -357,6 +393,148 @@ def layers(
     for info in found:
         default = "  (default)" if info is found[-1] else ""
         typer.echo(f"{info.name:<{width}}  {info.describe_shape()}{default}")
+
+
+class HeatmapDtypeChoice(str, Enum):
+    """The ``--dtype`` values of ``explain-dataset``."""
+
+    uint8 = "uint8"
+    float16 = "float16"
+
+
+@app.command("explain-dataset")
+def explain_dataset(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SRC",
+            help="A folder of images (searched recursively), or a CSV list file: a path per "
+            "row and optionally a target class (id or name); .tsv files are tab-separated.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output folder; run again into it to resume.", show_default=False
+        ),
+    ],
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer",
+            "-l",
+            help="Layer to explain; repeat for several. Default: the last layer with a "
+            "spatial map ('auto'; 'head' for efficientnet_lite0).",
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help=f"Method: {', '.join(dataset.DATASET_METHODS)} or all; repeat or give a "
+            "comma list for several. Default: rsi.",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int,
+        typer.Option(
+            "--steps",
+            "-s",
+            min=1,
+            help="Path steps m (m + 1 points) of rsi, integrated-gradcam and ig.",
+        ),
+    ] = 50,
+    output: Annotated[
+        OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
+    ] = OutputChoice.softmax,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images explained together.")
+    ] = 8,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", min=0, help="DataLoader processes decoding images."),
+    ] = 2,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Images per shard.")] = 256,
+    dtype: Annotated[
+        HeatmapDtypeChoice,
+        typer.Option("--dtype", help="How heatmaps are stored: uint8 (round(255 h)) or float16."),
+    ] = HeatmapDtypeChoice.uint8,
+    device: Annotated[
+        str,
+        typer.Option("--device", help="'cpu' or 'cuda' (under torchrun: cuda:LOCAL_RANK)."),
+    ] = "cpu",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="'efficientnet_lite0', a .pt2 file (torch.export.save) or module:callable.",
+        ),
+    ] = "efficientnet_lite0",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch threads per process. Default: CPU cores / processes on this machine.",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+) -> None:
+    """Explain every image of a folder or list into resumable shards, on one or more processes.
+
+    Writes to --out: run.json (every parameter and the package version), images.jsonl,
+    shards/shard-NNNNN.npz (compressed: the 224x224 heatmaps, ids, targets, scores and
+    completeness errors) with shards/shard-NNNNN.jsonl, and at the end manifest.jsonl (a
+    line per image) and errors.jsonl (images that could not be read, with the reason).
+    Read them back with rsigradcam.load_heatmaps(OUT).
+
+    Killed and run again with the same arguments, it skips the finished shards; a run with
+    other parameters into the same --out is refused. Under torchrun (--nproc-per-node N,
+    --nnodes) every process takes its own shards: gloo on CPU, nccl on GPU.
+    """
+    options = dataset.DatasetOptions(
+        source=source,
+        out=out,
+        model=model,
+        layers=tuple(layer or ()),
+        methods=tuple(method or ("rsi",)),
+        steps=steps,
+        output=output.value,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        heatmap_dtype=dtype.value,
+        device=device,
+        workers=workers,
+        threads=threads,
+    )
+    console = Console(stderr=True)
+    with _fail_cleanly(debug):
+        try:
+            summary = dataset.explain_dataset(
+                options, progress=console.is_terminal, echo=typer.echo
+            )
+        except dataset.RankZeroError as stop:  # rank 0 reports why
+            raise typer.Exit(stop.exit_code) from None
+    if summary.rank != 0:
+        return
+    processes = f"{summary.world_size} process" + "es" * (summary.world_size != 1)
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    typer.echo(
+        f"Explained {summary.explained} of {summary.images} images in {summary.shards} shards"
+        f"{skipped} ({processes}, {summary.seconds:.1f} s, "
+        f"{summary.images_per_second:.2f} images/s) -> {summary.out.resolve()}"
+    )
+    if summary.failed:
+        plural = "s" * (summary.failed != 1)
+        _error(
+            f"{summary.failed} image{plural} could not be read or explained; see "
+            f"{summary.out.resolve() / 'errors.jsonl'}"
+        )
 
 
 @app.command()

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
 from rsigradcam.capture import LayerCapture, describe, is_spatial_map, model_device
 from rsigradcam.explanation import Explanation
 from rsigradcam.io import ImageSource, load_image
@@ -493,6 +494,47 @@ class ImageExplanation:
         return f"{name} (p={self.explained.probability:.2f})"
 
 
+def resolve_baseline(spec: str, loaded: LoadedModel) -> BaselineSpec:
+    """Turn a ``--baseline`` value into a ``baseline=`` argument.
+
+    Args:
+        spec: A name (``black``, ``zeros``, ``blur``, ``noise``, ``uniform``, ``auto``)
+            or a ``.pt`` file: one saved by :meth:`~rsigradcam.baselines.AutoBaseline.save`,
+            or a tensor (C, H, W) saved with ``torch.save`` (read with ``weights_only=True``).
+        loaded: The model, which ``auto`` optimises the baseline for.
+
+    Raises:
+        InputError: An unknown name, a missing file, or a file that holds neither.
+    """
+    if spec == "auto":
+        return AutoBaseline(loaded.model)
+    if spec in BASELINE_NAMES:
+        return spec
+    path = Path(spec)
+    if path.suffix not in (".pt", ".pth") and not path.exists():
+        raise InputError(
+            f"unknown baseline {spec!r}: use one of {', '.join(BASELINE_NAMES)} or a .pt file "
+            "(an AutoBaseline saved with .save, or a (C, H, W) tensor)."
+        )
+    if not path.is_file():
+        raise InputError(f"baseline file {spec} does not exist.")
+    try:
+        payload = torch.load(path, map_location=model_device(loaded.model), weights_only=True)
+    except Exception as err:
+        raise InputError(f"baseline file {spec} could not be read: {_one_line(str(err))}") from err
+    if isinstance(payload, torch.Tensor):
+        if payload.dim() != 3 or not payload.is_floating_point():
+            raise InputError(
+                f"baseline file {spec} holds a tensor of shape {tuple(payload.shape)}; it must "
+                "be a floating (C, H, W) image in the model's preprocessed input space."
+            )
+        return payload
+    try:
+        return AutoBaseline.from_file(path, loaded.model)
+    except ValueError as err:
+        raise InputError(_one_line(str(err))) from err
+
+
 class ImageExplainer:
     """Classify images and explain one class with Grad-CAM and/or RSI-Grad-CAM.
 
@@ -506,6 +548,7 @@ class ImageExplainer:
         steps: RSI-Grad-CAM steps m (trapezoid rule, black baseline).
         output: Explain the ``"softmax"`` probability (the paper) or the ``"logits"``;
             used by both methods so that their maps explain the same score.
+        baseline: RSI-Grad-CAM's baseline (see :mod:`rsigradcam.baselines`).
 
     Example:
         >>> explainer = ImageExplainer(load_model(), ["head"], steps=50)  # doctest: +SKIP
@@ -520,6 +563,7 @@ class ImageExplainer:
         methods: Sequence[Method] = METHODS,
         steps: int = 50,
         output: Output = "softmax",
+        baseline: BaselineSpec = "black",
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -530,7 +574,9 @@ class ImageExplainer:
         self.output: Output = output
         build: dict[Method, Callable[[], BaseCAM]] = {
             "gradcam": lambda: GradCAM(loaded.model, list(self.layers), output=output),
-            "rsi": lambda: RSIGradCAM(loaded.model, list(self.layers), steps=steps, output=output),
+            "rsi": lambda: RSIGradCAM(
+                loaded.model, list(self.layers), steps=steps, output=output, baseline=baseline
+            ),
         }
         self.cams: dict[Method, BaseCAM] = {m: build[m]() for m in METHODS if m in methods}
 

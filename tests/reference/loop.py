@@ -9,6 +9,7 @@ Python loop over the intervals.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +17,18 @@ from torch import Tensor, nn
 
 
 def activations_and_gradients(
-    model: nn.Module, layer_name: str, points: list[Tensor], target: int, output: str
+    model: nn.Module,
+    layer_name: str,
+    points: list[Tensor],
+    target: int,
+    output: str,
+    reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[list[Tensor], list[Tensor], list[float]]:
-    """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, H, W)."""
+    """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, H, W).
+
+    ``reshape`` turns a token layer's (1, T, D) output and gradient into (1, D, h, w).
+    """
+    view = reshape if reshape is not None else (lambda t: t)
     model = copy.deepcopy(model).eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -43,8 +53,8 @@ def activations_and_gradients(
             y = out[0, target]
             model.zero_grad()
             y.backward()
-            acts.append(store["act"][0])
-            grads.append(store["grad"][0])
+            acts.append(view(store["act"])[0])
+            grads.append(view(store["grad"])[0])
             scores.append(float(y.item()))
     finally:
         handle.remove()
@@ -63,18 +73,27 @@ def reference_rsi(
     guided: bool = False,
     target: int | None = None,
     partition: list[float] | None = None,
+    points: list[Tensor] | None = None,
+    reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor | float | int]:
-    """RSI-Grad-CAM of one image (C, H, W) against one baseline (C, H, W)."""
+    """RSI-Grad-CAM of one image (C, H, W) against one baseline (C, H, W).
+
+    ``points`` replaces the straight-line path by explicit path points (the first is the
+    baseline, the last the point explained).
+    """
+    if points is None:
+        ts = partition if partition is not None else [i / steps for i in range(steps + 1)]
+        points = [baseline + t * (image - baseline) for t in ts]
     if target is None:
         with torch.no_grad():
-            target = int(model.eval()(image.unsqueeze(0)).argmax(dim=1).item())
-    ts = partition if partition is not None else [i / steps for i in range(steps + 1)]
-    points = [baseline + t * (image - baseline) for t in ts]
-    acts, grads, scores = activations_and_gradients(model, layer_name, points, target, output)
+            target = int(model.eval()(points[-1].unsqueeze(0)).argmax(dim=1).item())
+    acts, grads, scores = activations_and_gradients(
+        model, layer_name, points, target, output, reshape
+    )
     if grad_relu:
         grads = [torch.relu(g) for g in grads]
     integrated = torch.zeros_like(acts[0])
-    for i in range(1, len(ts)):
+    for i in range(1, len(points)):
         d_act = acts[i] - acts[i - 1]
         if rule == "trapezoid":
             g = (grads[i - 1] + grads[i]) / 2
@@ -88,7 +107,8 @@ def reference_rsi(
         integrated = integrated * keep
     weights = integrated.mean(dim=(1, 2))
     cam = torch.relu((weights[:, None, None] * acts[-1]).sum(dim=0))
-    up = F.interpolate(cam[None, None], size=image.shape[1:], mode="bilinear", align_corners=False)
+    size = points[-1].shape[1:]
+    up = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)
     up = up[0, 0]
     span = up.max() - up.min()
     heatmap = (up - up.min()) / span if span > 0 else torch.zeros_like(up)

@@ -22,7 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsigradcam.baselines import BaselineSpec, Normalize, check_normalize, make_baselines
+from rsigradcam.baselines import (
+    AutoBaseline,
+    BaselineSpec,
+    Normalize,
+    SingleSpec,
+    baseline_rows,
+    check_baseline_spec,
+    check_normalize,
+)
 from rsigradcam.capture import (
     LayerCapture,
     ModuleOutput,
@@ -34,7 +42,8 @@ from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.explanation import Explanation
 from rsigradcam.integrate import PathAccumulator
 from rsigradcam.memory import chunk_size, default_budget_bytes, point_bytes
-from rsigradcam.path import StraightLinePath, path_rows
+from rsigradcam.path import CallablePath, Path, PathSpec, StraightLinePath, TensorPath, path_rows
+from rsigradcam.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
 from rsigradcam.targets import (
     Output,
     ScoreFn,
@@ -97,7 +106,7 @@ class PathEvaluator:
     def __init__(
         self,
         capture: LayerCapture,
-        path: StraightLinePath,
+        path: Path,
         layers: list[str],
         target_values: Tensor | None,
         score_fn: ScoreFn | None,
@@ -149,10 +158,12 @@ class PathEvaluator:
             _check_scores(y, outputs)
             grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
             detached, gradients = {}, {}
-            for (name, act), grad in zip(acts.items(), grads, strict=True):
-                act = act.detach()
+            for (name, raw), grad in zip(acts.items(), grads, strict=True):
+                act = self.capture.view(name, raw.detach())
                 detached[name] = act
-                gradients[name] = torch.zeros_like(act) if grad is None else grad
+                gradients[name] = (
+                    torch.zeros_like(act) if grad is None else self.capture.view(name, grad)
+                )
                 self._keep(self.activation, name, act, n, at_input)
                 if self.record_baseline:
                     self._keep(self.baseline_activation, name, act, n, at_base)
@@ -208,6 +219,15 @@ class BaseCAM(ABC):
             model is then copied and cast; the user's model is not changed.
         memory_budget_mb: Memory one chunk may use when ``batch_size=None``; default a
             quarter of the free RAM (or GPU memory).
+        reshape_transform: For layers with (N, tokens, D) outputs (vision transformers):
+            ``"tokens"`` drops the class and register tokens and lays the patches on their
+            square grid; or :class:`~rsigradcam.reshape.TokenGrid` / any callable
+            ``(N, T, D) -> (N, D, h, w)`` that only selects and rearranges elements.
+        path: The integration path instead of the straight line from ``baseline``: a
+            tensor of points from the baseline to the input, (P, C, H, W) for one image or
+            (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
+            (see :mod:`rsigradcam.path`).
+        n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
     """
 
     #: Name stored in :attr:`Explanation.method`.
@@ -228,9 +248,18 @@ class BaseCAM(ABC):
         batch_size: int | None = None,
         dtype: torch.dtype | None = None,
         memory_budget_mb: float | None = None,
+        reshape_transform: ReshapeSpec = None,
+        path: PathSpec = None,
+        n_samples: int = 1,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}.")
+        if isinstance(model, torch.jit.ScriptModule):
+            raise TypeError(
+                "model is a TorchScript module: it runs compiled code that skips Python "
+                "forward hooks, so no layer can be captured. Pass the original nn.Module, or "
+                "a torch.export program's module (torch.export.load(path).module())."
+            )
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -244,6 +273,11 @@ class BaseCAM(ABC):
         self.output = check_output(output)
         self.baseline = baseline
         self.normalize = check_normalize(normalize)
+        self.n_samples = n_samples
+        self._baselines = check_baseline_spec(baseline, n_samples)
+        self._auto_baseline: AutoBaseline | None = None
+        self.reshape_transform: ReshapeFn | None = resolve_reshape(reshape_transform)
+        self.path = self._check_path_spec(path)
         self.batch_size = batch_size
         self.dtype = dtype
         self.memory_budget_mb = memory_budget_mb
@@ -269,6 +303,14 @@ class BaseCAM(ABC):
         """Channel weights (N, K); by default the spatial mean of the attributions."""
         return attributions.mean(dim=(2, 3))
 
+    def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
+        """The (N, h, w) layer map; by default ``ReLU(sum_k weights_k A^k(x))``.
+
+        Methods whose map is not a channel-weighted sum of A(x) (element-wise weights,
+        maps summed along the path) override this.
+        """
+        return cam_reduction(weights, activation)
+
     # ------------------------------------------------------------------ public call
     def __call__(
         self, images: Tensor, targets: TargetSpec = None
@@ -292,17 +334,18 @@ class BaseCAM(ABC):
         score_fn: ScoreFn | None = (
             targets if callable(targets) and not isinstance(targets, Tensor) else None
         )
-        partition = self._partition()
+        path, n_baselines = self._make_path(x)
+        partition = path.partition() if isinstance(path, TensorPath) else self._partition()
+        if n_baselines > 1 and target_values is not None:
+            target_values = target_values.repeat_interleave(n_baselines)
         with torch.inference_mode(False), torch.enable_grad(), LayerCapture(model) as capture:
             layers = self._resolve_layers(capture, model, x)
-            capture.attach(layers)
-            baselines = (
-                make_baselines(self.baseline, x, self.normalize) if self.uses_baseline else x
-            )
-            chunk = self._chunk_size(capture, x, list(layers), n_images * partition.numel())
+            capture.attach(layers, self.reshape_transform)
+            n_rows = n_images * n_baselines * partition.numel()
+            chunk = self._chunk_size(capture, x, list(layers), n_rows)
             evaluator = PathEvaluator(
                 capture,
-                StraightLinePath(x, baselines),
+                path,
                 list(layers),
                 target_values,
                 score_fn,
@@ -312,7 +355,8 @@ class BaseCAM(ABC):
             )
             result = self._run_path(evaluator, partition)
         explanations = {
-            name: self._explain(name, evaluator, result, tuple(x.shape[2:])) for name in layers
+            name: self._explain(name, evaluator, result, tuple(x.shape[2:]), n_baselines)
+            for name in layers
         }
         for exp in explanations.values():
             zero = (exp.layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
@@ -328,6 +372,55 @@ class BaseCAM(ABC):
         if isinstance(self.layer, (list, tuple)):
             return explanations
         return next(iter(explanations.values()))
+
+    # ------------------------------------------------------------------ path
+    def _check_path_spec(self, path: PathSpec) -> PathSpec:
+        if path is None:
+            return None
+        if not self.uses_baseline:
+            raise ValueError(
+                f"path= does not apply to {type(self).__name__}, which evaluates only the input."
+            )
+        if not (isinstance(path, Tensor) or callable(path)):
+            raise TypeError(
+                "path must be None, a tensor of points (P, C, H, W) / (N, P, C, H, W), or a "
+                f"callable path(images, t) -> points; not {type(path).__name__}."
+            )
+        if len(self._baselines) > 1 or self.n_samples > 1:
+            raise ValueError(
+                "path= fixes the baseline (the path's start), so it cannot be combined with "
+                "several baselines or n_samples > 1."
+            )
+        return path
+
+    def _baseline_specs(self) -> list[SingleSpec]:
+        specs: list[SingleSpec] = []
+        for spec in self._baselines:
+            if isinstance(spec, str) and spec == "auto":
+                if self._auto_baseline is None:
+                    self._auto_baseline = AutoBaseline(self.model)
+                specs.append(self._auto_baseline)
+            else:
+                specs.append(spec)
+        return specs
+
+    def _make_path(self, x: Tensor) -> tuple[Path, int]:
+        """The path over every (image, baseline) row, and the number of baselines J.
+
+        With J > 1 baselines (a list, or ``n_samples``), row ``n * J + j`` is image n
+        integrated from its baseline j.
+        """
+        if not self.uses_baseline:
+            return StraightLinePath(x, x), 1
+        if isinstance(self.path, Tensor):
+            return TensorPath(x, self.path.to(x.dtype)), 1
+        if self.path is not None:
+            return CallablePath(x, self.path), 1
+        specs = self._baseline_specs()
+        n_baselines = self.n_samples if self.n_samples > 1 else len(specs)
+        baselines = baseline_rows(specs, x, self.normalize, self.n_samples)
+        rows = x.repeat_interleave(n_baselines, dim=0) if n_baselines > 1 else x
+        return StraightLinePath(rows, baselines), n_baselines
 
     # ------------------------------------------------------------------ checks
     def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
@@ -397,6 +490,13 @@ class BaseCAM(ABC):
         return self._probe_cache[key]
 
     def _auto_layer(self, records: list[ModuleOutput]) -> str:
+        if self.reshape_transform is not None:
+            raise ValueError(
+                "layer='auto' cannot choose a token layer: after the last attention block "
+                "the patch tokens no longer reach a class-token head, so late token layers "
+                "give empty maps. Name the layer, e.g. the last block's first norm "
+                "('blocks.11.norm1' in a ViT-B)."
+            )
         spatial = [r.name for r in records if is_spatial_map(r.shape)]
         if not spatial:
             raise ValueError(
@@ -438,15 +538,31 @@ class BaseCAM(ABC):
 
     # ------------------------------------------------------------------ reduction
     def _explain(
-        self, name: str, evaluator: PathEvaluator, result: PathResult, size: tuple[int, ...]
+        self,
+        name: str,
+        evaluator: PathEvaluator,
+        result: PathResult,
+        size: tuple[int, ...],
+        n_baselines: int = 1,
     ) -> Explanation:
         activation = evaluator.activation[name]
         attributions = self._attributions(
             result.accumulated[name], activation, evaluator.baseline_activation.get(name)
         )
         scores, baseline_scores = evaluator.scores, evaluator.baseline_scores
+        targets, partition = evaluator.explained, result.partition
+        if n_baselines > 1:  # rows n * J + j -> image n: average over the baselines
+            def fold(t: Tensor) -> Tensor:
+                return t.view(-1, n_baselines, *t.shape[1:])
+
+            attributions = fold(attributions).mean(dim=1)
+            activation = activation[::n_baselines]
+            scores, targets = scores[::n_baselines], targets[::n_baselines]
+            baseline_scores = fold(baseline_scores).mean(dim=1)
+            if partition.dim() == 2:
+                partition = fold(partition)
         weights = self._weights(attributions)
-        layer_map = cam_reduction(weights, activation)
+        layer_map = self._layer_map(weights, attributions, activation)
         heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
         if self.has_completeness:
             delta = scores - baseline_scores
@@ -461,12 +577,12 @@ class BaseCAM(ABC):
             layer_map=layer_map,
             weights=weights,
             attributions=attributions,
-            targets=evaluator.explained.clone(),
+            targets=targets.clone(),
             scores=scores,
             baseline_scores=baseline_scores,
             completeness_error=completeness,
             layer=name,
             method=self.method_name,
-            partition=result.partition,
+            partition=partition,
             n_evaluations=result.n_evaluations,
         )

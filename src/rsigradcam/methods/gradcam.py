@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.methods.base import BaseCAM, LayerSpec
+from rsigradcam.reshape import ReshapeSpec
 from rsigradcam.targets import Output
 
 __all__ = ["GradCAM", "GradientAtInput"]
@@ -51,6 +52,7 @@ class GradCAM(BaseCAM):
             budget.
         dtype: Floating dtype of the computation (the model is copied and cast).
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
+        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.reshape`.
 
     Example:
         >>> from rsigradcam import GradCAM
@@ -70,6 +72,7 @@ class GradCAM(BaseCAM):
         batch_size: int | None = None,
         dtype: torch.dtype | None = None,
         memory_budget_mb: float | None = None,
+        reshape_transform: ReshapeSpec = None,
     ) -> None:
         super().__init__(
             model,
@@ -80,6 +83,7 @@ class GradCAM(BaseCAM):
             batch_size=batch_size,
             dtype=dtype,
             memory_budget_mb=memory_budget_mb,
+            reshape_transform=reshape_transform,
         )
 
     def _partition(self) -> Tensor:

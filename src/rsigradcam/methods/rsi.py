@@ -22,7 +22,8 @@ from rsigradcam.methods.base import (
     PathEvaluator,
     PathResult,
 )
-from rsigradcam.path import check_partition, uniform_partition
+from rsigradcam.path import PathSpec, check_partition, uniform_partition
+from rsigradcam.reshape import ReshapeSpec
 from rsigradcam.targets import Output
 
 __all__ = ["RSIGradCAM"]
@@ -52,8 +53,11 @@ class RSIGradCAM(BaseCAM):
             report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
-        baseline: ``"black"`` (paper; a black image after ``normalize``), ``"zeros"``, a
-            tensor (C, H, W) or (N, C, H, W), or a callable ``fn(images) -> baselines``.
+        baseline: ``"black"`` (paper; a black image after ``normalize``), ``"zeros"``,
+            ``"blur"``, ``"noise"``, ``"uniform"``, ``"auto"``, a tensor (C, H, W) or
+            (N, C, H, W), a :class:`~rsigradcam.baselines.Baseline` or callable
+            ``fn(images) -> baselines``, or a list of these (attributions averaged); see
+            :mod:`rsigradcam.baselines`.
         normalize: ``(mean, std)`` the images were normalised with, or ``None``.
         grad_relu: ReLU on the gradients before integrating (the authors' PyTorch code).
         guided: Keep the integrated gradient only where ``A(x) > 0``, ``IG > 0`` and
@@ -70,6 +74,11 @@ class RSIGradCAM(BaseCAM):
         max_steps: With ``steps="auto"``: at most this many intervals per image.
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None`` (default: a
             quarter of the free RAM or GPU memory).
+        reshape_transform: For (N, tokens, D) layers: ``"tokens"`` or a callable
+            ``(N, T, D) -> (N, D, h, w)`` (see :mod:`rsigradcam.reshape`).
+        path: A custom integration path instead of the straight line: a tensor of points
+            from the baseline to the input, or a callable ``path(images, t) -> points``.
+        n_samples: Average the attributions over this many draws of a random baseline.
 
     Example:
         >>> from rsigradcam import RSIGradCAM
@@ -101,6 +110,9 @@ class RSIGradCAM(BaseCAM):
         tolerance: float = 0.01,
         max_steps: int = 256,
         memory_budget_mb: float | None = None,
+        reshape_transform: ReshapeSpec = None,
+        path: PathSpec = None,
+        n_samples: int = 1,
     ) -> None:
         super().__init__(
             model,
@@ -111,6 +123,9 @@ class RSIGradCAM(BaseCAM):
             batch_size=batch_size,
             dtype=dtype,
             memory_budget_mb=memory_budget_mb,
+            reshape_transform=reshape_transform,
+            path=path,
+            n_samples=n_samples,
         )
         self.steps = steps
         self.rule = check_rule(rule)
@@ -122,6 +137,11 @@ class RSIGradCAM(BaseCAM):
         else:
             uniform_partition(steps)  # validates steps
         self.partition = None if partition is None else check_partition(partition)
+        if isinstance(path, Tensor) and (steps == "auto" or partition is not None):
+            raise ValueError(
+                "a path given as a tensor fixes its points, so steps='auto' and partition= "
+                "do not apply; pass a callable path(images, t) to choose the points."
+            )
 
     def _partition(self) -> Tensor:
         if self.partition is not None:

@@ -1,0 +1,164 @@
+"""Integrated Gradients at the input pixels, as a pixel map.
+
+Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
+
+On the straight path ``x_t = x' + t (x - x')`` the input moves by ``(t_i - t_(i-1))(x - x')``
+on each interval, so the Riemann–Stieltjes sum of ``dy/dx`` against ``x_t`` *is*
+Integrated Gradients with the same rule: the input is captured as if it were a layer, and
+the path, the chunking and the integration are those of :class:`RSIGradCAM`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from rsigradcam.baselines import BaselineSpec, Normalize
+from rsigradcam.capture import LayerCapture
+from rsigradcam.integrate import RiemannStieltjesSum, Rule, check_rule
+from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec
+from rsigradcam.path import PathSpec, check_partition, uniform_partition
+from rsigradcam.targets import Output
+
+__all__ = ["INPUT_LAYER", "IntegratedGradients", "PixelMap"]
+
+#: The name under which the input is captured and reported (``exp.layer``).
+INPUT_LAYER = "input"
+
+PixelMap = Literal["positive", "absolute"]
+
+
+class _InputTap(nn.Module):
+    """The model behind an identity module named ``input``, so that the input can be hooked.
+
+    The wrapped model is only referenced, never changed.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.input = nn.Identity()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Any:
+        return self.model(self.input(x))
+
+
+class IntegratedGradients(BaseCAM):
+    """Integrated Gradients (input level), with the same call and result as the CAMs.
+
+    ::
+
+        IG_c(u, v) = sum over intervals of rule(dy/dx) * (x_{t_i} - x_{t_(i-1)})
+                   = (x - x')_c(u, v) * sum_i rule(dy/dx_c(u, v)) (t_i - t_(i-1))
+        map(u, v)  = ReLU(sum_c IG_c(u, v))        (pixel_map="positive")
+                   = |sum_c IG_c(u, v)|            (pixel_map="absolute")
+
+    ``exp.attributions`` is the (N, C, H, W) IG, ``exp.weights`` its spatial mean per
+    input channel (N, C), ``exp.layer_map`` the (N, H, W) pixel map (``heatmap`` is the
+    same map min-max normalised) and ``exp.layer`` is ``"input"``. Completeness holds:
+    ``sum(IG) -> y(x) - y(x')`` as the steps grow, and ``completeness_error`` measures
+    the gap.
+
+    The positive part of the channel sum is the evidence *for* the class, as the CAM maps
+    show it; ``"absolute"`` is the usual IG display, which also shows evidence against.
+
+    Args:
+        model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
+        layer: ``"input"``, or ``"auto"`` which means the same here; accepted so that every
+            method is built the same way.
+        steps: m, the number of intervals; m + 1 path points ``t_i = i / m``.
+        rule: ``"trapezoid"``, ``"left"`` or ``"right"`` (the paper's Riemann sum).
+        output: ``"softmax"`` (the paper's F, a class probability) or ``"logits"``.
+        baseline: ``"black"`` (a black image after ``normalize``), ``"zeros"``, a tensor
+            (C, H, W) or (N, C, H, W), or a callable ``fn(images) -> baselines``.
+        normalize: ``(mean, std)`` the images were normalised with, or ``None``.
+        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
+            ``memory_budget_mb``.
+        dtype: Floating dtype of the computation (the model is copied and cast).
+        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1``; overrides
+            ``steps``.
+        pixel_map: ``"positive"`` or ``"absolute"``, see above.
+        memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
+        path: A custom path (tensor of points or callable); see :class:`BaseCAM`.
+        n_samples: Average over this many draws of a random baseline.
+
+    Example:
+        >>> from rsigradcam import IntegratedGradients
+        >>> exp = IntegratedGradients(model, steps=50)(images)  # doctest: +SKIP
+        >>> exp.attributions.shape, exp.completeness_error      # doctest: +SKIP
+        (torch.Size([1, 3, 224, 224]), tensor([0.0071]))
+    """
+
+    method_name: ClassVar[str] = "integrated-gradients"
+    uses_baseline: ClassVar[bool] = True
+    has_completeness: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = INPUT_LAYER,
+        steps: int = 50,
+        rule: Rule = "trapezoid",
+        output: Output = "softmax",
+        baseline: BaselineSpec = "black",
+        normalize: Normalize = IMAGENET_NORMALIZE,
+        batch_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        partition: Tensor | Sequence[float] | None = None,
+        pixel_map: PixelMap = "positive",
+        memory_budget_mb: float | None = None,
+        path: PathSpec = None,
+        n_samples: int = 1,
+    ) -> None:
+        super().__init__(
+            model,
+            layer,
+            output=output,
+            baseline=baseline,
+            normalize=normalize,
+            batch_size=batch_size,
+            dtype=dtype,
+            memory_budget_mb=memory_budget_mb,
+            path=path,
+            n_samples=n_samples,
+        )
+        if pixel_map not in ("positive", "absolute"):
+            raise ValueError(f"pixel_map must be 'positive' or 'absolute', got {pixel_map!r}.")
+        self.steps = steps
+        uniform_partition(steps)  # validates steps
+        self.rule = check_rule(rule)
+        self.partition = None if partition is None else check_partition(partition)
+        self.pixel_map = pixel_map
+        self._tap = _InputTap(model)
+
+    def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
+        if not (isinstance(layer, str) and layer in (INPUT_LAYER, "auto")):
+            raise ValueError(
+                f"IntegratedGradients attributes to the input pixels, so layer must be "
+                f"{INPUT_LAYER!r} (the default) or 'auto', got {layer!r}. For a layer, use "
+                "RSIGradCAM or IntegratedGradCAM."
+            )
+        return [INPUT_LAYER]
+
+    def _run_model(self) -> tuple[nn.Module, torch.dtype]:
+        model, dtype = super()._run_model()
+        return (self._tap if model is self.model else _InputTap(model)), dtype
+
+    def _resolve_layers(
+        self, capture: LayerCapture, model: nn.Module, x: Tensor
+    ) -> dict[str, nn.Module]:
+        return {INPUT_LAYER: model.get_submodule(INPUT_LAYER)}
+
+    def _partition(self) -> Tensor:
+        return self.partition if self.partition is not None else uniform_partition(self.steps)
+
+    def _accumulator(self, n_images: int) -> RiemannStieltjesSum:
+        return RiemannStieltjesSum(n_images, self.rule)
+
+    def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
+        total = attributions.sum(dim=1)
+        return total.abs() if self.pixel_map == "absolute" else torch.relu(total)

@@ -1,0 +1,55 @@
+"""LayerCAM: element-wise weights, the positive gradient at each position.
+
+Jiang, Zhang, Hou, Cheng, Wei, "LayerCAM: Exploring Hierarchical Class Activation Maps
+for Localization", IEEE Transactions on Image Processing 30, 2021.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from rsigradcam.methods.gradcam import GradCAM
+
+__all__ = ["LayerCAM"]
+
+
+class LayerCAM(GradCAM):
+    """LayerCAM, sharing the layer capture of :class:`GradCAM`.
+
+    Each position of each channel gets its own weight, the positive part of the gradient
+    at the input::
+
+        w_k(i, j) = ReLU(dS/dA^k(i, j))
+        map       = ReLU(sum_k w_k(i, j) A^k(i, j))
+
+    ``exp.attributions`` holds the element-wise weights ``w_k(i, j)`` and ``exp.weights``
+    their spatial mean (N, K). The paper's ``tanh`` rescaling of shallow-layer maps, used
+    there to fuse several layers into one map, is not applied: each layer's map is
+    returned as is. ``baseline_scores`` and ``completeness_error`` are NaN.
+
+    Args:
+        model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
+        layer: Module name, the module itself, ``"auto"``, or a list of these.
+        output: ``"logits"`` (the paper's class score) or ``"softmax"``.
+        batch_size: Images per forward/backward chunk; ``None`` chooses it from the memory
+            budget.
+        dtype: Floating dtype of the computation (the model is copied and cast).
+        memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
+
+    Example:
+        >>> from rsigradcam import LayerCAM
+        >>> maps = LayerCAM(model, ["blocks.5", "head"])(images)  # doctest: +SKIP
+    """
+
+    method_name: ClassVar[str] = "layercam"
+
+    def _attributions(
+        self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
+    ) -> Tensor:
+        return accumulated.clamp(min=0)
+
+    def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
+        return torch.relu((attributions * activation).sum(dim=1))

@@ -1,0 +1,42 @@
+"""A small seeded classifier for the explain-dataset tests: ``tests.dataset_model:small_cnn``.
+
+With ``RSIGRADCAM_TEST_DELAY`` set (seconds), every forward pass sleeps that long, so that
+a run can be killed half-way; the numbers do not change.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+
+class SmallNet(nn.Module):
+    """Strided convolutions, cheap on 224x224 inputs; the layer ``conv`` is 16x28x28."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.ReLU())
+        self.conv = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delay = float(os.environ.get("RSIGRADCAM_TEST_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        x = self.act(self.conv(self.stem(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def small_cnn() -> nn.Module:
+    """The model, with weights seeded so that every process builds the same one."""
+    generator = torch.Generator().manual_seed(0)
+    model = SmallNet()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return model.eval()
