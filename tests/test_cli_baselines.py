@@ -16,24 +16,11 @@ from rsigradcam.cli import app
 
 runner = CliRunner()
 
-TINY = """
-import torch
-from torch import nn
-
-
-def build():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
-    )
-"""
+TINY = "tests.tiny_model:build"
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "tinybase.py").write_text(TINY)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     monkeypatch.chdir(tmp_path)
@@ -41,7 +28,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _run(*args: str):
-    base = ["explain", "a.png", "--model", "tinybase:build", "--steps", "4", "-l", "2"]
+    base = ["explain", "a.png", "--model", TINY, "--steps", "4", "-l", "2"]
     return runner.invoke(app, [*base, *args])
 
 

@@ -19,19 +19,7 @@ from rsigradcam.cli import app
 
 runner = CliRunner()
 
-TINY = """
-import torch
-from torch import nn
-
-
-def build():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
-    )
-"""
+TINY = "tests.tiny_model:build"
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -85,7 +73,6 @@ def _good() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("corpus")
-    (folder / "tinyfiles.py").write_text(TINY)
     for name, (content, _) in BAD.items():
         (folder / name).write_bytes(content)
     (folder / "directory.png").mkdir()
@@ -95,7 +82,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _explain(folder: Path, files: list[str], out: Path):
-    args = ["explain", *files, "--model", "tinyfiles:build", "--steps", "2", "-l", "2"]
+    args = ["explain", *files, "--model", TINY, "--steps", "2", "-l", "2"]
     return runner.invoke(app, [*args, "--out", str(out)])
 
 
@@ -150,9 +137,9 @@ def test_real_process_over_the_whole_corpus(corpus: Path, tmp_path: Path) -> Non
     """One subprocess of the console script: the good files are written, each bad one is
     one line on stderr, the exit code is 1, and nothing half-written is left behind."""
     files = sorted(BAD) + sorted(_good())
-    env = {**os.environ, "PYTHONPATH": str(corpus)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "rsigradcam.cli", "explain", *files]
-    command += ["--model", "tinyfiles:build", "--steps", "2", "-l", "2", "--out", str(tmp_path)]
+    command += ["--model", TINY, "--steps", "2", "-l", "2", "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=corpus, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
