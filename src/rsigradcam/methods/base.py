@@ -5,7 +5,8 @@ upsample and normalise -> :class:`~rsigradcam.explanation.Explanation`.
 
 A method subclasses :class:`BaseCAM` and says only what is special about it: the path
 points it evaluates (:meth:`BaseCAM._partition`), how it accumulates gradients and
-activations over them (:meth:`BaseCAM._accumulator`), and optionally how attributions and
+activations over them (:meth:`BaseCAM._accumulator`, in the row order of
+:meth:`BaseCAM._rows`), and optionally how attributions and
 weights follow from that (:meth:`BaseCAM._attributions`, :meth:`BaseCAM._weights`).
 """
 
@@ -290,8 +291,12 @@ class BaseCAM(ABC):
         """The increasing float64 path parameters t in [0, 1] to evaluate."""
 
     @abstractmethod
-    def _accumulator(self, n_images: int) -> PathAccumulator:
-        """A fresh accumulator for the path points' activations and gradients."""
+    def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
+        """A fresh accumulator for the activations and gradients at ``partition``'s points."""
+
+    def _rows(self, n_images: int, partition: Tensor) -> tuple[Tensor, Tensor]:
+        """The (image index, t) rows in the order the accumulator expects them."""
+        return path_rows(n_images, partition)
 
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
@@ -525,8 +530,8 @@ class BaseCAM(ABC):
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
         """Evaluate every image at every point of ``partition``, streaming into accumulators."""
         n_images = evaluator.n_images
-        accumulators = {name: self._accumulator(n_images) for name in evaluator.layers}
-        n, t = path_rows(n_images, partition)
+        accumulators = {name: self._accumulator(n_images, partition) for name in evaluator.layers}
+        n, t = self._rows(n_images, partition)
         for rows, _, acts, grads in evaluator(n, t):
             for name in evaluator.layers:
                 accumulators[name].update(rows, acts[name], grads[name])

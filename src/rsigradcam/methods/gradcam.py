@@ -89,5 +89,5 @@ class GradCAM(BaseCAM):
     def _partition(self) -> Tensor:
         return torch.ones(1, dtype=torch.float64)
 
-    def _accumulator(self, n_images: int) -> GradientAtInput:
+    def _accumulator(self, n_images: int, partition: Tensor) -> GradientAtInput:
         return GradientAtInput(n_images)

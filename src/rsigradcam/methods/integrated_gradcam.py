@@ -18,8 +18,6 @@ from rsigradcam.methods.base import (
     IMAGENET_NORMALIZE,
     BaseCAM,
     LayerSpec,
-    PathEvaluator,
-    PathResult,
 )
 from rsigradcam.path import PathSpec, check_partition, uniform_partition
 from rsigradcam.reshape import ReshapeSpec
@@ -203,21 +201,11 @@ class IntegratedGradCAM(BaseCAM):
     def _partition(self) -> Tensor:
         return self.partition if self.partition is not None else uniform_partition(self.steps)
 
-    def _accumulator(self, n_images: int) -> PathGradCAMSum:
-        return PathGradCAMSum(n_images, self._partition())
+    def _accumulator(self, n_images: int, partition: Tensor) -> PathGradCAMSum:
+        return PathGradCAMSum(n_images, partition)
 
-    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
-        n_images = evaluator.n_images
-        accumulators = {name: PathGradCAMSum(n_images, partition) for name in evaluator.layers}
-        n, t = baseline_second_rows(n_images, partition)
-        for rows, _, acts, grads in evaluator(n, t):
-            for name in evaluator.layers:
-                accumulators[name].update(rows, acts[name], grads[name])
-        return PathResult(
-            {name: acc.result() for name, acc in accumulators.items()},
-            partition,
-            partition.numel(),
-        )
+    def _rows(self, n_images: int, partition: Tensor) -> tuple[Tensor, Tensor]:
+        return baseline_second_rows(n_images, partition)
 
     def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
         return attributions.sum(dim=1).clamp(min=0)

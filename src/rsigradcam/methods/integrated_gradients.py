@@ -156,7 +156,7 @@ class IntegratedGradients(BaseCAM):
     def _partition(self) -> Tensor:
         return self.partition if self.partition is not None else uniform_partition(self.steps)
 
-    def _accumulator(self, n_images: int) -> RiemannStieltjesSum:
+    def _accumulator(self, n_images: int, partition: Tensor) -> RiemannStieltjesSum:
         return RiemannStieltjesSum(n_images, self.rule)
 
     def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:

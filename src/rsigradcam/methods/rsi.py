@@ -160,7 +160,7 @@ class RSIGradCAM(BaseCAM):
         )
         return PathResult(integrated, used, n_evaluations)
 
-    def _accumulator(self, n_images: int) -> PathAccumulator:
+    def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)
 
     def _attributions(
