@@ -447,6 +447,48 @@ def test_randomization_sanity_independent_and_reference():
         randomization_sanity(model, images, gradcam_explain, layers=["nope"], progress=False)
 
 
+def test_cascading_subset_randomises_everything_above_each_stage():
+    """A stage of a cascading subset randomises every layer from the output down to it."""
+    import copy
+
+    from rsigradcam.metrics import randomize_module, stage_modules
+
+    model, images = make_case(23, n=2)
+    targets = torch.tensor([0, 2])
+    assert stage_modules(model, ["fc", "features"], cascading=True) == [
+        ["fc"], ["conv", "features.3", "features.2", "features.0"]
+    ]
+    assert stage_modules(model, ["features.2"], cascading=False) == [["features.2"]]
+    r = randomization_sanity(model, images, gradcam_explain, targets, seed=3,
+                             layers=["fc", "features.2"], progress=False)
+    assert r.randomized == [[], ["fc"], ["fc", "conv", "features.3", "features.2"]]
+    assert r.to_dict()["randomized"] == r.randomized
+    # By hand: the same draws, in the same order, on a copy.
+    g = torch.Generator().manual_seed(3)
+    ref = copy.deepcopy(model)
+    for name in ["fc", "conv", "features.3", "features.2"]:
+        randomize_module(ref.get_submodule(name), g)
+    original = gradcam_explain(model, images, targets)
+    randomised = gradcam_explain(ref, images, targets)
+    for i in range(2):
+        expected = scipy.stats.spearmanr(original[i].flatten(), randomised[i].flatten())[0]
+        expected = 0.0 if math.isnan(expected) else expected
+        assert float(r.correlations[2, i]) == pytest.approx(expected, abs=1e-9)
+    # The default (every layer) is the same test at every stage.
+    full = randomization_sanity(model, images, gradcam_explain, targets, seed=3, progress=False)
+    assert full.randomized[-1] == parameterised_layers(model)
+
+
+def test_sanity_stage_errors_name_the_fix():
+    model, images = make_case(23, n=1)
+    with pytest.raises(ValueError, match="from the output down"):
+        randomization_sanity(model, images, gradcam_explain, layers=["features.0", "fc"],
+                             progress=False)
+    with pytest.raises(ValueError, match="owns no parameters"):
+        randomization_sanity(model, images, gradcam_explain, layers=["features.1"],
+                             progress=False)
+
+
 # ---------------------------------------------------------------------------- stability
 
 

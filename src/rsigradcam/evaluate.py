@@ -147,7 +147,8 @@ METRICS: dict[str, MetricInfo] = {
     ),
     "sanity_spearman": MetricInfo(
         "Sanity: Spearman after randomisation", "lower", description="rank correlation "
-        "with the trained model's map once the chosen layers are randomised"
+        "with the trained model's map once every layer from the output down to the last "
+        "stage is randomised"
     ),
     "dtype_max_abs": MetricInfo(
         "float32 vs float64: max |Δ|", "lower", description="largest heatmap difference "
@@ -212,7 +213,8 @@ class EvaluationOptions:
             the most possible).
         sanity: Run the cascading randomisation test.
         sanity_images: Images of the randomisation test (the first ones).
-        sanity_stages: Layers randomised, evenly spaced from the output down.
+        sanity_stages: Stages of the cascade, evenly spaced from the output down; each
+            randomises every layer from the output down to it.
         stability: Run the stability measures (Grad-CAM and RSI-Grad-CAM only).
         stability_steps: The m compared with ``reference_steps`` (empty: skip).
         reference_steps: The reference m.
@@ -793,7 +795,7 @@ def sanity_stages(model: nn.Module, count: int) -> list[str]:
 
 
 def _sanity(run: _Run) -> None:
-    """Cascading randomisation of a few layers, on the first images."""
+    """Cascading randomisation (checked at a few stages), on the first images."""
     o = run.options
     chosen = list(range(min(o.sanity_images, len(run.names))))
     stages = sanity_stages(run.model, o.sanity_stages)

@@ -47,6 +47,7 @@ from rsigradcam.metrics.sanity import (
     parameterised_layers,
     randomization_sanity,
     randomize_module,
+    stage_modules,
 )
 from rsigradcam.metrics.stability import (
     REFERENCE_STEPS,
@@ -105,5 +106,6 @@ __all__ = [
     "spearman",
     "split_saturated",
     "stability",
+    "stage_modules",
     "steps_spread",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ __all__ = [
     "parameterised_layers",
     "randomization_sanity",
     "randomize_module",
+    "stage_modules",
 ]
 
 SanityExplainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -52,12 +53,15 @@ class SanityResult:
         correlations: (S, N) float64 Spearman correlation per stage and image.
         targets: (N,) the explained classes (fixed across the stages).
         cascading: Whether the randomisations accumulate (else one layer at a time).
+        randomized: Per stage, the parameterised modules whose parameters are random at
+            that stage (empty for ``"original"``).
     """
 
     stages: list[str]
     correlations: Tensor
     targets: Tensor
     cascading: bool
+    randomized: list[list[str]] = field(default_factory=list)
 
     @property
     def mean(self) -> Tensor:
@@ -72,6 +76,7 @@ class SanityResult:
             "mean": self.mean.tolist(),
             "correlations": self.correlations.tolist(),
             "targets": self.targets.tolist(),
+            "randomized": [list(names) for names in self.randomized],
         }
 
 
@@ -133,10 +138,14 @@ def randomization_sanity(
         targets: Class per image (``None``: each image's top-1 class under the trained
             model); the same classes are explained at every stage.
         seed: Seed of the random parameters.
-        cascading: Randomise cumulatively from the output down (default); ``False``
-            randomises each layer alone, restoring the previous one.
-        layers: Names of the modules to randomise, in this order (default: every module
-            owning parameters, from the output down; see :func:`parameterised_layers`).
+        cascading: Randomise cumulatively from the output down (default): the stage of
+            layer L randomises every module owning parameters from the output down to L,
+            those between the listed layers included. ``False`` randomises each layer
+            alone (the module and its children), restoring it afterwards.
+        layers: Stages, named by module (a leaf such as ``"fc"`` or a container such as
+            ``"blocks.10"``, which stands for every parameterised module inside it), from
+            the output down. Default: every module owning parameters, from the output down
+            (see :func:`parameterised_layers`).
         batch_size: Images per forward pass when finding the top-1 classes.
         progress: Show a progress bar on a terminal.
 
@@ -155,38 +164,86 @@ def randomization_sanity(
             "lambda m, x, t: RSIGradCAM(m, 'head')(x, t).heatmap."
         )
     names = parameterised_layers(model) if layers is None else list(layers)
-    owners = dict(model.named_modules())
-    unknown = [name for name in names if name not in owners]
-    if unknown:
-        raise ValueError(
-            f"layers {unknown} are not modules of {type(model).__name__}; use names from "
-            "model.named_modules(), e.g. parameterised_layers(model)."
-        )
+    plan = stage_modules(model, names, cascading)
     found = class_targets(targets, predict(model, images, batch_size))
     generator = torch.Generator().manual_seed(seed)
     work = copy.deepcopy(model)
     n = images.shape[0]
     rows = []
+    randomized: list[list[str]] = [[]]
+    done: list[str] = []
     with progress_bar("sanity", len(names) + 2, progress) as advance:
         reference = _maps(explain, work, images, found, n)
         rows.append(spearman(reference, _maps(explain, work, images, found, n)))
         advance(2)
-        for name in names:
-            module = work.get_submodule(name)
-            saved = [p.detach().clone() for p in module.parameters(recurse=False)]
-            randomize_module(module, generator)
+        for members in plan:
+            modules = [work.get_submodule(member) for member in members]
+            saved = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in modules]
+            for module in modules:
+                randomize_module(module, generator)
             rows.append(spearman(reference, _maps(explain, work, images, found, n)))
-            if not cascading:
+            if cascading:
+                done.extend(members)
+                randomized.append(list(done))
+            else:
+                randomized.append(list(members))
                 with torch.no_grad():
-                    for p, value in zip(module.parameters(recurse=False), saved, strict=True):
-                        p.copy_(value)
+                    for module, values in zip(modules, saved, strict=True):
+                        for p, value in zip(module.parameters(recurse=False), values, strict=True):
+                            p.copy_(value)
             advance(1)
     return SanityResult(
         stages=[ORIGINAL, *names],
         correlations=torch.stack(rows).cpu(),
         targets=found.cpu(),
         cascading=cascading,
+        randomized=randomized,
     )
+
+
+def stage_modules(model: nn.Module, layers: Sequence[str], cascading: bool) -> list[list[str]]:
+    """The parameterised modules each stage newly randomises, in the order of the draws.
+
+    A stage names a module; it stands for every module owning parameters at or inside it.
+    Cascading stages must run from the output down, and each also takes the modules
+    between it and the previous stage, so that everything above a stage is random.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> stage_modules(net, ["3", "0"], cascading=True)
+        [['3'], ['2', '0']]
+        >>> stage_modules(net, ["3", "0"], cascading=False)
+        [['3'], ['0']]
+    """
+    order = parameterised_layers(model)
+    owners = dict(model.named_modules())
+    unknown = [name for name in layers if name not in owners]
+    if unknown:
+        raise ValueError(
+            f"layers {unknown} are not modules of {type(model).__name__}; use names from "
+            "model.named_modules(), e.g. parameterised_layers(model)."
+        )
+    plan: list[list[str]] = []
+    done = 0
+    for name in layers:
+        inside = [i for i, m in enumerate(order) if name in ("", m) or m.startswith(name + ".")]
+        if not inside:
+            raise ValueError(
+                f"layer {name!r} owns no parameters, so randomising it changes nothing; "
+                "name a module from parameterised_layers(model) or a block containing one."
+            )
+        if not cascading:
+            plan.append([order[i] for i in inside])
+            continue
+        if inside[-1] < done:
+            raise ValueError(
+                f"cascading stages must run from the output down, but {name!r} comes after "
+                "a stage below it; list them in the order of parameterised_layers(model), "
+                "or pass cascading=False."
+            )
+        plan.append(order[done : inside[-1] + 1])
+        done = inside[-1] + 1
+    return plan
 
 
 def _maps(
