@@ -572,3 +572,11 @@ def test_metrics_leave_the_model_unchanged_and_check_arguments(capsys):
         average_drop_increase(model, images, maps, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="4-D"):
         deletion(model, images[0], maps, progress=False)
+
+
+def test_every_exported_name_resolves():
+    import rsigradcam.metrics as metrics
+
+    for name in metrics.__all__:
+        assert getattr(metrics, name) is not None, name
+    assert {"Explain", "MakeExplainer", "GridExplainer", "SanityExplainer"} <= set(metrics.__all__)

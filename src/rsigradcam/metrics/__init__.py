@@ -14,6 +14,10 @@ per-image tensors, the aggregate, and ``to_dict()`` for JSON. Randomness comes f
 - :func:`stability` (:func:`dtype_difference`, :func:`steps_spread`,
   :func:`max_sensitivity`, :func:`split_saturated`): numerical and input stability.
 
+The explainer types that the metrics accept (:data:`Explain`, :data:`MakeExplainer`,
+:data:`GridExplainer`, :data:`SanityExplainer`) are exported here too; import them from
+``rsigradcam.metrics``, since ``rsigradcam.metrics.stability`` names the function.
+
 Example:
     >>> from rsigradcam import RSIGradCAM
     >>> from rsigradcam.metrics import deletion, random_heatmaps
@@ -34,6 +38,7 @@ from rsigradcam.metrics.deletion import (
 )
 from rsigradcam.metrics.gridpg import (
     CHANCE,
+    GridExplainer,
     GridPGResult,
     GridSet,
     attribution_map,
@@ -43,6 +48,8 @@ from rsigradcam.metrics.gridpg import (
     make_grids,
 )
 from rsigradcam.metrics.sanity import (
+    ORIGINAL,
+    SanityExplainer,
     SanityResult,
     parameterised_layers,
     randomization_sanity,
@@ -54,6 +61,8 @@ from rsigradcam.metrics.stability import (
     SATURATION,
     STEPS,
     DtypeResult,
+    Explain,
+    MakeExplainer,
     SaturationSplit,
     SensitivityResult,
     StabilityResult,
@@ -68,14 +77,19 @@ from rsigradcam.metrics.substrate import SubstrateSpec, blur_substrate, make_sub
 
 __all__ = [
     "CHANCE",
+    "ORIGINAL",
     "REFERENCE_STEPS",
     "SATURATION",
     "STEPS",
     "ConfidenceResult",
     "CurveResult",
     "DtypeResult",
+    "Explain",
+    "GridExplainer",
     "GridPGResult",
     "GridSet",
+    "MakeExplainer",
+    "SanityExplainer",
     "SanityResult",
     "SaturationSplit",
     "SensitivityResult",
