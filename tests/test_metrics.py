@@ -580,3 +580,23 @@ def test_every_exported_name_resolves():
     for name in metrics.__all__:
         assert getattr(metrics, name) is not None, name
     assert {"Explain", "MakeExplainer", "GridExplainer", "SanityExplainer"} <= set(metrics.__all__)
+
+
+def test_blockwise_random_order():
+    images = torch.zeros(3, 3, 10, 9)
+    maps = random_heatmaps(images, seed=2, block=4)
+    assert maps.shape == (3, 10, 9)
+    for m in maps:
+        # A strict order of all pixels ...
+        assert sorted((m.flatten() * 89).round().int().tolist()) == list(range(90))
+        # ... in which every block's pixels are consecutive, in row-major order.
+        order = m.flatten().argsort(descending=True)
+        cells = [(int(i) // 9 // 4) * 3 + (int(i) % 9) // 4 for i in order]
+        runs = [c for k, c in enumerate(cells) if k == 0 or c != cells[k - 1]]
+        assert len(runs) == len(set(runs)) == 9
+        first = int(order[0])
+        assert (first // 9) % 4 == 0 and (first % 9) % 4 == 0
+    assert torch.equal(maps, random_heatmaps(images, seed=2, block=4))
+    assert torch.equal(random_heatmaps(images, seed=2), random_heatmaps(images, seed=2, block=1))
+    with pytest.raises(ValueError, match="block"):
+        random_heatmaps(images, block=0)

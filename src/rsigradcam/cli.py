@@ -669,7 +669,10 @@ def evaluate_command(
         int, typer.Option("--sanity-images", min=1, help="Images of the randomisation test.")
     ] = 3,
     sanity_stages: Annotated[
-        int, typer.Option("--sanity-stages", min=1, help="Layers randomised, from the output.")
+        int, typer.Option(
+            "--sanity-stages", min=1,
+            help="Stages of the cascading randomisation test, evenly spaced from the output.",
+        )
     ] = 6,
     stability_steps: Annotated[
         str,

@@ -116,25 +116,47 @@ def default_step(height: int, width: int) -> int:
     return max(1, round(height * width / REFERENCE_SIDE))
 
 
-def random_heatmaps(images: Tensor, seed: int = 0) -> Tensor:
-    """Random-order saliency, (N, H, W) on ``images``' device: a seeded pixel permutation each.
+def random_heatmaps(images: Tensor, seed: int = 0, block: int = 1) -> Tensor:
+    """Random-order saliency, (N, H, W) on ``images``' device, seeded: a permutation each.
 
     Passing these to :func:`deletion` or :func:`insertion` gives the random-order baseline
     that a map should beat. The same seed gives the same maps.
+
+    Args:
+        images: (N, C, H, W); only the shape and device are used.
+        seed: Seed of the permutations.
+        block: Side of the square blocks that are ranked at random (the last row and
+            column of blocks may be cut). ``1`` ranks single pixels; a larger block removes
+            contiguous patches, as a CAM does, instead of scattered pixels, which break the
+            image much faster than any contiguous region and make a poor reference.
+            Within a block, pixels come in row-major order.
 
     Example:
         >>> maps = random_heatmaps(torch.zeros(2, 3, 4, 4), seed=1)
         >>> sorted((maps[0].flatten() * 15).round().int().tolist()) == list(range(16))
         True
+        >>> blocks = random_heatmaps(torch.zeros(1, 3, 4, 4), seed=1, block=2)
+        >>> int(blocks[0, :2, :2].flatten().argmax())  # the block's first pixel goes first
+        0
     """
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}.")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a whole number of pixels >= 1, got {block!r}.")
     n, _, h, w = images.shape
     generator = torch.Generator().manual_seed(seed)
-    pixels = h * w
-    scale = max(pixels - 1, 1)
-    maps = torch.stack([torch.randperm(pixels, generator=generator) for _ in range(n)])
-    return (maps.float() / scale).view(n, h, w).to(images.device)
+    rows, cols = -(-h // block), -(-w // block)
+    cells = rows * cols
+    ranks = torch.stack([torch.randperm(cells, generator=generator) for _ in range(n)])
+    # A pixel's key: its block's rank, then its row-major place inside the block.
+    y = torch.arange(h).view(h, 1).expand(h, w)
+    x = torch.arange(w).view(1, w).expand(h, w)
+    cell = (y // block) * cols + (x // block)
+    inside = (y % block) * block + (x % block)
+    keys = ranks[:, cell] * (block * block) + (block * block - 1 - inside)
+    order = keys.flatten(1).argsort(dim=1).argsort(dim=1)  # dense ranks 0 .. H*W-1
+    scale = max(h * w - 1, 1)
+    return (order.float() / scale).view(n, h, w).to(images.device)
 
 
 def deletion(
