@@ -104,6 +104,44 @@ class OutputChoice(str, Enum):
     logits = "logits"
 
 
+def _layer_option(default: str) -> Any:
+    """``--layer/-l``, repeatable; ``default`` says what happens without it."""
+    return typer.Option(
+        "--layer",
+        "-l",
+        help=f"Layer to explain; repeat for several. Default: {default}",
+        show_default=False,
+    )
+
+
+def _methods_option(*names: str, default: str) -> Any:
+    """A repeatable method list option (comma lists allowed)."""
+    return typer.Option(
+        *names,
+        help=f"Method: {', '.join(dataset.DATASET_METHODS)} or all; repeat or give a comma "
+        f"list for several. Default: {default}.",
+        show_default=False,
+    )
+
+
+_LAST_SPATIAL = "the last layer with a spatial map ('auto'; 'head' for efficientnet_lite0)."
+# Options shared by several commands, declared once.
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="'efficientnet_lite0' (embedded, ImageNet), a .pt2 file saved by "
+        "torch.export.save, or module:callable returning an nn.Module. Loading a model "
+        "file or module runs its code: use only ones you trust.",
+    ),
+]
+OutputOption = Annotated[
+    OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)]
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -178,14 +216,7 @@ def explain(
         typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
     ],
     layer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--layer",
-            "-l",
-            help="Layer to explain; repeat for several. Default: the last layer with a "
-            "spatial map ('auto'; 'head' for efficientnet_lite0). See 'rsigradcam layers'.",
-            show_default=False,
-        ),
+        list[str] | None, _layer_option(_LAST_SPATIAL + " See 'rsigradcam layers'.")
     ] = None,
     method: Annotated[
         MethodChoice, typer.Option("--method", "-m", help="Explanation method.")
@@ -203,10 +234,7 @@ def explain(
     steps: Annotated[
         int, typer.Option("--steps", "-s", min=1, help="RSI-Grad-CAM steps m (m + 1 points).")
     ] = 50,
-    output: Annotated[
-        OutputChoice,
-        typer.Option("--output", help="Score to explain, for both methods."),
-    ] = OutputChoice.softmax,
+    output: OutputOption = OutputChoice.softmax,
     baseline: Annotated[
         str,
         typer.Option(
@@ -229,17 +257,9 @@ def explain(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
     ] = Path("rsigradcam-output"),
-    device: Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")] = "cpu",
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="'efficientnet_lite0' (embedded, ImageNet), a .pt2 file saved by "
-            "torch.export.save, or module:callable returning an nn.Module. Loading a model "
-            "file or module runs its code: use only ones you trust.",
-        ),
-    ] = "efficientnet_lite0",
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    device: DeviceOption = "cpu",
+    model: ModelOption = "efficientnet_lite0",
+    debug: DebugOption = False,
 ) -> None:
     """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
 
@@ -364,15 +384,9 @@ def _summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
 
 @app.command()
 def layers(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="'efficientnet_lite0', a .pt2 file (torch.export.save) or module:callable.",
-        ),
-    ] = "efficientnet_lite0",
-    device: Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")] = "cpu",
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    model: ModelOption = "efficientnet_lite0",
+    device: DeviceOption = "cpu",
+    debug: DebugOption = False,
 ) -> None:
     """List the layers that can be explained, with their output shapes for a 224x224 image.
 
@@ -420,25 +434,9 @@ def explain_dataset(
             "--out", "-o", help="Output folder; run again into it to resume.", show_default=False
         ),
     ],
-    layer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--layer",
-            "-l",
-            help="Layer to explain; repeat for several. Default: the last layer with a "
-            "spatial map ('auto'; 'head' for efficientnet_lite0).",
-            show_default=False,
-        ),
-    ] = None,
+    layer: Annotated[list[str] | None, _layer_option(_LAST_SPATIAL)] = None,
     method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            "-m",
-            help=f"Method: {', '.join(dataset.DATASET_METHODS)} or all; repeat or give a "
-            "comma list for several. Default: rsi.",
-            show_default=False,
-        ),
+        list[str] | None, _methods_option("--method", "-m", default="rsi")
     ] = None,
     steps: Annotated[
         int,
@@ -449,9 +447,7 @@ def explain_dataset(
             help="Path steps m (m + 1 points) of rsi, integrated-gradcam and ig.",
         ),
     ] = 50,
-    output: Annotated[
-        OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
-    ] = OutputChoice.softmax,
+    output: OutputOption = OutputChoice.softmax,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", min=1, help="Images explained together.")
     ] = 8,
@@ -468,13 +464,7 @@ def explain_dataset(
         str,
         typer.Option("--device", help="'cpu' or 'cuda' (under torchrun: cuda:LOCAL_RANK)."),
     ] = "cpu",
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="'efficientnet_lite0', a .pt2 file (torch.export.save) or module:callable.",
-        ),
-    ] = "efficientnet_lite0",
+    model: ModelOption = "efficientnet_lite0",
     threads: Annotated[
         int | None,
         typer.Option(
@@ -484,7 +474,7 @@ def explain_dataset(
             show_default=False,
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Explain every image of a folder or list into resumable shards, on one or more processes.
 
@@ -544,7 +534,7 @@ def demo(
         Path, typer.Option("--out", help="Folder for figures, overlays, heatmaps and JSON.")
     ] = Path("rsigradcam-output/demo"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="RSI-Grad-CAM steps m.")] = 50,
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Explain bundled photos (and the paper samples, when found) with the embedded model.
 
@@ -599,33 +589,16 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="'efficientnet_lite0', a .pt2 file (torch.export.save) or module:callable.",
-        ),
-    ] = "efficientnet_lite0",
+    model: ModelOption = "efficientnet_lite0",
     layer: Annotated[
         list[str] | None,
-        typer.Option(
-            "--layer",
-            "-l",
-            help="Layer to explain; repeat for several. Default: blocks.5, blocks.10 and head "
-            "for efficientnet_lite0, the last layer with a spatial map otherwise.",
-            show_default=False,
+        _layer_option(
+            "blocks.5, blocks.10 and head for efficientnet_lite0, the last layer with a "
+            "spatial map otherwise."
         ),
     ] = None,
     methods: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--methods",
-            "--method",
-            "-m",
-            help=f"Methods: {', '.join(dataset.DATASET_METHODS)} or all; repeat or give a "
-            "comma list. Default: all.",
-            show_default=False,
-        ),
+        list[str] | None, _methods_option("--methods", "--method", "-m", default="all")
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for results.json and report.html.")
@@ -634,16 +607,14 @@ def evaluate_command(
         int, typer.Option("--steps", "-s", min=1, help="Path steps m of rsi, integrated-gradcam "
                           "and ig.")
     ] = 50,
-    output: Annotated[
-        OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
-    ] = OutputChoice.softmax,
+    output: OutputOption = OutputChoice.softmax,
     max_images: Annotated[
         int | None,
         typer.Option("--max-images", min=1, help="Use only the first N images.",
                      show_default=False),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")] = "cpu",
+    device: DeviceOption = "cpu",
     quick: Annotated[
         bool,
         typer.Option(
@@ -691,7 +662,7 @@ def evaluate_command(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=1, help="Bootstrap resamples per interval.")
     ] = 1000,
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Score every method with every metric; write results.json and report.html.
 
@@ -752,7 +723,7 @@ def bench(
     out: Annotated[Path, typer.Option("--out", help="Folder for results.md/json.")] = Path(
         "benchmarks"
     ),
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    device: DeviceOption = "cpu",
     layer: Annotated[str, typer.Option("--layer", help="Layer of the speed table.")] = "head",
     steps: Annotated[int, typer.Option("--steps", min=1, help="m of the speed table.")] = 50,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed repeats.")] = 5,
@@ -763,7 +734,7 @@ def bench(
             help="Also measure convergence against m=512 on the sample images (slow).",
         ),
     ] = True,
-    debug: Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Measure speed, peak memory, convergence and precision; write results.md and .json.
 
