@@ -53,3 +53,35 @@ def test_heatmap_correlation():
     a = torch.rand(10, 10)
     assert abs(heatmap_correlation(a, a) - 1.0) < 1e-12
     assert abs(heatmap_correlation(a, -a) + 1.0) < 1e-12
+
+
+def _limits_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "limits.py"
+    spec = importlib.util.spec_from_file_location("limits_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_limits_analysis_tells_smooth_from_rough_integrands():
+    """benchmarks/limits.py: order 2 and coherent errors for a smooth gradient; order 1 and
+    independent errors for a gradient that jumps at random along the path."""
+    limits = _limits_module()
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 513, dtype=torch.float64).view(-1, 1, 1, 1)
+    a = torch.rand(1, 6, 3, 3, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(1, 6, 3, 3, generator=g, dtype=torch.float64) + 0.5
+    acts = t * a  # linear activations: the error comes from the gradient alone
+    smooth = limits.analyse(acts, torch.exp(3 * t) * b)
+    assert 1.8 < smooth["order"] < 2.2
+    assert smooth["coherence"] > 4.0  # every interval errs the same way (at most 5.7)
+    assert smooth["uniform_129"] > 0.9999
+    steps = torch.randn(513, 6, 3, 3, generator=g, dtype=torch.float64) / 512**0.5
+    rough = limits.analyse(acts, b + steps.cumsum(0))  # a random walk along the path
+    assert 0.5 < rough["order"] < 1.5
+    assert rough["coherence"] < 2.5
+    assert 0.0 < rough["density_33"] <= 1.0
