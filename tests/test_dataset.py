@@ -247,6 +247,33 @@ def test_mismatched_parameters_are_refused(reference: Path, source: Path) -> Non
     assert f"{N_SHARDS} already done" in result.output
 
 
+def test_a_second_run_into_the_same_folder_is_refused(reference: Path, source: Path) -> None:
+    """While a run holds OUT/.lock, another is refused (exit 2, naming the holder) and
+    changes nothing; the lock dies with its holder, so the next run goes ahead."""
+    import fcntl
+
+    from rsigradcam.dataset import LOCK, run_lock
+
+    before = (reference / "manifest.jsonl").stat().st_mtime_ns
+    with run_lock(reference):
+        assert f"pid {os.getpid()}" in (reference / LOCK).read_text()
+        result = _explain(str(source), "--out", str(reference), *ARGS)
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "another explain-dataset run is writing" in lines[0]
+        assert f"pid {os.getpid()}" in lines[0] and "choose another --out" in lines[0]
+        with pytest.raises(InputError, match="another explain-dataset run"), run_lock(reference):
+            pass
+    assert (reference / "manifest.jsonl").stat().st_mtime_ns == before
+    # Released: a plain flock succeeds, and the same run resumes with nothing to do.
+    with (reference / LOCK).open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    result = _explain(str(source), "--out", str(reference), *ARGS)
+    assert result.exit_code == 0, result.output
+    assert f"{N_SHARDS} already done" in result.output
+
+
 def test_usage_errors(source: Path, tmp_path: Path) -> None:
     result = _explain(str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), *ARGS)
     assert result.exit_code == 2 and "source not found" in result.output

@@ -23,18 +23,25 @@ in batches; the results go to shards written atomically (see :mod:`rsigradcam.sh
   the shards' lines into ``manifest.jsonl`` and ``errors.jsonl``.
 - **Errors.** An image that cannot be read, or whose explanation fails, is recorded with
   the reason and the run goes on.
+- **One run at a time.** Rank 0 holds an advisory lock on ``OUT/.lock`` (``flock``) from
+  its checks to the final merge, so a second run into the same folder is refused, naming
+  the process that holds it. The system drops the lock when that process ends, however it
+  ends, so a killed run never leaves a stale lock behind. (On systems without ``fcntl``,
+  and on file systems that ignore ``flock``, there is no lock.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import getpass
 import hashlib
 import inspect
 import json
 import math
 import os
 import posixpath
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -92,6 +99,7 @@ from rsigradcam.viz import save_json
 
 __all__ = [
     "DATASET_METHODS",
+    "LOCK",
     "DatasetOptions",
     "DatasetSummary",
     "HeatmapDtype",
@@ -105,6 +113,7 @@ __all__ = [
     "explanation_pairs",
     "list_images",
     "parse_methods",
+    "run_lock",
 ]
 
 HeatmapDtype = Literal["uint8", "float16"]
@@ -115,6 +124,8 @@ BARRIER_TIMEOUT = timedelta(hours=24)
 #: Memory budget of a path chunk on a CPU. It is fixed, not taken from the free memory,
 #: so that chunks, and with them the results, are the same on every run.
 CPU_BUDGET_MB = 1024
+#: The lock file that rank 0 holds in OUT while a run writes there.
+LOCK = ".lock"
 _LIST_HEADERS = frozenset({"path", "file", "filename", "image", "id"})
 
 
@@ -883,6 +894,56 @@ def explain_dataset(
         torch.set_num_threads(threads_before)
 
 
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` for a run, or refuse when another process holds it.
+
+    Raises:
+        InputError: Another run is writing into ``out``; the message names its process.
+
+    Example:
+        >>> with run_lock(Path("out")):  # doctest: +SKIP
+        ...     pass
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock here (Windows): no lock
+        yield
+        return
+    path = out / LOCK
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = " ".join(handle.read().split()) or "another process"
+            raise InputError(
+                f"another explain-dataset run is writing into --out '{out}' ({holder}); wait "
+                "for it to finish, or choose another --out"
+            ) from None
+        except OSError:  # a file system without flock: no lock
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()} by {_user()}, since "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+        )
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return "unknown user"
+
+
 def _run(
     options: DatasetOptions,
     ranks: Ranks,
@@ -890,6 +951,19 @@ def _run(
     progress: bool,
     echo: Callable[[str], None] | None,
 ) -> DatasetSummary:
+    with contextlib.ExitStack() as held:
+        return _run_holding(options, ranks, device, progress, echo, held)
+
+
+def _run_holding(
+    options: DatasetOptions,
+    ranks: Ranks,
+    device: torch.device,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+    held: contextlib.ExitStack,
+) -> DatasetSummary:
+    """The run; rank 0 keeps the folder's lock in ``held`` until the caller leaves it."""
     loaded = load_model(options.model, device)
     layers = check_layers(list(options.layers), probe_layers(loaded.model))
     out = Path(options.out)
@@ -899,6 +973,7 @@ def _run(
     params: dict[str, Any] = {}
     if ranks.rank == 0:
         try:
+            held.enter_context(run_lock(prepare_output_dir(options.out)))
             entries, params, todo = _prepare_run(options, loaded, layers)
             setup = todo
         except Exception as exc:
