@@ -329,7 +329,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(
 
 
 def _data_images(text: str) -> list[str]:
-    return re.findall(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    return re.findall(r'<img[^>]*src="data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)"', text)
 
 
 def test_report_is_self_contained(full_run: Path) -> None:
@@ -347,6 +347,8 @@ def test_report_is_self_contained(full_run: Path) -> None:
     for encoded in _data_images(text)[:5]:
         plot = Image.open(io.BytesIO(base64.b64decode(encoded)))
         assert plot.format == "PNG" and min(plot.size) > 100
+    thumb = Image.open(io.BytesIO(base64.b64decode(_data_images(text)[-1])))
+    assert thumb.format == "JPEG" and thumb.size == (128, 128)
     summary = (full_run / "summary.md").read_text(encoding="utf-8")
     assert "| features.3 | **claim** |" in summary
 

@@ -3,9 +3,9 @@
 :func:`render_report` lays out the verdicts on the paper's claims, tables of means with
 95 % bootstrap intervals, matplotlib plots (deletion and insertion curves, GridPG box
 plots, randomisation curves, stability against m) and a gallery of heatmaps per method
-and layer. Every image is a base64 PNG inside the file and the style sheet is inline, so
-the file needs nothing else: no network, no JavaScript. :func:`markdown_summary` gives the
-verdicts and the tables in GitHub Markdown.
+and layer. Every image is inside the file (base64: PNG plots, JPEG gallery thumbnails) and
+the style sheet is inline, so the file needs nothing else: no network, no JavaScript.
+:func:`markdown_summary` gives the verdicts and the tables in GitHub Markdown.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ METHOD_LABELS: dict[str, str] = {
     "random": "random order",
 }
 _THUMB = 128  # gallery thumbnails, pixels
+_JPEG_QUALITY = 85
 _DPI = 90
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -82,10 +83,10 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _img(data: bytes, alt: str, css: str = "") -> str:
+def _img(data: bytes, alt: str, css: str = "", mime: str = "image/png") -> str:
     encoded = base64.b64encode(data).decode("ascii")
     klass = f' class="{css}"' if css else ""
-    return f'<img{klass} alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+    return f'<img{klass} alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
 
 
 def _table(
@@ -277,12 +278,13 @@ def _images_section(results: dict[str, Any]) -> str:
                   rows)
 
 
-def _thumbnail(rgb: np.ndarray) -> bytes:
+def _thumbnail(rgb: np.ndarray, alt: str) -> str:
+    """A gallery thumbnail: a photo with an overlay, so JPEG (a fifth of a PNG's size)."""
     buffer = io.BytesIO()
     Image.fromarray(rgb).resize((_THUMB, _THUMB), Image.Resampling.BILINEAR).save(
-        buffer, format="PNG", optimize=True
+        buffer, format="JPEG", quality=_JPEG_QUALITY
     )
-    return buffer.getvalue()
+    return _img(buffer.getvalue(), alt, mime="image/jpeg")
 
 
 def _gallery(evaluation: Evaluation) -> str:
@@ -299,12 +301,12 @@ def _gallery(evaluation: Evaluation) -> str:
         head = ["layer", "image", *(html.escape(_label(m)) for m in methods)]
         rows = []
         for layer in rows_of:
-            cells = [html.escape(layer), _img(_thumbnail(rgb), name)]
+            cells = [html.escape(layer), _thumbnail(rgb, name)]
             for method in methods:
                 maps = evaluation.heatmaps.get((method, layer))
                 cells.append(
                     "" if maps is None
-                    else _img(_thumbnail(overlay(rgb, maps[k])), f"{name} {method} {layer}")
+                    else _thumbnail(overlay(rgb, maps[k]), f"{name} {method} {layer}")
                 )
             rows.append(cells)
         parts.append(
