@@ -178,7 +178,11 @@ def randomization_sanity(
         advance(2)
         for members in plan:
             modules = [work.get_submodule(member) for member in members]
-            saved = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in modules]
+            saved = (
+                []
+                if cascading
+                else [[p.detach().clone() for p in m.parameters(recurse=False)] for m in modules]
+            )
             for module in modules:
                 randomize_module(module, generator)
             rows.append(spearman(reference, _maps(explain, work, images, found, n)))
