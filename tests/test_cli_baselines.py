@@ -38,6 +38,7 @@ def test_named_baselines(workdir: Path, name: str) -> None:
     assert result.exit_code == 0, result.output
     heat = np.load(workdir / name / "a_2_rsi.npy")
     assert heat.shape == (224, 224) and np.isfinite(heat).all()
+    assert json.loads((workdir / name / "a.json").read_text())["baseline"] == name
 
 
 def test_auto_baseline_reports_saves_and_reloads(workdir: Path) -> None:
@@ -54,6 +55,8 @@ def test_auto_baseline_reports_saves_and_reloads(workdir: Path) -> None:
     )
     summary = json.loads((workdir / "saved" / "a.json").read_text())
     assert summary["explanations"][0]["layer"] == "2"
+    assert summary["baseline"] == "auto.pt"  # as the user named it
+    assert json.loads((workdir / "auto" / "a.json").read_text())["baseline"] == "auto"
     refused = _run("--baseline", "black", "--save-baseline", "x.pt", "--out", "x")
     assert refused.exit_code == 2 and "--save-baseline needs --baseline auto" in refused.output
 

@@ -288,7 +288,7 @@ def explain(
         )
         baseline_spec = pipeline.resolve_baseline(baseline, loaded)
         explainer = pipeline.ImageExplainer(
-            loaded, layers, methods, steps, output.value, baseline_spec
+            loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline
         )
         out_dir = pipeline.prepare_output_dir(out)
     failures = _explain_all(explainer, images, out_dir, class_id, debug)

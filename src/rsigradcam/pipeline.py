@@ -473,6 +473,8 @@ class ImageExplanation:
         output: ``"softmax"`` or ``"logits"``: the explained score.
         seconds: Wall time for decoding, classifying and explaining.
         warnings: Warnings raised while explaining (e.g. a map that is zero everywhere).
+        baseline: RSI-Grad-CAM's baseline, as named by the user (``"black"``, ``"auto"``,
+            a file path, ...).
     """
 
     name: str
@@ -486,6 +488,7 @@ class ImageExplanation:
     output: Output
     seconds: float
     warnings: tuple[str, ...] = ()
+    baseline: str = "black"
 
     @property
     def title(self) -> str:
@@ -535,6 +538,16 @@ def resolve_baseline(spec: str, loaded: LoadedModel) -> BaselineSpec:
         raise InputError(_one_line(str(err))) from err
 
 
+def _baseline_name(baseline: BaselineSpec) -> str:
+    if isinstance(baseline, str):
+        return baseline
+    if isinstance(baseline, AutoBaseline):
+        return "auto"
+    if isinstance(baseline, torch.Tensor):
+        return "tensor"
+    return type(baseline).__name__
+
+
 class ImageExplainer:
     """Classify images and explain one class with Grad-CAM and/or RSI-Grad-CAM.
 
@@ -549,6 +562,8 @@ class ImageExplainer:
         output: Explain the ``"softmax"`` probability (the paper) or the ``"logits"``;
             used by both methods so that their maps explain the same score.
         baseline: RSI-Grad-CAM's baseline (see :mod:`rsigradcam.baselines`).
+        baseline_name: How the outputs name it (default: the name given as ``baseline``,
+            ``"auto"`` for an :class:`~rsigradcam.baselines.AutoBaseline`, else its type).
 
     Example:
         >>> explainer = ImageExplainer(load_model(), ["head"], steps=50)  # doctest: +SKIP
@@ -564,6 +579,7 @@ class ImageExplainer:
         steps: int = 50,
         output: Output = "softmax",
         baseline: BaselineSpec = "black",
+        baseline_name: str | None = None,
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -572,6 +588,7 @@ class ImageExplainer:
         self.layers = tuple(layers)
         self.steps = steps
         self.output: Output = output
+        self.baseline_name = baseline_name or _baseline_name(baseline)
         build: dict[Method, Callable[[], BaseCAM]] = {
             "gradcam": lambda: GradCAM(loaded.model, list(self.layers), output=output),
             "rsi": lambda: RSIGradCAM(
@@ -635,6 +652,7 @@ class ImageExplainer:
             output=self.output,
             seconds=time.perf_counter() - start,
             warnings=tuple(_one_line(str(w.message)) for w in caught),
+            baseline=self.baseline_name,
         )
 
     def _score(self, class_id: int, probabilities: torch.Tensor) -> ClassScore:
@@ -775,7 +793,7 @@ def write_outputs(
                 "top5": [score.as_dict() for score in result.top5],
                 "explained_class": result.explained.as_dict(),
                 "output": result.output,
-                "baseline": "black",
+                "baseline": result.baseline,
                 "steps": result.steps,
                 "layers": list(result.layers),
                 "methods": methods,
