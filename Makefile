@@ -1,7 +1,10 @@
 # Two entry points: `make demo` and `make test`. Each creates .venv when it is missing,
-# installs the CPU build of torch 2.13.0 first when no torch is installed (a bare torch
-# requirement would pull a multi-GB CUDA build), then this package in editable mode.
+# installs torch 2.13.0 first when no torch is installed (pinned, so that the package's
+# torch>=2.2 requirement never picks another build), then this package in editable mode.
+# TORCH_PIP_ARGS adds pip arguments for that torch install, e.g. the CPU wheel index:
+#   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
+TORCH_PIP_ARGS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rsigradcam-installed
@@ -10,7 +13,7 @@ STAMP := $(VENV)/.rsigradcam-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0" $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
