@@ -32,11 +32,16 @@ class SmallNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def small_cnn() -> nn.Module:
+def small_cnn(seed: int = 0) -> nn.Module:
     """The model, with weights seeded so that every process builds the same one."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     model = SmallNet()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
     return model.eval()
+
+
+def other_small_cnn() -> nn.Module:
+    """The same network with other weights: ``tests.dataset_model:other_small_cnn``."""
+    return small_cnn(seed=1)

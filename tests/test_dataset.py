@@ -231,7 +231,9 @@ def test_list_file_with_targets_and_a_missing_file(source: Path, tmp_path: Path)
     assert "images.csv:1: class 'tabby': this model's class names are unknown" in result.output
 
 
-def test_mismatched_parameters_are_refused(reference: Path, source: Path) -> None:
+def test_mismatched_parameters_are_refused(
+    reference: Path, source: Path, tmp_path: Path
+) -> None:
     before = (reference / "manifest.jsonl").stat().st_mtime_ns
     changed = [a if a != "3" else "4" for a in ARGS]  # --steps 4
     result = _explain(str(source), "--out", str(reference), *changed, "--dtype", "float16")
@@ -240,6 +242,20 @@ def test_mismatched_parameters_are_refused(reference: Path, source: Path) -> Non
     assert len(lines) == 1 and lines[0].startswith("error: --out")
     assert "heatmap_dtype 'uint8' -> 'float16'" in lines[0] and "steps 3 -> 4" in lines[0]
     assert (reference / "manifest.jsonl").stat().st_mtime_ns == before
+
+    # Other images (one more in a copy of the folder) are refused as well.
+    import shutil
+
+    more = tmp_path / "more"
+    shutil.copytree(source, more)
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(more / "extra.png")
+    result = _explain(str(more), "--out", str(reference), *ARGS)
+    assert result.exit_code == 2
+    assert "images 42 -> 43" in result.output and "images_sha256" in result.output
+    # So is another model (here: the same network with other weights).
+    other = [a.replace(":small_cnn", ":other_small_cnn") for a in ARGS]
+    result = _explain(str(source), "--out", str(reference), *other)
+    assert result.exit_code == 2 and "model_sha256" in result.output, result.output
 
     # The same arguments (the decoding workers may change) find every shard finished.
     result = _explain(str(source), "--out", str(reference), *ARGS, "--workers", "2")

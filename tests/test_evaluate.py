@@ -414,3 +414,32 @@ def test_report_renders_in_headless_chromium(
     # The plots and overlays: strongly coloured pixels, which no text or table has.
     colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 120
     assert colourful.mean() > 0.002
+
+
+def test_output_files_are_replaced_whole_or_not_at_all(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.json, report.html and summary.md go through save_json / save_text: a write
+    that fails half-way (a full disk) leaves the previous file and no temporary file."""
+    import inspect
+
+    from rsigradcam.evaluate import write_evaluation
+    from rsigradcam.viz import save_json, save_text
+
+    source = inspect.getsource(write_evaluation)
+    assert source.count("save_text(") == 2 and source.count("save_json(") == 1
+    target = tmp_path / "report.html"
+    save_text("old", target)
+    real_write_text = Path.write_text
+
+    def disk_full(self: Path, text: str, encoding: str | None = None) -> int:
+        real_write_text(self, text[:3], encoding=encoding)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_text("new contents", target)
+    with pytest.raises(OSError, match="No space"):
+        save_json({"new": 1}, tmp_path / "results.json")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

@@ -60,7 +60,7 @@ from rsigradcam.pipeline import (
     probe_layers,
 )
 from rsigradcam.targets import Output
-from rsigradcam.viz import save_json
+from rsigradcam.viz import save_json, save_text
 
 __all__ = [
     "CLAIMS",
@@ -1039,12 +1039,12 @@ def write_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]
     Returns:
         The files written: ``{"results": ..., "report": ..., "summary": ...}``.
     """
-    from rsigradcam.report import markdown_summary, render_report, write_text
+    from rsigradcam.report import markdown_summary, render_report
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     return {
         "results": save_json(evaluation.results, folder / "results.json"),
-        "report": write_text(render_report(evaluation), folder / "report.html"),
-        "summary": write_text(markdown_summary(evaluation.results), folder / "summary.md"),
+        "report": save_text(render_report(evaluation), folder / "report.html"),
+        "summary": save_text(markdown_summary(evaluation.results), folder / "summary.md"),
     }

@@ -14,7 +14,6 @@ import base64
 import html
 import io
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from rsigradcam.viz import overlay
 if TYPE_CHECKING:
     from rsigradcam.evaluate import Evaluation
 
-__all__ = ["METHOD_LABELS", "markdown_summary", "render_report", "write_text"]
+__all__ = ["METHOD_LABELS", "markdown_summary", "render_report"]
 
 #: How methods are named in the report.
 METHOD_LABELS: dict[str, str] = {
@@ -403,16 +402,3 @@ def markdown_summary(results: dict[str, Any]) -> str:
             lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def write_text(text: str, path: str | Path) -> Path:
-    """Write UTF-8 text to ``path`` atomically (a temporary file beside it, then a rename)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target

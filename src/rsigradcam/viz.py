@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["GridCell", "colorize", "overlay", "save_grid", "save_json", "save_npy", "save_png"]
+__all__ = [
+    "GridCell",
+    "colorize",
+    "overlay",
+    "save_grid",
+    "save_json",
+    "save_npy",
+    "save_png",
+    "save_text",
+]
 
 
 def _as_numpy_map(heatmap: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -114,7 +123,15 @@ def save_json(data: Any, path: str | Path) -> Path:
     Example:
         >>> save_json({"class": "tabby", "p": 0.5}, tmp_path / "summary.json")  # doctest: +SKIP
     """
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    return save_text(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    """Write UTF-8 text atomically: a temporary file beside ``path``, then a rename.
+
+    Example:
+        >>> save_text("# Summary", tmp_path / "summary.md")  # doctest: +SKIP
+    """
     return _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
