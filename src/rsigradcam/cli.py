@@ -40,6 +40,7 @@ from typer.core import TyperGroup
 from rsigradcam import dataset, pipeline
 from rsigradcam.baselines import AutoBaseline
 from rsigradcam.demo import DEMO_LAYERS, find_paper_samples, run_demo
+from rsigradcam.io import _one_line
 from rsigradcam.pipeline import ImageExplainer, ImageExplanation, InputError
 
 __all__ = ["app", "main"]
@@ -140,10 +141,6 @@ OutputOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _error(message: str) -> None:

@@ -69,7 +69,7 @@ from rich.text import Text
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from rsigradcam.io import load_image
+from rsigradcam.io import _one_line, load_image
 from rsigradcam.methods import METHODS as CAM_METHODS
 from rsigradcam.methods import BaseCAM
 from rsigradcam.methods.integrated_gradients import INPUT_LAYER, IntegratedGradients
@@ -89,6 +89,7 @@ from rsigradcam.shards import (
     SHARD_DIR,
     ShardBuffer,
     merge_shards,
+    rank_shards,
     read_lines,
     shard_done,
     shard_names,
@@ -406,9 +407,9 @@ class ImageFiles(Dataset[tuple[int, Tensor | None, str | None]]):
         except FileNotFoundError:
             return index, None, "file not found"
         except (ValueError, OSError) as exc:
-            return index, None, " ".join(str(exc).split()) or type(exc).__name__
+            return index, None, _one_line(str(exc)) or type(exc).__name__
         except Exception as exc:  # a decoder bug must not stop the run either
-            return index, None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            return index, None, f"{type(exc).__name__}: {_one_line(str(exc))}"
         return index, tensor[0], None
 
 
@@ -603,10 +604,9 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 
 def _prepare_run(
-    options: DatasetOptions, loaded: LoadedModel, layers: Sequence[str]
+    options: DatasetOptions, loaded: LoadedModel, layers: Sequence[str], out: Path
 ) -> tuple[list[ImageEntry], dict[str, Any], list[int]]:
-    """On rank 0: check or create the output folder; return the images, params, todo."""
-    out = prepare_output_dir(options.out)
+    """On rank 0: check the prepared output folder ``out``; return the images, params, todo."""
     entries = list_images(
         options.source,
         exclude=out,
@@ -630,7 +630,6 @@ def _prepare_run(
     else:
         if shards.is_dir() and any(shards.iterdir()):
             raise InputError(f"--out '{out}' holds shards but no {RUN}; choose another --out")
-        shards.mkdir(exist_ok=True)
         write_lines(out / IMAGES, (_entry_line(e) for e in entries))
         save_json(
             {
@@ -951,67 +950,57 @@ def _run(
     progress: bool,
     echo: Callable[[str], None] | None,
 ) -> DatasetSummary:
+    """The run; rank 0 holds the folder's lock (in ``held``) until it returns."""
     with contextlib.ExitStack() as held:
-        return _run_holding(options, ranks, device, progress, echo, held)
-
-
-def _run_holding(
-    options: DatasetOptions,
-    ranks: Ranks,
-    device: torch.device,
-    progress: bool,
-    echo: Callable[[str], None] | None,
-    held: contextlib.ExitStack,
-) -> DatasetSummary:
-    """The run; rank 0 keeps the folder's lock in ``held`` until the caller leaves it."""
-    loaded = load_model(options.model, device)
-    layers = check_layers(list(options.layers), probe_layers(loaded.model))
-    out = Path(options.out)
-    failure: BaseException | None = None
-    setup: tuple[int, str] | list[int] = []
-    entries: list[ImageEntry] = []
-    params: dict[str, Any] = {}
-    if ranks.rank == 0:
-        try:
-            held.enter_context(run_lock(prepare_output_dir(options.out)))
-            entries, params, todo = _prepare_run(options, loaded, layers)
-            setup = todo
-        except Exception as exc:
-            failure = exc
-            setup = (2 if isinstance(exc, InputError) else 1, str(exc))
-    setup = _from_rank_zero(setup, ranks)
-    if isinstance(setup, tuple):
-        if failure is not None:
-            raise failure
-        raise RankZeroError(setup[0])
-    todo = setup
-    if ranks.rank != 0:
-        entries, params = _read_run(out)
-    size = int(params["shard_size"])
-    names = shard_names(math.ceil(len(entries) / size))
-    sizes = {name: min(size, len(entries) - k * size) for k, name in enumerate(names)}
-    mine = todo[ranks.rank :: ranks.world_size]
-    view = _Progress(out, sizes, progress, echo) if ranks.rank == 0 else None
-    start = time.perf_counter()
-    with view if view is not None else contextlib.nullcontext():
-        processed = _explain_shards(options, loaded, params, entries, names, mine, view)
-    _barrier(ranks, device)
-    seconds = time.perf_counter() - start
-    explained = failed = None
-    if ranks.rank == 0:
-        explained, failed = merge_shards(out, names, [e.id for e in entries])
-    return DatasetSummary(
-        out=out,
-        images=len(entries),
-        explained=explained,
-        failed=failed,
-        shards=len(names),
-        skipped=len(names) - len(todo),
-        processed=sum(sizes[names[k]] for k in todo) if ranks.rank == 0 else processed,
-        seconds=seconds,
-        rank=ranks.rank,
-        world_size=ranks.world_size,
-    )
+        loaded = load_model(options.model, device)
+        layers = check_layers(list(options.layers), probe_layers(loaded.model))
+        out = Path(options.out)
+        failure: BaseException | None = None
+        setup: tuple[int, str] | list[int] = []
+        entries: list[ImageEntry] = []
+        params: dict[str, Any] = {}
+        if ranks.rank == 0:
+            try:
+                out = prepare_output_dir(options.out)
+                held.enter_context(run_lock(out))
+                entries, params, todo = _prepare_run(options, loaded, layers, out)
+                setup = todo
+            except Exception as exc:
+                failure = exc
+                setup = (2 if isinstance(exc, InputError) else 1, str(exc))
+        setup = _from_rank_zero(setup, ranks)
+        if isinstance(setup, tuple):
+            if failure is not None:
+                raise failure
+            raise RankZeroError(setup[0])
+        todo = setup
+        if ranks.rank != 0:
+            entries, params = _read_run(out)
+        size = int(params["shard_size"])
+        names = shard_names(math.ceil(len(entries) / size))
+        sizes = {name: min(size, len(entries) - k * size) for k, name in enumerate(names)}
+        mine = [todo[i] for i in rank_shards(len(todo), ranks.rank, ranks.world_size)]
+        view = _Progress(out, sizes, progress, echo) if ranks.rank == 0 else None
+        start = time.perf_counter()
+        with view if view is not None else contextlib.nullcontext():
+            processed = _explain_shards(options, loaded, params, entries, names, mine, view)
+        _barrier(ranks, device)
+        seconds = time.perf_counter() - start
+        explained = failed = None
+        if ranks.rank == 0:
+            explained, failed = merge_shards(out, names, [e.id for e in entries])
+        return DatasetSummary(
+            out=out,
+            images=len(entries),
+            explained=explained,
+            failed=failed,
+            shards=len(names),
+            skipped=len(names) - len(todo),
+            processed=sum(sizes[names[k]] for k in todo) if ranks.rank == 0 else processed,
+            seconds=seconds,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
+        )
 
 
 def _explain_shards(

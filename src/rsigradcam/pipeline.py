@@ -46,7 +46,7 @@ from torch import nn
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
 from rsigradcam.capture import LayerCapture, describe, is_spatial_map, model_device
 from rsigradcam.explanation import Explanation
-from rsigradcam.io import ImageSource, load_image
+from rsigradcam.io import ImageSource, _one_line, load_image
 from rsigradcam.methods import BaseCAM, GradCAM, RSIGradCAM
 from rsigradcam.models import efficientnet_lite0, imagenet_classes
 from rsigradcam.targets import Output
@@ -94,10 +94,6 @@ class InputError(ValueError):
         ...     print(error)
         class id 1000 is out of range: the model has 1000 classes (ids 0 to 999)
     """
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _suggest(word: str, choices: Sequence[str], n: int = 5) -> list[str]:

@@ -256,25 +256,25 @@ def merge_shards(out: Path, names: Sequence[str], ids: Sequence[str]) -> tuple[i
                 counts[1 if "error" in line else 0] += 1
                 yield line
 
-    def write(tmp: Path) -> None:
-        errors_tmp = out / f".{ERRORS}.tmp"
-        try:
-            with tmp.open("w", encoding="utf-8") as manifest, errors_tmp.open(
-                "w", encoding="utf-8"
-            ) as errors:
-                for line in lines():
-                    text = json.dumps(line, allow_nan=False) + "\n"
-                    manifest.write(text)
-                    if "error" in line:
-                        errors.write(text)
-            if next(expected, None) is not None:
-                raise RuntimeError(f"the shards hold {sum(counts)} images, not {len(ids)}")
-            errors_tmp.replace(out / ERRORS)
-        except BaseException:
-            errors_tmp.unlink(missing_ok=True)
-            raise
+    def write_both(manifest_tmp: Path, errors_tmp: Path) -> None:
+        with manifest_tmp.open("w", encoding="utf-8") as manifest, errors_tmp.open(
+            "w", encoding="utf-8"
+        ) as errors:
+            for line in lines():
+                text = json.dumps(line, allow_nan=False) + "\n"
+                manifest.write(text)
+                if "error" in line:
+                    errors.write(text)
+        if next(expected, None) is not None:
+            raise RuntimeError(f"the shards hold {sum(counts)} images, not {len(ids)}")
 
-    _write_atomically(out / MANIFEST, write)
+    # errors.jsonl is renamed into place first, manifest.jsonl (the mark of a merge) last.
+    _write_atomically(
+        out / MANIFEST,
+        lambda manifest_tmp: _write_atomically(
+            out / ERRORS, lambda errors_tmp: write_both(manifest_tmp, errors_tmp)
+        ),
+    )
     return counts[0], counts[1]
 
 
