@@ -17,7 +17,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,16 @@ from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.explanation import Explanation
 from rsigradcam.integrate import PathAccumulator
 from rsigradcam.memory import chunk_size, default_budget_bytes, point_bytes
-from rsigradcam.path import CallablePath, Path, PathSpec, StraightLinePath, TensorPath, path_rows
+from rsigradcam.path import (
+    CallablePath,
+    Path,
+    PathSpec,
+    StraightLinePath,
+    TensorPath,
+    check_partition,
+    path_rows,
+    uniform_partition,
+)
 from rsigradcam.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
 from rsigradcam.targets import (
     Output,
@@ -61,6 +70,7 @@ __all__ = [
     "LayerSpec",
     "PathEvaluator",
     "PathResult",
+    "StepsMixin",
     "cam_reduction",
     "normalize_heatmap",
 ]
@@ -200,6 +210,32 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.get_default_dtype()
+
+
+class StepsMixin:
+    """Path points from ``steps`` (m intervals, ``t_i = i / m``) or an explicit ``partition``.
+
+    For the path-integral methods; put it before :class:`BaseCAM` in the bases, so that its
+    :meth:`_partition` serves as BaseCAM's hook.
+    """
+
+    steps: int | Literal["auto"]
+    partition: Tensor | None
+
+    def _set_steps(
+        self, steps: int | Literal["auto"], partition: Tensor | Sequence[float] | None
+    ) -> None:
+        """Check and keep ``steps`` (``"auto"`` is left to the method) and ``partition``."""
+        if steps != "auto":
+            uniform_partition(steps)  # validates steps
+        self.steps = steps
+        self.partition = None if partition is None else check_partition(partition)
+
+    def _partition(self) -> Tensor:
+        if self.partition is not None:
+            return self.partition
+        assert isinstance(self.steps, int)
+        return uniform_partition(self.steps)
 
 
 class BaseCAM(ABC):

@@ -18,8 +18,9 @@ from rsigradcam.methods.base import (
     IMAGENET_NORMALIZE,
     BaseCAM,
     LayerSpec,
+    StepsMixin,
 )
-from rsigradcam.path import PathSpec, check_partition, uniform_partition
+from rsigradcam.path import PathSpec
 from rsigradcam.reshape import ReshapeSpec
 from rsigradcam.targets import Output
 
@@ -113,7 +114,7 @@ class PathGradCAMSum:
         return self._total
 
 
-class IntegratedGradCAM(BaseCAM):
+class IntegratedGradCAM(StepsMixin, BaseCAM):
     """Integrated Grad-CAM: the path average of Grad-CAM maps taken against the baseline.
 
     On the straight path ``x_t = x' + t (x - x')`` and a partition ``0 = t_0 < ... <
@@ -194,12 +195,7 @@ class IntegratedGradCAM(BaseCAM):
             path=path,
             n_samples=n_samples,
         )
-        self.steps = steps
-        uniform_partition(steps)  # validates steps
-        self.partition = None if partition is None else check_partition(partition)
-
-    def _partition(self) -> Tensor:
-        return self.partition if self.partition is not None else uniform_partition(self.steps)
+        self._set_steps(steps, partition)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathGradCAMSum:
         return PathGradCAMSum(n_images, partition)

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from rsigradcam.baselines import BaselineSpec, Normalize
 from rsigradcam.capture import LayerCapture
 from rsigradcam.integrate import RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec
-from rsigradcam.path import PathSpec, check_partition, uniform_partition
+from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec, StepsMixin
+from rsigradcam.path import PathSpec
 from rsigradcam.targets import Output
 
 __all__ = ["INPUT_LAYER", "IntegratedGradients", "PixelMap"]
@@ -46,7 +46,7 @@ class _InputTap(nn.Module):
         return self.model(self.input(x))
 
 
-class IntegratedGradients(BaseCAM):
+class IntegratedGradients(StepsMixin, BaseCAM):
     """Integrated Gradients (input level), with the same call and result as the CAMs.
 
     ::
@@ -128,10 +128,8 @@ class IntegratedGradients(BaseCAM):
         )
         if pixel_map not in ("positive", "absolute"):
             raise ValueError(f"pixel_map must be 'positive' or 'absolute', got {pixel_map!r}.")
-        self.steps = steps
-        uniform_partition(steps)  # validates steps
+        self._set_steps(steps, partition)
         self.rule = check_rule(rule)
-        self.partition = None if partition is None else check_partition(partition)
         self.pixel_map = pixel_map
         self._tap = _InputTap(model)
 
@@ -152,9 +150,6 @@ class IntegratedGradients(BaseCAM):
         self, capture: LayerCapture, model: nn.Module, x: Tensor
     ) -> dict[str, nn.Module]:
         return {INPUT_LAYER: model.get_submodule(INPUT_LAYER)}
-
-    def _partition(self) -> Tensor:
-        return self.partition if self.partition is not None else uniform_partition(self.steps)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> RiemannStieltjesSum:
         return RiemannStieltjesSum(n_images, self.rule)

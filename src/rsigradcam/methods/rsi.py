@@ -21,15 +21,16 @@ from rsigradcam.methods.base import (
     LayerSpec,
     PathEvaluator,
     PathResult,
+    StepsMixin,
 )
-from rsigradcam.path import PathSpec, check_partition, uniform_partition
+from rsigradcam.path import PathSpec, uniform_partition
 from rsigradcam.reshape import ReshapeSpec
 from rsigradcam.targets import Output
 
 __all__ = ["RSIGradCAM"]
 
 
-class RSIGradCAM(BaseCAM):
+class RSIGradCAM(StepsMixin, BaseCAM):
     """Riemann–Stieltjes Integrated Grad-CAM.
 
     Integrates the gradient of the class score against the layer's own activation along
@@ -127,16 +128,13 @@ class RSIGradCAM(BaseCAM):
             path=path,
             n_samples=n_samples,
         )
-        self.steps = steps
         self.rule = check_rule(rule)
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
         self.schedule: AdaptiveSchedule | None = None
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
-        else:
-            uniform_partition(steps)  # validates steps
-        self.partition = None if partition is None else check_partition(partition)
+        self._set_steps(steps, partition)
         if isinstance(path, Tensor) and (steps == "auto" or partition is not None):
             raise ValueError(
                 "a path given as a tensor fixes its points, so steps='auto' and partition= "
@@ -144,12 +142,9 @@ class RSIGradCAM(BaseCAM):
             )
 
     def _partition(self) -> Tensor:
-        if self.partition is not None:
-            return self.partition
-        if self.schedule is not None:
+        if self.schedule is not None and self.partition is None:
             return uniform_partition(self.schedule.max_steps)  # the most it may use
-        assert isinstance(self.steps, int)
-        return uniform_partition(self.steps)
+        return super()._partition()
 
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
         if self.schedule is None or self.partition is not None:
