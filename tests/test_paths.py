@@ -132,6 +132,12 @@ def test_path_argument_conflicts_are_explained():
     points = torch.zeros(3, 3, 12, 12)
     with pytest.raises(ValueError, match="steps='auto' and partition"):
         RSIGradCAM(model, "conv", steps="auto", path=points)
+    from rsigradcam import IntegratedGradCAM, IntegratedGradients
+
+    for method in (RSIGradCAM, IntegratedGradCAM, IntegratedGradients):  # never dropped silently
+        layer = "input" if method is IntegratedGradients else "conv"
+        with pytest.raises(ValueError, match="steps='auto' and partition"):
+            method(model, layer, path=points, partition=[0.0, 0.5, 1.0])
     with pytest.raises(ValueError, match="several baselines"):
         RSIGradCAM(model, "conv", baseline=["black", "blur"], path=_curved)
     with pytest.raises(TypeError, match="path must be"):

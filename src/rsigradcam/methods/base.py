@@ -225,7 +225,18 @@ class StepsMixin:
     def _set_steps(
         self, steps: int | Literal["auto"], partition: Tensor | Sequence[float] | None
     ) -> None:
-        """Check and keep ``steps`` (``"auto"`` is left to the method) and ``partition``."""
+        """Check and keep ``steps`` (``"auto"`` is left to the method) and ``partition``.
+
+        Call it after ``BaseCAM.__init__``: a path given as a tensor fixes its points, so it
+        refuses ``steps="auto"`` and ``partition=`` with it.
+        """
+        if isinstance(getattr(self, "path", None), Tensor) and (
+            steps == "auto" or partition is not None
+        ):
+            raise ValueError(
+                "a path given as a tensor fixes its points, so steps='auto' and partition= "
+                "do not apply; pass a callable path(images, t) to choose the points."
+            )
         if steps != "auto":
             uniform_partition(steps)  # validates steps
         self.steps = steps

@@ -135,11 +135,6 @@ class RSIGradCAM(StepsMixin, BaseCAM):
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
         self._set_steps(steps, partition)
-        if isinstance(path, Tensor) and (steps == "auto" or partition is not None):
-            raise ValueError(
-                "a path given as a tensor fixes its points, so steps='auto' and partition= "
-                "do not apply; pass a callable path(images, t) to choose the points."
-            )
 
     def _partition(self) -> Tensor:
         if self.schedule is not None and self.partition is None:
