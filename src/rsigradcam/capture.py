@@ -27,6 +27,7 @@ __all__ = [
     "describe",
     "is_spatial_map",
     "model_device",
+    "model_dtype",
     "resolve_layer",
 ]
 
@@ -47,6 +48,14 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter or buffer (else torch's default)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
 
 
 def is_spatial_map(shape: tuple[int, ...] | None) -> bool:
@@ -251,7 +260,7 @@ class LayerCapture:
                 f"layer {name!r} returned {describe(output)}, but a CAM needs a 4-D "
                 "(N, K, h, w) feature map. Choose a convolutional layer or block."
             )
-        if shape[-2] * shape[-1] < 2:
+        if not is_spatial_map(shape):
             raise ValueError(
                 f"layer {name!r} has a 1x1 spatial output {shape}, so a class activation "
                 "map would be a single value. Choose an earlier layer with a spatial "

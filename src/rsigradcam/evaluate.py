@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam import metrics
+from rsigradcam.capture import model_dtype
 from rsigradcam.dataset import list_images
 from rsigradcam.demo import DEMO_LAYERS, find_paper_samples
 from rsigradcam.explanation import Explanation
@@ -546,13 +547,6 @@ def model_digest(model: nn.Module) -> str:
     return _digest(model.state_dict().values())
 
 
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.get_default_dtype()
-
-
 class MethodRunner:
     """One method at all of its layers; each distinct computation runs once.
 
@@ -594,7 +588,7 @@ class MethodRunner:
     ) -> dict[str, Explanation]:
         """The explanations of ``images`` at every layer, by layer name."""
         m = (steps or self.steps) if self.has_steps else None
-        run_dtype = dtype or _model_dtype(model)
+        run_dtype = dtype or model_dtype(model)
         key = (model_digest(model), _digest([images, targets]), m, str(run_dtype))
         if key not in self._cache:
             kwargs: dict[str, Any] = {

@@ -226,11 +226,6 @@ class TensorPath:
         self.points = points
         self.n_points = points.shape[1]
 
-    @property
-    def baselines(self) -> Tensor:
-        """The first point of each path, (N, C, H, W)."""
-        return self.points[:, 0]
-
     def partition(self) -> Tensor:
         """The nominal parameters ``i / (P - 1)`` of the points."""
         return uniform_partition(self.n_points - 1)

@@ -121,7 +121,7 @@ def check_baseline_spec(spec: BaselineSpec, n_samples: int = 1) -> list[SingleSp
                 "not both."
             )
         only = specs[0]
-        random = only == "noise" or getattr(only, "random", False)
+        random = getattr(_NAMED.get(only) if isinstance(only, str) else only, "random", False)
         if not random:
             raise ValueError(
                 f"n_samples={n_samples} needs a random baseline such as 'noise' or "

@@ -37,6 +37,7 @@ from rsigradcam.capture import (
     ModuleOutput,
     is_spatial_map,
     model_device,
+    model_dtype,
     resolve_layer,
 )
 from rsigradcam.constants import IMAGENET_NORMALIZE
@@ -203,13 +204,6 @@ def _check_scores(y: Tensor, outputs: Tensor) -> None:
             "the model produced non-finite (NaN or Inf) scores on the integration path; "
             "check the model and the input's normalisation."
         )
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.get_default_dtype()
 
 
 class StepsMixin:
@@ -518,9 +512,9 @@ class BaseCAM(ABC):
         return images
 
     def _run_model(self) -> tuple[nn.Module, torch.dtype]:
-        model_dtype = _model_dtype(self.model)
-        if self.dtype is None or self.dtype == model_dtype:
-            return self.model, model_dtype
+        own = model_dtype(self.model)
+        if self.dtype is None or self.dtype == own:
+            return self.model, own
         return copy.deepcopy(self.model).to(self.dtype), self.dtype
 
     def _resolve_layers(
