@@ -171,13 +171,21 @@ class BlurBaseline(Baseline):
         return f"BlurBaseline(sigma={self.sigma})"
 
 
-def gaussian_blur(images: Tensor, sigma: float, kernel_size: int | None = None) -> Tensor:
+def gaussian_blur(
+    images: Tensor,
+    sigma: float,
+    kernel_size: int | None = None,
+    padding: Literal["replicate", "reflect"] = "replicate",
+) -> Tensor:
     """Blur (N, C, H, W) images channel by channel with a normalised Gaussian kernel.
+
+    A separable depthwise convolution, one spatial dimension at a time.
 
     Args:
         images: The images.
         sigma: Standard deviation in pixels.
         kernel_size: Odd kernel size; default ``2 * ceil(3 sigma) + 1``.
+        padding: How the borders are extended (``F.pad`` mode).
     """
     size = kernel_size if kernel_size is not None else 2 * math.ceil(3 * sigma) + 1
     half = size // 2
@@ -191,7 +199,7 @@ def gaussian_blur(images: Tensor, sigma: float, kernel_size: int | None = None) 
         shape[dim] = size
         weight = kernel.view(shape).repeat(channels, 1, 1, 1)
         pad = (0, 0, half, half) if dim == 2 else (half, half, 0, 0)
-        out = F.conv2d(F.pad(out, pad, mode="replicate"), weight, groups=channels)
+        out = F.conv2d(F.pad(out, pad, mode=padding), weight, groups=channels)
     return out
 
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from rsigradcam.baselines import Normalize, make_baselines
+from rsigradcam.baselines import Normalize, gaussian_blur, make_baselines
 
 __all__ = ["BLUR_KERNEL", "BLUR_SIGMA", "SubstrateSpec", "blur_substrate", "make_substrate"]
 
@@ -40,10 +38,9 @@ def blur_substrate(
 ) -> Tensor:
     """RISE's blur: each channel of (N, C, H, W) ``images`` under a normalised Gaussian.
 
-    A separable depthwise convolution with reflect padding (replicate padding for images
-    whose side is not larger than half the kernel, where reflection is undefined). Unlike
-    :func:`rsigradcam.baselines.gaussian_blur` (replicate padding, kernel from σ), the
-    kernel size is fixed, as in the RISE protocol.
+    :func:`rsigradcam.baselines.gaussian_blur` with reflect padding (replicate padding for
+    images whose side is not larger than half the kernel, where reflection is undefined)
+    and, as in the RISE protocol, a fixed kernel size rather than one derived from σ.
 
     Example:
         >>> x = torch.ones(1, 3, 16, 16)
@@ -56,15 +53,10 @@ def blur_substrate(
         raise ValueError(f"kernel_size must be odd so the blur is centred, got {kernel_size}.")
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}.")
-    half = kernel_size // 2
-    x = torch.arange(kernel_size, dtype=images.dtype, device=images.device) - half
-    g = torch.exp(-(x**2) / (2.0 * sigma**2))
-    g = g / g.sum()
-    c = images.shape[1]
-    mode = "reflect" if min(images.shape[-2:]) > half else "replicate"
-    padded = F.pad(images, (half, half, half, half), mode=mode)
-    out = F.conv2d(padded, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return F.conv2d(out, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    reflectable = min(images.shape[-2:]) > kernel_size // 2
+    return gaussian_blur(
+        images, sigma, kernel_size, padding="reflect" if reflectable else "replicate"
+    )
 
 
 def make_substrate(spec: SubstrateSpec, images: Tensor, normalize: Normalize) -> Tensor:
