@@ -49,6 +49,7 @@ from rsigradcam.explanation import Explanation
 from rsigradcam.io import load_image
 from rsigradcam.methods import METHODS, IntegratedGradients
 from rsigradcam.methods.integrated_gradients import INPUT_LAYER
+from rsigradcam.metrics._common import predict
 from rsigradcam.metrics.sanity import ORIGINAL
 from rsigradcam.metrics.stability import Explain, MakeExplainer
 from rsigradcam.pipeline import (
@@ -111,7 +112,6 @@ RANDOM_BLOCK = 16
 MEMORY_BUDGET_MB = 1024.0
 #: Images per no-grad forward pass of the metrics: small batches are fastest on a CPU.
 CPU_BATCH, GPU_BATCH = 8, 64
-_GROUPS = ("all", "saturated", "unsaturated")
 
 Better = Literal["higher", "lower"]
 Verdict = Literal["holds", "does not hold", "inconclusive"]
@@ -861,17 +861,6 @@ def _stability(run: _Run) -> None:
     run.details["stability"] = detail
 
 
-def _predict(model: nn.Module, images: Tensor) -> Tensor:
-    """Softmax probabilities (N, classes), a few images per forward pass."""
-    with torch.no_grad():
-        return torch.cat(
-            [
-                torch.softmax(model(images[i : i + CPU_BATCH]), dim=1)
-                for i in range(0, images.shape[0], CPU_BATCH)
-            ]
-        )
-
-
 def _start(
     options: EvaluationOptions, progress: bool, out: Path | None
 ) -> tuple[_Run, LoadedModel, list[EvalImage], Tensor, list[str]]:
@@ -880,7 +869,7 @@ def _start(
     layers = resolve_layers(loaded, options.layers)
     found, notes = load_images(options, loaded, exclude=out)
     images = torch.cat([image.tensor for image in found]).to(loaded.device)
-    probabilities = _predict(loaded.model, images)
+    probabilities = predict(loaded.model, images, CPU_BATCH)
     top1 = probabilities.argmax(dim=1).tolist()
     targets = torch.tensor(
         [top1[k] if image.target is None else image.target for k, image in enumerate(found)],

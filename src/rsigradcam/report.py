@@ -111,10 +111,6 @@ def _columns(results: dict[str, Any], metric: str | None = None) -> list[str]:
     return [layer for layer in [*results["config"]["layers"], "input"] if layer in used]
 
 
-def _methods(results: dict[str, Any], metric: str) -> list[str]:
-    return list(results["summary"].get(metric, {}))
-
-
 # --------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------
@@ -298,9 +294,10 @@ def _gallery(evaluation: Evaluation) -> str:
         name = results["images"][k]["name"]
         image = results["images"][k]
         head = ["layer", "image", *(html.escape(_label(m)) for m in methods)]
+        original = _thumbnail(rgb, name)
         rows = []
         for layer in rows_of:
-            cells = [html.escape(layer), _thumbnail(rgb, name)]
+            cells = [html.escape(layer), original]
             for method in methods:
                 maps = evaluation.heatmaps.get((method, layer))
                 cells.append(

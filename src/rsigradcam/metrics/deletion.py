@@ -29,7 +29,7 @@ from rsigradcam.metrics._common import (
 )
 from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
-from rsigradcam.targets import TargetSpec
+from rsigradcam.targets import TargetSpec, class_score
 
 __all__ = [
     "REFERENCE_SIDE",
@@ -274,8 +274,7 @@ def _curves(
                     if kind == "deletion"
                     else torch.where(changed, images[i], fill[i])
                 )
-                prob = torch.softmax(capture.forward(x)[0], dim=1)
-                score = prob.gather(1, found[i].view(-1, 1)).squeeze(1)
+                score = class_score(capture.forward(x)[0], found[i], "softmax")
                 curves[start : start + i.numel()] = score.to("cpu", torch.float64)
                 advance(i.numel())
     curves = curves.view(n, points)

@@ -12,6 +12,7 @@ The user's model is never changed: the test works on a deep copy.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -170,8 +171,6 @@ def randomization_sanity(
     work = copy.deepcopy(model)
     n = images.shape[0]
     rows = []
-    randomized: list[list[str]] = [[]]
-    done: list[str] = []
     with progress_bar("sanity", len(names) + 2, progress) as advance:
         reference = _maps(explain, work, images, found, n)
         rows.append(spearman(reference, _maps(explain, work, images, found, n)))
@@ -186,11 +185,7 @@ def randomization_sanity(
             for module in modules:
                 randomize_module(module, generator)
             rows.append(spearman(reference, _maps(explain, work, images, found, n)))
-            if cascading:
-                done.extend(members)
-                randomized.append(list(done))
-            else:
-                randomized.append(list(members))
+            if not cascading:
                 with torch.no_grad():
                     for module, values in zip(modules, saved, strict=True):
                         for p, value in zip(module.parameters(recurse=False), values, strict=True):
@@ -201,7 +196,7 @@ def randomization_sanity(
         correlations=torch.stack(rows).cpu(),
         targets=found.cpu(),
         cascading=cascading,
-        randomized=randomized,
+        randomized=[[], *(itertools.accumulate(plan) if cascading else plan)],
     )
 
 
