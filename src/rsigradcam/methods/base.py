@@ -462,9 +462,8 @@ class BaseCAM(ABC):
             return TensorPath(x, self.path.to(x.dtype)), 1
         if self.path is not None:
             return CallablePath(x, self.path), 1
-        specs = self._baseline_specs()
-        n_baselines = self.n_samples if self.n_samples > 1 else len(specs)
-        baselines = baseline_rows(specs, x, self.normalize, self.n_samples)
+        baselines = baseline_rows(self._baseline_specs(), x, self.normalize, self.n_samples)
+        n_baselines = baselines.shape[0] // x.shape[0]
         rows = x.repeat_interleave(n_baselines, dim=0) if n_baselines > 1 else x
         return StraightLinePath(rows, baselines), n_baselines
 
