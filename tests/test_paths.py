@@ -132,6 +132,10 @@ def test_path_argument_conflicts_are_explained():
     points = torch.zeros(3, 3, 12, 12)
     with pytest.raises(ValueError, match="steps='auto' and partition"):
         RSIGradCAM(model, "conv", steps="auto", path=points)
+    images = torch.rand(1, 3, 12, 12)
+    whole = torch.stack([torch.zeros_like(images[0]), images[0]]).round().long()
+    with pytest.raises(ValueError, match="floating point"):  # not cast silently
+        RSIGradCAM(model, "conv", path=whole)(images.round())
     from rsigradcam import IntegratedGradCAM, IntegratedGradients
 
     for method in (RSIGradCAM, IntegratedGradCAM, IntegratedGradients):  # never dropped silently

@@ -459,7 +459,7 @@ class BaseCAM(ABC):
         if not self.uses_baseline:
             return StraightLinePath(x, x), 1
         if isinstance(self.path, Tensor):
-            return TensorPath(x, self.path.to(x.dtype)), 1
+            return TensorPath(x, self.path), 1  # it casts to x's dtype
         if self.path is not None:
             return CallablePath(x, self.path), 1
         baselines = baseline_rows(self._baseline_specs(), x, self.normalize, self.n_samples)
