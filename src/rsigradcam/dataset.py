@@ -983,7 +983,9 @@ def _run(
         view = _Progress(out, sizes, progress, echo) if ranks.rank == 0 else None
         start = time.perf_counter()
         with view if view is not None else contextlib.nullcontext():
-            processed = _explain_shards(options, loaded, params, entries, names, mine, view)
+            processed = _explain_shards(
+                options, loaded, params, entries, names, sizes, mine, view
+            )
         _barrier(ranks, device)
         seconds = time.perf_counter() - start
         explained = failed = None
@@ -1009,10 +1011,11 @@ def _explain_shards(
     params: dict[str, Any],
     entries: Sequence[ImageEntry],
     names: Sequence[str],
+    sizes: dict[str, int],
     mine: Sequence[int],
     view: _Progress | None,
 ) -> int:
-    """Explain this rank's shards; return the number of images done."""
+    """Explain this rank's shards (``sizes``: images per shard); return the images done."""
     size = int(params["shard_size"])
     batch_size = int(params["batch_size"])
     batches: list[list[int]] = []
@@ -1042,7 +1045,7 @@ def _explain_shards(
         if batch.images is not None:
             _explain_into(buffer, explainer, batch.images, batch.ok, entries)
         done += len(batch.indices)
-        if len(buffer) == min(size, len(entries) - k * size):
+        if len(buffer) == sizes[names[k]]:
             buffer.write((INPUT_SIZE, INPUT_SIZE), np.dtype(heatmap_dtype))
             if view is not None:
                 view.update(0, finished=names[k])
