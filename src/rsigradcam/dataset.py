@@ -231,7 +231,7 @@ def parse_methods(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _method_layers(method: str, layers: Sequence[str]) -> list[str]:
+def method_layers(method: str, layers: Sequence[str]) -> list[str]:
     """The layers a method explains: Integrated Gradients explains the input pixels."""
     return [INPUT_LAYER] if issubclass(CAM_METHODS[method], IntegratedGradients) else list(layers)
 
@@ -243,19 +243,34 @@ def explanation_pairs(methods: Sequence[str], layers: Sequence[str]) -> list[tup
         >>> explanation_pairs(["rsi", "ig"], ["blocks.10", "head"])
         [('rsi', 'blocks.10'), ('rsi', 'head'), ('ig', 'input')]
     """
-    return [(m, layer) for m in methods for layer in _method_layers(m, layers)]
+    return [(m, layer) for m in methods for layer in method_layers(m, layers)]
 
 
-def _build_cam(
-    method: str, model: nn.Module, layers: list[str], steps: int, output: Output, budget_mb: float
+def takes_steps(method: str) -> bool:
+    """Whether the method integrates along a path (has a ``steps`` argument)."""
+    return "steps" in inspect.signature(CAM_METHODS[method]).parameters
+
+
+def build_cam(
+    method: str,
+    model: nn.Module,
+    layers: Sequence[str],
+    steps: int,
+    output: Output,
+    budget_mb: float,
+    dtype: torch.dtype | None = None,
 ) -> BaseCAM:
+    """The method's explainer, with ``steps`` where it has them.
+
+    CAMs explain ``layers`` (a dict result); Integrated Gradients the input (one result).
+    """
     cls = CAM_METHODS[method]
-    kwargs: dict[str, Any] = {"output": output, "memory_budget_mb": budget_mb}
-    if "steps" in inspect.signature(cls).parameters:
+    kwargs: dict[str, Any] = {"output": output, "memory_budget_mb": budget_mb, "dtype": dtype}
+    if takes_steps(method):
         kwargs["steps"] = steps
     if issubclass(cls, IntegratedGradients):
         return cls(model, INPUT_LAYER, **kwargs)
-    return cls(model, layers, **kwargs)
+    return cls(model, list(layers), **kwargs)
 
 
 # --------------------------------------------------------------------------------------
@@ -681,7 +696,7 @@ class _BatchExplainer:
         layers: list[str] = params["layers"]
         budget = float(params["memory_budget_mb"])
         self.cams = [
-            (m, _build_cam(m, loaded.model, layers, params["steps"], params["output"], budget))
+            (m, build_cam(m, loaded.model, layers, params["steps"], params["output"], budget))
             for m in params["methods"]
         ]
         self.layers = layers
@@ -704,7 +719,7 @@ class _BatchExplainer:
                 )
                 found = cam(x, targets=targets)
             by_layer = found if isinstance(found, dict) else {found.layer: found}
-            for layer in _method_layers(method, self.layers):
+            for layer in method_layers(method, self.layers):
                 exp = by_layer[layer]
                 columns["scores"].append(exp.scores.float())
                 columns["baseline"].append(exp.baseline_scores.float())

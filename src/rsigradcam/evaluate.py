@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import platform
 import time
@@ -43,11 +42,11 @@ from torch import Tensor, nn
 
 from rsigradcam import metrics
 from rsigradcam.capture import model_dtype
-from rsigradcam.dataset import list_images
+from rsigradcam.dataset import build_cam, list_images, method_layers, takes_steps
 from rsigradcam.demo import DEMO_LAYERS, find_paper_samples
 from rsigradcam.explanation import Explanation
 from rsigradcam.io import load_image
-from rsigradcam.methods import METHODS, IntegratedGradients
+from rsigradcam.methods import METHODS
 from rsigradcam.methods.integrated_gradients import INPUT_LAYER
 from rsigradcam.metrics._common import predict
 from rsigradcam.metrics.sanity import ORIGINAL
@@ -560,10 +559,8 @@ class MethodRunner:
         self, name: str, layers: Sequence[str], steps: int, output: Output, notes: list[str]
     ) -> None:
         self.name = name
-        self.cls = METHODS[name]
-        self.is_input = issubclass(self.cls, IntegratedGradients)
-        self.layers = [INPUT_LAYER] if self.is_input else list(layers)
-        self.has_steps = "steps" in inspect.signature(self.cls).parameters
+        self.layers = method_layers(name, layers)
+        self.has_steps = takes_steps(name)
         self.steps, self.output, self.notes = steps, output, notes
         #: The stage asking for explanations, named in the notes.
         self.stage = ""
@@ -591,14 +588,11 @@ class MethodRunner:
         run_dtype = dtype or model_dtype(model)
         key = (model_digest(model), _digest([images, targets]), m, str(run_dtype))
         if key not in self._cache:
-            kwargs: dict[str, Any] = {
-                "output": self.output, "memory_budget_mb": MEMORY_BUDGET_MB, "dtype": dtype,
-            }
-            if m is not None:
-                kwargs["steps"] = m
-            layer: Any = INPUT_LAYER if self.is_input else list(self.layers)
+            cam = build_cam(
+                self.name, model, self.layers, m or self.steps, self.output, MEMORY_BUDGET_MB, dtype
+            )
             with _recorded(self.notes, f"{self.stage}, {self.name}"):
-                found = self.cls(model, layer, **kwargs)(images, targets)
+                found = cam(images, targets)
             self._cache[key] = found if isinstance(found, dict) else {found.layer: found}
         return self._cache[key]
 
