@@ -15,7 +15,7 @@ the model again, measures on that grid:
   the density is taken from the true per-interval errors measured on the 512-point grid
   (point density proportional to error density to the power 1/2, 2/3 or 1). This is an
   upper bound for schemes that place points where the sum changes, the adaptive
-  partitions of :mod:`rsigradcam.adaptive` included, since they must estimate that density.
+  partitions of :mod:`rsigradcam.core.adaptive` included, since they must estimate that density.
 
 Run from the repository root (needs the paper samples in ``../shared``; about 10 minutes on
 2 CPU cores)::
@@ -35,9 +35,9 @@ import torch
 from torch import Tensor
 
 from rsigradcam import RSIGradCAM
-from rsigradcam.bench import heatmap_correlation
-from rsigradcam.demo import find_paper_samples
-from rsigradcam.integrate import PathAccumulator
+from rsigradcam.app.bench import heatmap_correlation
+from rsigradcam.app.samples import find_paper_samples
+from rsigradcam.core.integrate import PathAccumulator
 from rsigradcam.io import load_image
 from rsigradcam.methods.base import cam_reduction, normalize_heatmap
 from rsigradcam.models import efficientnet_lite0

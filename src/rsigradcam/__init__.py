@@ -8,6 +8,7 @@ Example:
 """
 
 from rsigradcam.explanation import Explanation
+from rsigradcam.heatmaps import load_heatmaps
 from rsigradcam.methods import (
     METHODS,
     BaseCAM,
@@ -18,7 +19,6 @@ from rsigradcam.methods import (
     LayerCAM,
     RSIGradCAM,
 )
-from rsigradcam.shards import load_heatmaps
 
 __all__ = [
     "METHODS",

@@ -35,7 +35,7 @@ class Explanation:
         completeness_error: (N,) ``|sum(attributions) - (y(x) - y(x'))|`` relative to
             ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property.
         layer: the name of the explained layer in the model.
-        method: the method's name, e.g. ``"rsi-gradcam"``.
+        method: the method's registry name (``rsigradcam.METHODS``), e.g. ``"rsi"``.
         partition: (P,) float64, the path parameters t at which the model was evaluated;
             with ``steps="auto"`` and several images, (N, P): one row per image, shorter
             rows padded by repeating t = 1 (empty intervals).

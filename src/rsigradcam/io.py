@@ -51,6 +51,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
+from rsigradcam.files import one_line
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -122,16 +123,12 @@ def _check_max_pixels(max_pixels: int | None) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _unreadable(label: str, exc: BaseException) -> ImageLoadError:
     """Build the one-line error for a source that cannot be decoded."""
     if isinstance(exc, UnidentifiedImageError):
         reason = "not a recognised image format"
     else:
-        reason = _one_line(str(exc)) or type(exc).__name__
+        reason = one_line(str(exc)) or type(exc).__name__
     return ImageLoadError(f"{label} is not a readable image: {reason}")
 
 
@@ -184,7 +181,7 @@ def _pillow_refused(label: str, exc: Exception, max_pixels: int | None) -> Image
     """
     found = re.search(r"\((\d+) pixels\)", str(exc))
     if found is None or max_pixels is None:
-        return ImageLoadError(f"{label} is too large: {_one_line(str(exc))}")
+        return ImageLoadError(f"{label} is too large: {one_line(str(exc))}")
     return ImageLoadError(
         f"{label} is too large: {int(found.group(1)):,} pixels exceeds the limit of "
         f"{max_pixels:,} pixels (a possible decompression bomb); pass a larger max_pixels "
@@ -361,7 +358,7 @@ def _to_rgb(image: Image.Image, label: str = "the image") -> Image.Image:
         return upright.convert("RGB") if mode != "RGB" else upright
     except (ValueError, OSError) as exc:
         raise ImageLoadError(
-            f"{label} has an unsupported image mode '{image.mode}': {_one_line(str(exc))}"
+            f"{label} has an unsupported image mode '{image.mode}': {one_line(str(exc))}"
         ) from exc
 
 

@@ -1,20 +1,19 @@
-"""Overlays, figure grids and output files (the edge of the library: NumPy and matplotlib).
+"""Overlays and figure grids (the edge of the library: NumPy and matplotlib).
 
-Every ``save_*`` function writes atomically: to a hidden temporary file in the same folder,
-renamed onto the target only once it is complete, so an interrupted or failed write never
-leaves a partial file under the final name.
+:func:`save_grid` writes atomically (see :mod:`rsigradcam.files`, whose ``save_*``
+functions this module re-exports).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+
+from rsigradcam.files import save_json, save_npy, save_png, save_text, write_atomically
 
 __all__ = [
     "GridCell",
@@ -79,62 +78,6 @@ def overlay(
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def _write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W, 3) uint8 array as a PNG, atomically.
-
-    Example:
-        >>> save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "black.png")  # doctest: +SKIP
-    """
-    from PIL import Image
-
-    return _write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
-
-def save_npy(array: np.ndarray, path: str | Path) -> Path:
-    """Write an array in NumPy's ``.npy`` format, atomically.
-
-    Example:
-        >>> save_npy(np.zeros((224, 224), np.float32), tmp_path / "map.npy")  # doctest: +SKIP
-    """
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as file:
-            np.save(file, array)
-
-    return _write_atomically(path, write)
-
-
-def save_json(data: Any, path: str | Path) -> Path:
-    """Write JSON (indented, strict: NaN or infinity raise ``ValueError``), atomically.
-
-    Example:
-        >>> save_json({"class": "tabby", "p": 0.5}, tmp_path / "summary.json")  # doctest: +SKIP
-    """
-    return save_text(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
-
-
-def save_text(text: str, path: str | Path) -> Path:
-    """Write UTF-8 text atomically: a temporary file beside ``path``, then a rename.
-
-    Example:
-        >>> save_text("# Summary", tmp_path / "summary.md")  # doctest: +SKIP
-    """
-    return _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 @dataclass(frozen=True)
 class GridCell:
     """One panel of a figure grid: an RGB image with a title."""
@@ -177,4 +120,4 @@ def save_grid(
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
-    return _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

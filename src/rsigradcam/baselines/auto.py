@@ -18,7 +18,6 @@ across runs.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.baselines.simple import Baseline, Normalize, _Checked, channel_affine
-from rsigradcam.capture import LayerCapture, model_device
+from rsigradcam.core.capture import LayerCapture, model_device
+from rsigradcam.files import write_atomically
 
 __all__ = ["AutoBaseline", "AutoBaselineFit"]
 
@@ -189,15 +189,7 @@ class AutoBaseline(Baseline):
                 for f in self.fits.values()
             ],
         }
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def from_file(

@@ -6,17 +6,8 @@ from rsigradcam.methods.gradcampp import GradCAMPlusPlus
 from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
 from rsigradcam.methods.integrated_gradients import IntegratedGradients
 from rsigradcam.methods.layercam import LayerCAM
+from rsigradcam.methods.registry import METHODS, create_cam, method_class, method_layers
 from rsigradcam.methods.rsi import RSIGradCAM
-
-#: Every method by the name a caller may choose it with.
-METHODS: dict[str, type[BaseCAM]] = {
-    "rsi": RSIGradCAM,
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "layercam": LayerCAM,
-    "integrated-gradcam": IntegratedGradCAM,
-    "ig": IntegratedGradients,
-}
 
 __all__ = [
     "METHODS",
@@ -27,4 +18,7 @@ __all__ = [
     "IntegratedGradients",
     "LayerCAM",
     "RSIGradCAM",
+    "create_cam",
+    "method_class",
+    "method_layers",
 ]

@@ -32,7 +32,8 @@ from rsigradcam.baselines import (
     check_baseline_spec,
     check_normalize,
 )
-from rsigradcam.capture import (
+from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.capture import (
     LayerCapture,
     ModuleOutput,
     is_spatial_map,
@@ -40,11 +41,9 @@ from rsigradcam.capture import (
     model_dtype,
     resolve_layer,
 )
-from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.explanation import Explanation
-from rsigradcam.integrate import PathAccumulator
-from rsigradcam.memory import chunk_size, default_budget_bytes, point_bytes
-from rsigradcam.path import (
+from rsigradcam.core.integrate import PathAccumulator
+from rsigradcam.core.memory import chunk_size, default_budget_bytes, point_bytes
+from rsigradcam.core.path import (
     CallablePath,
     Path,
     PathSpec,
@@ -54,8 +53,8 @@ from rsigradcam.path import (
     path_rows,
     uniform_partition,
 )
-from rsigradcam.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
-from rsigradcam.targets import (
+from rsigradcam.core.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
+from rsigradcam.core.targets import (
     Output,
     ScoreFn,
     TargetSpec,
@@ -64,6 +63,7 @@ from rsigradcam.targets import (
     class_score,
     resolve_targets,
 )
+from rsigradcam.explanation import Explanation
 
 __all__ = [
     "IMAGENET_NORMALIZE",
@@ -263,17 +263,24 @@ class BaseCAM(ABC):
             quarter of the free RAM (or GPU memory).
         reshape_transform: For layers with (N, tokens, D) outputs (vision transformers):
             ``"tokens"`` drops the class and register tokens and lays the patches on their
-            square grid; or :class:`~rsigradcam.reshape.TokenGrid` / any callable
+            square grid; or :class:`~rsigradcam.core.reshape.TokenGrid` / any callable
             ``(N, T, D) -> (N, D, h, w)`` that only selects and rearranges elements.
         path: The integration path instead of the straight line from ``baseline``: a
             tensor of points from the baseline to the input, (P, C, H, W) for one image or
             (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
-            (see :mod:`rsigradcam.path`).
+            (see :mod:`rsigradcam.core.path`).
         n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
     """
 
-    #: Name stored in :attr:`Explanation.method`.
+    #: The method's one name: in :data:`~rsigradcam.methods.registry.METHODS`, the CLI's
+    #: ``--method``, file names and :attr:`Explanation.method`.
     method_name: ClassVar[str] = "cam"
+    #: How figures and reports title it.
+    label: ClassVar[str] = "CAM"
+    #: Whether it integrates along a path, so that ``steps`` applies.
+    takes_steps: ClassVar[bool] = False
+    #: Whether it explains the input pixels (its one layer is ``"input"``), not a layer.
+    explains_input: ClassVar[bool] = False
     #: Whether the method integrates from a baseline (t = 0) to the input (t = 1).
     uses_baseline: ClassVar[bool] = True
     #: Whether ``sum(attributions) = y(x) - y(x')`` holds in the limit.

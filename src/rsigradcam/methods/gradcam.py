@@ -11,9 +11,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from rsigradcam.core.reshape import ReshapeSpec
+from rsigradcam.core.targets import Output
 from rsigradcam.methods.base import BaseCAM, LayerSpec
-from rsigradcam.reshape import ReshapeSpec
-from rsigradcam.targets import Output
 
 __all__ = ["GradCAM", "GradientAtInput"]
 
@@ -52,7 +52,7 @@ class GradCAM(BaseCAM):
             budget.
         dtype: Floating dtype of the computation (the model is copied and cast).
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
-        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.reshape`.
+        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.core.reshape`.
 
     Example:
         >>> from rsigradcam import GradCAM
@@ -60,6 +60,7 @@ class GradCAM(BaseCAM):
     """
 
     method_name: ClassVar[str] = "gradcam"
+    label: ClassVar[str] = "Grad-CAM"
     uses_baseline: ClassVar[bool] = False
     has_completeness: ClassVar[bool] = False
 

@@ -45,6 +45,7 @@ class GradCAMPlusPlus(GradCAM):
     """
 
     method_name: ClassVar[str] = "gradcam++"
+    label: ClassVar[str] = "Grad-CAM++"
 
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None

@@ -14,15 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.baselines import BaselineSpec, Normalize
+from rsigradcam.core.path import PathSpec
+from rsigradcam.core.reshape import ReshapeSpec
+from rsigradcam.core.targets import Output
 from rsigradcam.methods.base import (
     IMAGENET_NORMALIZE,
     BaseCAM,
     LayerSpec,
     StepsMixin,
 )
-from rsigradcam.path import PathSpec
-from rsigradcam.reshape import ReshapeSpec
-from rsigradcam.targets import Output
 
 __all__ = ["IntegratedGradCAM", "PathGradCAMSum", "baseline_second_rows"]
 
@@ -152,7 +152,7 @@ class IntegratedGradCAM(StepsMixin, BaseCAM):
         partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1``; overrides
             ``steps``.
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
-        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.reshape`.
+        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.core.reshape`.
         path: A custom path (tensor of points or callable); see :class:`BaseCAM`.
         n_samples: Average over this many draws of a random baseline.
 
@@ -162,6 +162,8 @@ class IntegratedGradCAM(StepsMixin, BaseCAM):
     """
 
     method_name: ClassVar[str] = "integrated-gradcam"
+    label: ClassVar[str] = "Integrated Grad-CAM"
+    takes_steps: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = False
 

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.baselines import BaselineSpec, Normalize
-from rsigradcam.capture import LayerCapture
-from rsigradcam.integrate import RiemannStieltjesSum, Rule, check_rule
+from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.integrate import RiemannStieltjesSum, Rule, check_rule
+from rsigradcam.core.path import PathSpec
+from rsigradcam.core.targets import Output
 from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec, StepsMixin
-from rsigradcam.path import PathSpec
-from rsigradcam.targets import Output
 
 __all__ = ["INPUT_LAYER", "IntegratedGradients", "PixelMap"]
 
@@ -92,7 +92,10 @@ class IntegratedGradients(StepsMixin, BaseCAM):
         (torch.Size([1, 3, 224, 224]), tensor([0.0071]))
     """
 
-    method_name: ClassVar[str] = "integrated-gradients"
+    method_name: ClassVar[str] = "ig"
+    label: ClassVar[str] = "Integrated Gradients"
+    takes_steps: ClassVar[bool] = True
+    explains_input: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = True
 

@@ -45,6 +45,7 @@ class LayerCAM(GradCAM):
     """
 
     method_name: ClassVar[str] = "layercam"
+    label: ClassVar[str] = "LayerCAM"
 
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None

@@ -12,9 +12,12 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from rsigradcam.adaptive import AdaptiveSchedule, run_adaptive
 from rsigradcam.baselines import BaselineSpec, Normalize
-from rsigradcam.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
+from rsigradcam.core.adaptive import AdaptiveSchedule, run_adaptive
+from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
+from rsigradcam.core.path import PathSpec, uniform_partition
+from rsigradcam.core.reshape import ReshapeSpec
+from rsigradcam.core.targets import Output
 from rsigradcam.methods.base import (
     IMAGENET_NORMALIZE,
     BaseCAM,
@@ -23,9 +26,6 @@ from rsigradcam.methods.base import (
     PathResult,
     StepsMixin,
 )
-from rsigradcam.path import PathSpec, uniform_partition
-from rsigradcam.reshape import ReshapeSpec
-from rsigradcam.targets import Output
 
 __all__ = ["RSIGradCAM"]
 
@@ -50,7 +50,7 @@ class RSIGradCAM(StepsMixin, BaseCAM):
             with a spatial 4-D output), or a list of these (returns a dict by name).
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m``. ``"auto"``
             refines an adaptive partition until the maps settle (see
-            :mod:`rsigradcam.adaptive`); ``exp.partition`` and ``exp.n_evaluations`` then
+            :mod:`rsigradcam.core.adaptive`); ``exp.partition`` and ``exp.n_evaluations`` then
             report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
@@ -76,7 +76,7 @@ class RSIGradCAM(StepsMixin, BaseCAM):
         memory_budget_mb: Memory budget of a chunk when ``batch_size=None`` (default: a
             quarter of the free RAM or GPU memory).
         reshape_transform: For (N, tokens, D) layers: ``"tokens"`` or a callable
-            ``(N, T, D) -> (N, D, h, w)`` (see :mod:`rsigradcam.reshape`).
+            ``(N, T, D) -> (N, D, h, w)`` (see :mod:`rsigradcam.core.reshape`).
         path: A custom integration path instead of the straight line: a tensor of points
             from the baseline to the input, or a callable ``path(images, t) -> points``.
         n_samples: Average the attributions over this many draws of a random baseline.
@@ -89,7 +89,9 @@ class RSIGradCAM(StepsMixin, BaseCAM):
         (torch.Size([1, 224, 224]), tensor([0.0123]))
     """
 
-    method_name: ClassVar[str] = "rsi-gradcam"
+    method_name: ClassVar[str] = "rsi"
+    label: ClassVar[str] = "RSI-Grad-CAM"
+    takes_steps: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = True
 

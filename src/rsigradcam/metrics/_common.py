@@ -1,6 +1,6 @@
 """Argument checks and no-grad forward passes shared by the metrics.
 
-Every forward pass borrows the model through :class:`~rsigradcam.capture.LayerCapture`
+Every forward pass borrows the model through :class:`~rsigradcam.core.capture.LayerCapture`
 (eval mode, no ``requires_grad``, everything restored on exit), under ``torch.no_grad()``.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsigradcam.capture import LayerCapture, model_device
+from rsigradcam.core.capture import LayerCapture, model_device
+from rsigradcam.core.targets import TargetSpec, check_target_range, resolve_targets
 from rsigradcam.metrics._progress import Advance
-from rsigradcam.targets import TargetSpec, check_target_range, resolve_targets
 
 __all__ = [
     "borrowed",

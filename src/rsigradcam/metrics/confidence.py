@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from rsigradcam.baselines import Normalize
 from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.targets import TargetSpec
 from rsigradcam.metrics._common import (
     check_batch_size,
     check_heatmaps,
@@ -30,7 +31,6 @@ from rsigradcam.metrics._common import (
 )
 from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
-from rsigradcam.targets import TargetSpec
 
 __all__ = ["ConfidenceResult", "average_drop_increase", "mask_images"]
 

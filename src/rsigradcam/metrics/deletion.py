@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rsigradcam.baselines import Normalize
 from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.targets import TargetSpec, class_score
 from rsigradcam.metrics._common import (
     borrowed,
     check_batch_size,
@@ -29,7 +30,6 @@ from rsigradcam.metrics._common import (
 )
 from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
-from rsigradcam.targets import TargetSpec, class_score
 
 __all__ = [
     "REFERENCE_SIDE",

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rsigradcam.core.targets import TargetSpec
 from rsigradcam.metrics._common import check_batch_size, check_images, class_targets, predict
 from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.correlation import spearman
-from rsigradcam.targets import TargetSpec
 
 __all__ = [
     "ORIGINAL",

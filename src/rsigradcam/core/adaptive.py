@@ -1,0 +1,221 @@
+"""Adaptive partitions: spend path points where the Riemann–Stieltjes sum is least settled.
+
+Any partition ``0 = t_0 < ... < t_m = 1`` gives a valid Riemann–Stieltjes sum, so points
+can go where they matter. Starting from a coarse uniform partition, each round bisects the
+intervals whose *error indicator* is largest. The indicator of ``[t_i, t_j]`` is the
+difference between the trapezoid and the left rule on that interval,
+``mean_spatial(1/2 (G_j - G_i) * (A_j - A_i))`` per channel, seen through the map it would
+change: ``|| sum_k d_k A^k(x) ||`` relative to the current layer map.
+
+Rounds stop when the estimated remaining error of the map is below ``tolerance``: the
+relative change of the layer map in the last round, scaled by (points after the round) /
+(points added), which is the remaining error of a sum whose error falls like 1 / m, as it
+does on deep ReLU networks. They also stop at ``max_steps + 1`` points.
+
+Every evaluated point is kept (activations and gradients at each layer), so memory grows
+with the number of points; :func:`rsigradcam.core.path.path_rows` order is not needed here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rsigradcam.core.integrate import RiemannStieltjesSum, Rule
+from rsigradcam.core.path import path_rows, uniform_partition
+
+__all__ = ["AdaptiveSchedule", "Evaluate", "run_adaptive"]
+
+#: Evaluates rows (image index, t) and yields ``(rows, t, activations, gradients)`` chunks,
+#: as :class:`rsigradcam.methods.base.PathEvaluator` does.
+Evaluate = Callable[
+    [Tensor, Tensor], Iterable[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]
+]
+
+
+@dataclass(frozen=True)
+class AdaptiveSchedule:
+    """How an adaptive partition is refined.
+
+    Args:
+        tolerance: Stop when the estimated relative error of every layer map is below this.
+        max_steps: At most ``max_steps`` intervals (``max_steps + 1`` evaluations per image).
+        initial_steps: Intervals of the first, uniform partition.
+        fraction: Share of the intervals bisected in each round (at least 2).
+
+    Example:
+        >>> AdaptiveSchedule(tolerance=0.05).initial_steps
+        8
+    """
+
+    tolerance: float = 0.01
+    max_steps: int = 256
+    initial_steps: int = 8
+    fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.tolerance > 0:
+            raise ValueError(f"tolerance must be positive, got {self.tolerance!r}.")
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int):
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}.")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}.")
+
+
+@dataclass
+class _ImagePoints:
+    """Every evaluated point of one image, sorted by t."""
+
+    t: Tensor
+    acts: dict[str, Tensor] = field(default_factory=dict)
+    grads: dict[str, Tensor] = field(default_factory=dict)
+    maps: dict[str, Tensor] = field(default_factory=dict)
+    done: bool = False
+
+    def insert(self, t: Tensor, acts: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+        order = torch.argsort(torch.cat([self.t, t]))
+        self.t = torch.cat([self.t, t])[order]
+        for name in acts:
+            old_a = self.acts.get(name, acts[name][:0])
+            old_g = self.grads.get(name, grads[name][:0])
+            self.acts[name] = torch.cat([old_a, acts[name]])[order.to(acts[name].device)]
+            self.grads[name] = torch.cat([old_g, grads[name]])[order.to(grads[name].device)]
+
+
+def _integrate(points: _ImagePoints, name: str, rule: Rule, grad_relu: bool) -> Tensor:
+    acc = RiemannStieltjesSum(1, rule, grad_relu=grad_relu, descending=False)
+    a = points.acts[name]
+    acc.update(torch.zeros(a.shape[0], dtype=torch.long, device=a.device), a, points.grads[name])
+    return acc.result()[0]
+
+
+def _layer_map(integrated: Tensor, activation: Tensor) -> Tensor:
+    weights = integrated.mean(dim=(1, 2))
+    return torch.relu(torch.einsum("k,khw->hw", weights, activation))
+
+
+def _indicator(points: _ImagePoints, name: str, scale: float) -> Tensor:
+    a, g = points.acts[name], points.grads[name]
+    d = (0.5 * (g[1:] - g[:-1]) * (a[1:] - a[:-1])).mean(dim=(2, 3))
+    change: Tensor = torch.einsum("ik,khw->ihw", d, a[-1]).flatten(1).norm(dim=1)
+    return change / scale
+
+
+def _relative_change(new: Tensor, old: Tensor) -> float:
+    norm = float(new.norm())
+    if norm == 0.0:
+        return 0.0 if float(old.norm()) == 0.0 else 1.0
+    return float((new - old).norm()) / norm
+
+
+def run_adaptive(
+    evaluate: Evaluate,
+    n_images: int,
+    layers: list[str],
+    rule: Rule,
+    grad_relu: bool,
+    schedule: AdaptiveSchedule,
+) -> tuple[dict[str, Tensor], Tensor, int]:
+    """Refine each image's partition until its maps settle.
+
+    Args:
+        evaluate: A :class:`rsigradcam.methods.base.PathEvaluator` (called with rows of
+            image index and t, it yields activations and gradients per layer).
+        n_images: N.
+        layers: Layer names, in the evaluator's order.
+        rule: The Riemann–Stieltjes rule of the final sum.
+        grad_relu: ReLU on the gradients before integrating.
+        schedule: Tolerance, budget and refinement pace.
+
+    Returns:
+        The (N, K, h, w) integrated gradients per layer, the partition(s) used ((P,) for
+        one image; (N, P_max) for several, shorter ones padded by repeating t = 1, which adds
+        empty intervals), and the largest number of evaluations of an image.
+    """
+    initial = uniform_partition(min(schedule.initial_steps, schedule.max_steps))
+    images = [_ImagePoints(initial[:0].clone()) for _ in range(n_images)]
+    n, t = path_rows(n_images, initial)
+    _evaluate_rows(evaluate, images, n, t)
+    for points in images:
+        _update_maps(points, layers, rule, grad_relu)
+    budget = schedule.max_steps + 1
+    while True:
+        new_n: list[Tensor] = []
+        new_t: list[Tensor] = []
+        for index, points in enumerate(images):
+            if points.done:
+                continue
+            widths = points.t[1:] - points.t[:-1]
+            scores = torch.stack(
+                [
+                    _indicator(points, name, max(float(points.maps[name].norm()), 1e-30))
+                    .double()
+                    .cpu()
+                    for name in layers
+                ]
+            ).amax(dim=0)
+            scores = torch.where(widths > 1e-9, scores, torch.full_like(scores, -1.0))
+            splittable = int((scores >= 0).sum())
+            k = min(
+                max(2, math.ceil(schedule.fraction * widths.numel())),
+                budget - points.t.numel(),
+                splittable,
+            )
+            if k <= 0:
+                points.done = True
+                continue
+            top = scores.topk(k).indices
+            mids = (points.t[top] + points.t[top + 1]) / 2
+            new_t.append(mids)
+            new_n.append(torch.full((k,), index, dtype=torch.long))
+        if not new_t:
+            break
+        before = {i: p.t.numel() for i, p in enumerate(images)}
+        old_maps = [dict(p.maps) for p in images]
+        _evaluate_rows(evaluate, images, torch.cat(new_n), torch.cat(new_t))
+        for index in sorted(set(torch.cat(new_n).tolist())):
+            points = images[index]
+            _update_maps(points, layers, rule, grad_relu)
+            added = points.t.numel() - before[index]
+            change = max(
+                _relative_change(points.maps[name], old_maps[index][name]) for name in layers
+            )
+            if change * points.t.numel() / added <= schedule.tolerance:
+                points.done = True
+            if points.t.numel() >= budget:
+                points.done = True
+    integrated = {
+        name: torch.stack([_integrate(p, name, rule, grad_relu) for p in images])
+        for name in layers
+    }
+    longest = max(p.t.numel() for p in images)
+    if n_images == 1:
+        partition = images[0].t
+    else:
+        partition = torch.ones((n_images, longest), dtype=torch.float64)
+        for i, p in enumerate(images):
+            partition[i, : p.t.numel()] = p.t
+    return integrated, partition, longest
+
+
+def _evaluate_rows(evaluate: Evaluate, images: list[_ImagePoints], n: Tensor, t: Tensor) -> None:
+    for rows, tc, acts, grads in evaluate(n, t):
+        rows_cpu, tc_cpu = rows.cpu(), tc.cpu()
+        for index in sorted(set(rows_cpu.tolist())):
+            mask = rows_cpu == index
+            dev_mask = mask.to(rows.device)
+            images[index].insert(
+                tc_cpu[mask],
+                {name: a[dev_mask] for name, a in acts.items()},
+                {name: g[dev_mask] for name, g in grads.items()},
+            )
+
+
+def _update_maps(points: _ImagePoints, layers: list[str], rule: Rule, grad_relu: bool) -> None:
+    for name in layers:
+        integrated = _integrate(points, name, rule, grad_relu)
+        points.maps[name] = _layer_map(integrated, points.acts[name][-1])

@@ -1,0 +1,88 @@
+"""Every method by its one name, and how to build one from a name.
+
+Each method class carries its own metadata (:attr:`~BaseCAM.method_name`,
+:attr:`~BaseCAM.label`, :attr:`~BaseCAM.takes_steps`, :attr:`~BaseCAM.explains_input`);
+this module only lists the classes. ``--method all`` in every command, the files'
+method names and :attr:`Explanation.method` all come from here.
+
+Example:
+    >>> from rsigradcam.methods.registry import METHODS, method_layers
+    >>> list(METHODS)
+    ['rsi', 'gradcam', 'gradcam++', 'layercam', 'integrated-gradcam', 'ig']
+    >>> method_layers("ig", ["head"])
+    ['input']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from rsigradcam.methods.base import BaseCAM
+from rsigradcam.methods.gradcam import GradCAM
+from rsigradcam.methods.gradcampp import GradCAMPlusPlus
+from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
+from rsigradcam.methods.integrated_gradients import INPUT_LAYER, IntegratedGradients
+from rsigradcam.methods.layercam import LayerCAM
+from rsigradcam.methods.rsi import RSIGradCAM
+
+__all__ = ["METHODS", "create_cam", "method_class", "method_layers"]
+
+#: Every method by the name a caller may choose it with, in the order of tables.
+METHODS: dict[str, type[BaseCAM]] = {
+    cls.method_name: cls
+    for cls in (
+        RSIGradCAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        LayerCAM,
+        IntegratedGradCAM,
+        IntegratedGradients,
+    )
+}
+
+
+def method_class(name: str) -> type[BaseCAM]:
+    """The class registered under ``name``.
+
+    Raises:
+        ValueError: ``name`` is not a method; the message lists the names.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown method {name!r}; use one of {', '.join(METHODS)}"
+        ) from None
+
+
+def method_layers(name: str, layers: Sequence[str]) -> list[str]:
+    """The layers the method explains: the input for Integrated Gradients, else ``layers``."""
+    return [INPUT_LAYER] if method_class(name).explains_input else list(layers)
+
+
+def create_cam(
+    name: str,
+    model: nn.Module,
+    layers: Sequence[str],
+    *,
+    steps: int | None = None,
+    **options: Any,
+) -> BaseCAM:
+    """Build the method ``name`` for ``layers``, with ``steps`` where it integrates.
+
+    ``options`` go to every method (e.g. ``output``, ``memory_budget_mb``, ``dtype``).
+    A layer method explains ``layers`` as a list (its call returns a dict by layer); a
+    method that explains the input explains ``"input"`` (one :class:`Explanation`).
+
+    Example:
+        >>> cam = create_cam("rsi", model, ["head"], steps=50, output="softmax")  # doctest: +SKIP
+    """
+    cls = method_class(name)
+    if cls.takes_steps and steps is not None:
+        options["steps"] = steps
+    if cls.explains_input:
+        return cls(model, INPUT_LAYER, **options)
+    return cls(model, list(layers), **options)

@@ -1,0 +1,87 @@
+"""The benchmark's pieces run and agree with the library (no timing assertions here)."""
+
+from __future__ import annotations
+
+import torch
+
+from rsigradcam import RSIGradCAM
+from rsigradcam.app.bench import (
+    _markdown,
+    convergence_table,
+    heatmap_correlation,
+    official_style_loop,
+    precision_row,
+    speed_table,
+)
+from rsigradcam.baselines import BlackBaseline
+from rsigradcam.constants import IMAGENET_NORMALIZE
+from tests.conftest import make_case
+
+
+def test_official_style_loop_computes_the_grad_relu_variant():
+    model, images = make_case(14, n=1)
+    exp = RSIGradCAM(model, "conv", steps=10, grad_relu=True)(images)
+    baseline = BlackBaseline(*IMAGENET_NORMALIZE)(images)
+    weights = official_style_loop(model, "conv", images[0], baseline[0], int(exp.targets), 10)
+    torch.testing.assert_close(weights, exp.weights[0], rtol=1e-4, atol=1e-7)
+
+
+def test_speed_convergence_and_precision_tables(tmp_path):
+    model, images = make_case(14, n=1)
+    rows = speed_table(model, images, "conv", steps=4, repeats=1)
+    names = [r.method for r in rows]
+    assert names[0].startswith("rsigradcam") and any("captum" in n for n in names)
+    assert all(r.seconds > 0 for r in rows)
+    floor = next(r for r in rows if "floor" in r.method)
+    assert floor.ratio_to_floor == 1.0
+    conv = convergence_table(
+        model, [("img", images)], ["conv"], [str(i) for i in range(5)],
+        uniform_steps=(4, 64), reference_steps=64, auto_tolerances=(0.1,),
+    )
+    assert conv[0].uniform[64] == 1.0 and conv[0].uniform_needed == 65
+    assert 0 < conv[0].auto[0.1][0] <= 257
+    precision = precision_row(model, images, "conv", 8)
+    assert precision["max_abs_heatmap_diff"] < 1e-4
+    meta = {"device_name": "cpu", "torch": "x", "threads": 1, "image": "img", "layer": "conv",
+            "steps": 4, "repeats": 1, "target_corr": 0.999}
+    text = _markdown(meta, rows, conv, precision)
+    assert "| img (0" in text or "| img (" in text
+    assert "auto tol 0.1" in text
+
+
+def test_heatmap_correlation():
+    a = torch.rand(10, 10)
+    assert abs(heatmap_correlation(a, a) - 1.0) < 1e-12
+    assert abs(heatmap_correlation(a, -a) + 1.0) < 1e-12
+
+
+def _limits_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "limits.py"
+    spec = importlib.util.spec_from_file_location("limits_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_limits_analysis_tells_smooth_from_rough_integrands():
+    """benchmarks/limits.py: order 2 and coherent errors for a smooth gradient; order 1 and
+    independent errors for a gradient that jumps at random along the path."""
+    limits = _limits_module()
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 513, dtype=torch.float64).view(-1, 1, 1, 1)
+    a = torch.rand(1, 6, 3, 3, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(1, 6, 3, 3, generator=g, dtype=torch.float64) + 0.5
+    acts = t * a  # linear activations: the error comes from the gradient alone
+    smooth = limits.analyse(acts, torch.exp(3 * t) * b)
+    assert 1.8 < smooth["order"] < 2.2
+    assert smooth["coherence"] > 4.0  # every interval errs the same way (at most 5.7)
+    assert smooth["uniform_129"] > 0.9999
+    steps = torch.randn(513, 6, 3, 3, generator=g, dtype=torch.float64) / 512**0.5
+    rough = limits.analyse(acts, b + steps.cumsum(0))  # a random walk along the path
+    assert 0.5 < rough["order"] < 1.5
+    assert rough["coherence"] < 2.5
+    assert 0.0 < rough["density_33"] <= 1.0
