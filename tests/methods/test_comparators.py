@@ -50,15 +50,17 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _check(exp: Explanation, n: int, ref: dict, fields=("layer_map",), tol: float = 1e-4) -> None:
     assert int(exp.targets[n]) == ref["target"]
-    # The heatmap is the layer map normalised: its absolute error follows the relative
-    # tolerance of the layer map (1e-5 at the default tol; float32 EfficientNet needs 1e-3).
+    # The heatmap (the layer map normalised) and the scores follow the layer map's relative
+    # tolerance: 1e-5 at the default tol. A float32 EfficientNet batched against single
+    # forwards needs tol = 1e-3 (differences of 1.2e-5 relative in the score, 1.8e-5 in
+    # the heatmap, depending on the CPU's kernels).
     assert (exp.heatmap[n] - ref["heatmap"]).abs().max() < tol / 10
     for field in fields:
         assert _rel(getattr(exp, field)[n], ref[field]) < tol, field
-    assert exp.scores[n].item() == pytest.approx(ref["score"], rel=1e-5, abs=1e-6)
+    assert exp.scores[n].item() == pytest.approx(ref["score"], rel=tol / 10, abs=1e-6)
     if "baseline_score" in ref:
         assert exp.baseline_scores[n].item() == pytest.approx(
-            ref["baseline_score"], rel=1e-5, abs=1e-6
+            ref["baseline_score"], rel=tol / 10, abs=1e-6
         )
 
 
