@@ -38,8 +38,8 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.app.samples import find_paper_samples
 from rsigradcam.core.integrate import PathAccumulator
+from rsigradcam.core.reduction import cam_reduction, normalize_heatmap
 from rsigradcam.io import load_image
-from rsigradcam.methods.base import cam_reduction, normalize_heatmap
 from rsigradcam.models import efficientnet_lite0
 
 LAYERS = ("blocks.5", "blocks.10", "head")

@@ -17,6 +17,7 @@ from rsigradcam.methods import (
     IntegratedGradCAM,
     IntegratedGradients,
     LayerCAM,
+    PathCAM,
     RSIGradCAM,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "IntegratedGradCAM",
     "IntegratedGradients",
     "LayerCAM",
+    "PathCAM",
     "RSIGradCAM",
     "__version__",
     "load_heatmaps",

@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsigradcam.app.cli import app
+from rsigradcam.methods import METHODS, method_layers
 
 runner = CliRunner()
 
@@ -134,10 +135,10 @@ def _summary_ok(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def chelsea_grid(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``rsigradcam explain`` on chelsea with three layers and both methods."""
+    """``rsigradcam explain`` on chelsea with three layers, Grad-CAM and RSI-Grad-CAM."""
     out = tmp_path_factory.mktemp("grid")
     layers = ["--layer", "blocks.5", "--layer", "blocks.10", "--layer", "head"]
-    args = ["explain", str(files / "chelsea.png"), *layers, "--method", "all"]
+    args = ["explain", str(files / "chelsea.png"), *layers, "--method", "gradcam", "-m", "rsi"]
     result = runner.invoke(app, [*args, "--steps", "8", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "chelsea.png: Egyptian cat 285" in result.stdout
@@ -192,6 +193,44 @@ def test_explain_tiny_model_by_module_callable_with_class_id(in_files: Path) -> 
     assert not (out / "coffee_grid.png").exists()  # one layer, one method: no grid
 
 
+def test_explain_method_all_writes_every_registry_method(in_files: Path, tmp_path: Path) -> None:
+    """``--method all`` means every method of the registry, as in the other commands."""
+    args = ["explain", "coffee.jpg", "--model", "tinynet:build", "--method", "all", "-s", "3"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "coffee.json").read_text())
+    assert summary["methods"] == list(METHODS)
+    pairs = [(m, layer) for m in METHODS for layer in method_layers(m, ["features"])]
+    assert sorted((e["method"], e["layer"]) for e in summary["explanations"]) == sorted(pairs)
+    assert ("ig", "input") in pairs
+    expected = {"coffee.json", "coffee_grid.png"}
+    for method, layer in pairs:
+        expected |= {f"coffee_{layer}_{method}.png", f"coffee_{layer}_{method}.npy"}
+        _heatmap(tmp_path / f"coffee_{layer}_{method}.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    for entry in summary["explanations"]:
+        path_method = METHODS[entry["method"]].takes_steps
+        assert entry["steps"] == (3 if path_method else None)
+        assert entry["evaluations"] == (4 if path_method else 1)
+    errors = {e["method"]: e["completeness_error"] for e in summary["explanations"]}
+    assert errors["gradcam"] is None
+    assert math.isfinite(errors["rsi"]) and math.isfinite(errors["ig"])
+    grid = np.asarray(Image.open(tmp_path / "coffee_grid.png"))
+    assert grid.ndim == 3 and grid.std() > 10
+
+
+def test_unknown_method_is_refused_in_the_words_of_explain_dataset(
+    in_files: Path, tmp_path: Path
+) -> None:
+    explain = runner.invoke(app, ["explain", "chelsea.png", "-m", "rsi,best", "-o", "a"])
+    listing = ["explain-dataset", str(in_files), "-m", "rsi,best", "-o", str(tmp_path / "b")]
+    dataset = runner.invoke(app, listing)
+    _assert_one_clear_line(explain, 2, "unknown method 'best'", ", ".join(METHODS), "or all")
+    _assert_one_clear_line(dataset, 2)
+    assert explain.stderr == dataset.stderr
+    assert not (in_files / "a").exists()
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.export internals
 def test_explain_exported_program_keeps_layer_names(in_files: Path, tmp_path: Path) -> None:
     sys.path.insert(0, str(in_files))
@@ -233,7 +272,7 @@ def test_explain_exported_program_keeps_layer_names(in_files: Path, tmp_path: Pa
         (["chelsea.png", "--model", "tinynet:nothing"], ["has no attribute 'nothing'"]),
         (["coffee.jpg", "--model", "tinynet:build", "--target", "tabby"], ["names are unknown"]),
         (["chelsea.png", "--steps", "0"], ["--steps"]),
-        (["chelsea.png", "--method", "best"], ["--method"]),
+        (["chelsea.png", "--method", "best"], ["unknown method 'best'", "rsi, gradcam"]),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line_and_no_files(

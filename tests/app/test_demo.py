@@ -7,7 +7,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from rsigradcam.app.demo import DEMO_LAYERS, run_demo
+from rsigradcam.app.demo import run_demo
+from rsigradcam.app.samples import DEMO_LAYERS
 
 
 def test_demo_writes_grids_overlays_heatmaps_and_summaries(tmp_path):

@@ -20,7 +20,7 @@ from captum.attr import LayerConductance, LayerGradCam
 
 from rsigradcam import GradCAM, RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
-from rsigradcam.methods.base import IMAGENET_NORMALIZE
+from rsigradcam.constants import IMAGENET_NORMALIZE
 from tests.conftest import make_case
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")

@@ -19,19 +19,15 @@ from skimage import data as skdata
 from torch import nn
 
 from rsigradcam import (
-    METHODS,
-    BaseCAM,
     Explanation,
-    GradCAM,
     GradCAMPlusPlus,
     IntegratedGradCAM,
     IntegratedGradients,
     LayerCAM,
-    RSIGradCAM,
 )
 from rsigradcam.baselines import BlackBaseline
+from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.io import load_image
-from rsigradcam.methods.base import IMAGENET_NORMALIZE
 from rsigradcam.models import efficientnet_lite0
 from tests.conftest import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.comparators import (
@@ -276,19 +272,6 @@ def test_state_restored(call):
     assert_same_state(before, model_state(model))
     assert [name for name, _ in model.named_modules()] == names
     assert model.conv.bias.grad is None
-
-
-def test_registry_builds_every_method_with_the_same_call():
-    assert list(METHODS) == ["rsi", "gradcam", "gradcam++", "layercam", "integrated-gradcam", "ig"]
-    assert METHODS["rsi"] is RSIGradCAM and METHODS["gradcam"] is GradCAM
-    model, images = make_case(5, n=1)
-    for name, cls in METHODS.items():
-        assert issubclass(cls, BaseCAM)
-        layer = "input" if cls is IntegratedGradients else "conv"
-        exp = cls(model, layer, batch_size=4)(images, targets=2)
-        assert isinstance(exp, Explanation), name
-        assert exp.heatmap.shape == (1, 12, 12) and int(exp.targets[0]) == 2
-        assert float(exp.heatmap.max()) == pytest.approx(1.0)
 
 
 def test_clear_errors():

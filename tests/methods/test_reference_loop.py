@@ -10,7 +10,7 @@ import torch
 
 from rsigradcam import RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
-from rsigradcam.methods.base import IMAGENET_NORMALIZE
+from rsigradcam.constants import IMAGENET_NORMALIZE
 from tests.conftest import make_case
 from tests.reference.loop import reference_rsi
 

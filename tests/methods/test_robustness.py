@@ -82,17 +82,19 @@ def test_inplace_relu_right_after_the_layer():
         model, images, lambda: result.update(exp=RSIGradCAM(model, "conv", steps=6)(images))
     )
     assert torch.allclose(result["exp"].attributions, expected.attributions, atol=1e-6)
+    torch.testing.assert_close(result["exp"].attributions, expected.attributions)
 
 
-def test_train_mode_batchnorm_gives_eval_results_and_stays_in_train_mode():
+def test_train_mode_model_gives_eval_results_and_stays_in_train_mode():
     model, images = make_case(13, n=2)
     expected = RSIGradCAM(model, "conv", steps=6)(images)
     model.train()
     running = model.features[3].running_mean.clone()
     exp = RSIGradCAM(model, "conv", steps=6)(images)
-    assert model.training and model.features[3].training
+    assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model.features[3].running_mean, running)  # no statistics update
     assert torch.equal(exp.heatmap, expected.heatmap)
+    torch.testing.assert_close(exp.attributions, expected.attributions)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
@@ -180,16 +182,31 @@ def test_saturated_softmax_gives_no_nan():
             assert exp.heatmap.min() >= 0 and exp.heatmap.max() <= 1
 
 
-def test_zero_activation_layer_warns_and_gives_zeros():
+def _zero_activations() -> tuple[nn.Module, torch.Tensor, RSIGradCAM]:
     model = Saturated()
     with torch.no_grad():
         model.conv.weight.zero_()
         model.conv.bias.zero_()
-    x = torch.randn(1, 3, 8, 8)
+    return model, torch.randn(1, 3, 8, 8), RSIGradCAM(model, "conv", steps=8)
+
+
+def _no_positive_evidence() -> tuple[nn.Module, torch.Tensor, GradCAM]:
+    # All-negative head weights on non-negative activations: no positive evidence.
+    model, images = make_case(13, n=2)
+    with torch.no_grad():
+        model.fc.weight.copy_(-model.fc.weight.abs())
+    return model, images, GradCAM(model, "act")
+
+
+@pytest.mark.parametrize("case", [_zero_activations, _no_positive_evidence])
+def test_zero_map_warns_and_gives_zeros(case):
+    _, images, cam = case()
     with pytest.warns(RuntimeWarning, match="zero everywhere"):
-        exp = RSIGradCAM(model, "conv", steps=8)(x)
+        exp = cam(images)
     assert torch.equal(exp.heatmap, torch.zeros_like(exp.heatmap))
-    assert torch.isfinite(exp.completeness_error).all()
+    assert not bool(torch.isnan(exp.heatmap).any())
+    if isinstance(cam, RSIGradCAM):
+        assert torch.isfinite(exp.completeness_error).all()
 
 
 def test_all_zero_gradients_warn_and_give_zeros():

@@ -37,11 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsigradcam.app.loading import check_device
+from rsigradcam.app.samples import find_paper_samples
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.core.memory import proc_kib_field
 from rsigradcam.core.path import StraightLinePath, uniform_partition
+from rsigradcam.io import load_image
 from rsigradcam.methods import GradCAM, RSIGradCAM
+from rsigradcam.metrics.correlation import pearson
+from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
 __all__ = [
     "SpeedRow",
@@ -282,11 +287,16 @@ def speed_table(
 
 # --------------------------------------------------------------------------- convergence
 def heatmap_correlation(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two heatmaps (any shape), in float64."""
-    x, y = a.flatten().double(), b.flatten().double()
-    x, y = x - x.mean(), y - y.mean()
-    denom = (x.norm() * y.norm()).clamp(min=1e-300)
-    return float((x @ y) / denom)
+    """Pearson correlation of two single heatmaps of any shape, as a float (in float64).
+
+    :func:`~rsigradcam.metrics.correlation.pearson` on the two maps flattened into a
+    batch of one (so an identical pair gives exactly 1.0).
+
+    Example:
+        >>> heatmap_correlation(torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.arange(4.0))
+        1.0
+    """
+    return float(pearson(a.reshape(1, -1), b.reshape(1, -1))[0])
 
 
 @dataclass
@@ -458,11 +468,7 @@ def run_benchmark(
     """
     from skimage import data
 
-    from rsigradcam.app.samples import find_paper_samples
-    from rsigradcam.io import load_image
-    from rsigradcam.models import efficientnet_lite0, imagenet_classes
-
-    dev = torch.device(device)
+    dev = check_device(device)
     model = efficientnet_lite0().to(dev)
     samples = find_paper_samples()
     speed_name = "chelsea"

@@ -1,9 +1,13 @@
-"""The ``rsigradcam`` command line: a thin layer that parses arguments and calls the library.
+"""The ``rsigradcam`` command line, typer only: parse the arguments, call, print.
 
-Commands: ``explain`` (overlays, heatmaps, JSON and figure grids for image files),
-``layers`` (the layers of a model that can be explained), ``explain-dataset`` (a folder of
-images, in resumable shards, on one or several processes), ``evaluate`` (every method
-scored by every metric, with an HTML report) and ``demo``.
+The work is done by the application's modules (:mod:`rsigradcam.app.explain`,
+:mod:`~rsigradcam.app.loading`, the dataset runner, the evaluation, the demo, the
+benchmark). Commands: ``explain`` (overlays, heatmaps, JSON and figure grids for image
+files), ``layers`` (the layers of a model that can be explained), ``explain-dataset`` (a
+folder of images, in resumable shards, on one or several processes), ``evaluate`` (every
+method scored by every metric, with an HTML report), ``demo`` and ``bench``. ``--method``
+takes the registry's names (:data:`rsigradcam.methods.METHODS`) in every command, and
+``all`` means all of them.
 
 Exit codes: 0 success; 2 a usage error (a bad option, a missing image file, an unknown
 model, layer or class, an output folder that cannot be written), reported before any
@@ -17,30 +21,31 @@ Example:
 
 from __future__ import annotations
 
-import sys
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from typer.core import TyperGroup
 
 from rsigradcam.app import dataset, loading
 from rsigradcam.app import explain as explaining
+from rsigradcam.app.cli_support import (
+    LAST_SPATIAL,
+    DebugOption,
+    DeviceOption,
+    HeatmapDtypeChoice,
+    ModelOption,
+    OneLineErrors,
+    OutputChoice,
+    OutputOption,
+    describe,
+    error,
+    fail_cleanly,
+    layer_option,
+    methods_option,
+    usage_error,
+)
 from rsigradcam.app.demo import run_demo
-from rsigradcam.app.explain import ImageExplainer, ImageExplanation
 from rsigradcam.app.loading import InputError
 from rsigradcam.app.samples import DEMO_LAYERS, find_paper_samples
 from rsigradcam.baselines import AutoBaseline
@@ -48,158 +53,14 @@ from rsigradcam.files import one_line
 
 __all__ = ["app", "main"]
 
-_ERRORS_HELP = "On an error, show the traceback as well as the one-line message."
-
-
-class _OneLineErrors(TyperGroup):
-    """A command group whose usage errors are one line on stderr (exit code 2)."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Run the command; in standalone mode print usage errors as one line and exit."""
-        options = (args, prog_name, complete_var, False, windows_expand_args)
-        if not standalone_mode:
-            return super().main(*options, **extra)
-        try:
-            code = super().main(*options, **extra)
-        except Exception as exc:
-            # The parser's errors (bad option value, missing argument, unknown command)
-            # carry an exit code and a message; anything else is a bug to show in full.
-            exit_code, message = (
-                getattr(exc, "exit_code", None),
-                getattr(exc, "format_message", None),
-            )
-            if not isinstance(exit_code, int) or not callable(message):
-                raise
-            _error(f"{message()} (see --help)")
-            sys.exit(exit_code)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
 app = typer.Typer(
     name="rsigradcam",
-    cls=_OneLineErrors,
+    cls=OneLineErrors,
     help="Explain image classifiers with RSI-Grad-CAM (Riemann-Stieltjes Integrated Grad-CAM).",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-class MethodChoice(str, Enum):
-    """The ``--method`` values."""
-
-    rsi = "rsi"
-    gradcam = "gradcam"
-    all = "all"
-
-
-class OutputChoice(str, Enum):
-    """The ``--output`` values."""
-
-    softmax = "softmax"
-    logits = "logits"
-
-
-def _layer_option(default: str) -> Any:
-    """``--layer/-l``, repeatable; ``default`` says what happens without it."""
-    return typer.Option(
-        "--layer",
-        "-l",
-        help=f"Layer to explain; repeat for several. Default: {default}",
-        show_default=False,
-    )
-
-
-def _methods_option(*names: str, default: str) -> Any:
-    """A repeatable method list option (comma lists allowed)."""
-    return typer.Option(
-        *names,
-        help=f"Method: {', '.join(dataset.DATASET_METHODS)} or all; repeat or give a comma "
-        f"list for several. Default: {default}.",
-        show_default=False,
-    )
-
-
-_LAST_SPATIAL = "the last layer with a spatial map ('auto'; 'head' for efficientnet_lite0)."
-# Options shared by several commands, declared once.
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        help="'efficientnet_lite0' (embedded, ImageNet), a .pt2 file saved by "
-        "torch.export.save, or module:callable returning an nn.Module. Loading a model "
-        "file or module runs its code: use only ones you trust.",
-    ),
-]
-OutputOption = Annotated[
-    OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
-]
-DeviceOption = Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")]
-DebugOption = Annotated[bool, typer.Option("--debug", help=_ERRORS_HELP)]
-
-
-def _error(message: str) -> None:
-    typer.echo(f"error: {one_line(message)}", err=True)
-
-
-@contextmanager
-def _fail_cleanly(debug: bool, report: Callable[[str], None] = _error) -> Iterator[None]:
-    """Turn an exception into one ``report``-ed line and an exit code (2 for bad arguments)."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        report("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        report(_describe(exc, debug))
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
-
-
-def _describe(exc: BaseException, debug: bool) -> str:
-    """One line for an exception: the message, with its type for unexpected ones."""
-    if isinstance(exc, (ValueError, OSError)) and str(exc):
-        return str(exc)
-    hint = "" if debug else " (run with --debug for the traceback)"
-    return f"{type(exc).__name__}: {exc}{hint}"
-
-
-def _usage_error(message: str) -> NoReturn:
-    _error(message)
-    raise typer.Exit(2)
-
-
-def _check_images(images: Sequence[Path]) -> None:
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        _usage_error(f"image file{plural} not found: {', '.join(repr(m) for m in missing)}")
-    folders = [str(p) for p in images if not p.is_file()]
-    if folders:
-        _usage_error(f"not an image file: {', '.join(repr(f) for f in folders)}")
-
-
-def _output_names(images: Sequence[Path]) -> list[str]:
-    """File base names: the image file names without suffix, made unique with -2, -3..."""
-    names: list[str] = []
-    for path in images:
-        name, n = path.stem, 1
-        while name in names:
-            n += 1
-            name = f"{path.stem}-{n}"
-        names.append(name)
-    return names
 
 
 @app.callback(invoke_without_command=True)
@@ -216,11 +77,9 @@ def explain(
         typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
     ],
     layer: Annotated[
-        list[str] | None, _layer_option(_LAST_SPATIAL + " See 'rsigradcam layers'.")
+        list[str] | None, layer_option(LAST_SPATIAL + " See 'rsigradcam layers'.")
     ] = None,
-    method: Annotated[
-        MethodChoice, typer.Option("--method", "-m", help="Explanation method.")
-    ] = MethodChoice.rsi,
+    method: Annotated[list[str] | None, methods_option("--method", "-m", default="rsi")] = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -265,20 +124,23 @@ def explain(
 
     Writes to --out, for each image NAME.ext and each layer and method:
     NAME_LAYER_METHOD.png (the heatmap in the jet colormap over the image) and
-    NAME_LAYER_METHOD.npy (the raw 224x224 heatmap in [0, 1]); and per image NAME.json
-    (top-5 classes, the explained class, per layer and method the steps and completeness
-    error, the time taken) and, with several layers or methods, NAME_grid.png (rows =
-    layers, columns = image | Grad-CAM | RSI-Grad-CAM). Images are resized to 224x224
-    and normalised with the ImageNet mean and std.
+    NAME_LAYER_METHOD.npy (the raw 224x224 heatmap in [0, 1]); ig explains the input,
+    as LAYER 'input'. Per image NAME.json (top-5 classes, the explained class, per layer
+    and method the steps and completeness error, the time taken) and, with several
+    layers or methods, NAME_grid.png (rows = layers, columns = the image, then one per
+    method). Images are resized to 224x224 and normalised with the ImageNet mean and std.
 
     An image that cannot be read is reported and skipped; the others are still explained
     and the exit code is 1.
     """
-    _check_images(images)
+    try:
+        explaining.check_images(images)
+    except InputError as exc:
+        usage_error(str(exc))
     if save_baseline is not None and baseline != "auto":
-        _usage_error("--save-baseline needs --baseline auto")
-    methods = explaining.METHODS if method is MethodChoice.all else (method.value,)
-    with _fail_cleanly(debug):
+        usage_error("--save-baseline needs --baseline auto")
+    with fail_cleanly(debug):
+        methods = loading.parse_methods(method or ["rsi"])
         loaded = loading.load_model(model, device)
         layers = loading.check_layers(layer or [], loading.probe_layers(loaded.model))
         class_id = (
@@ -291,7 +153,15 @@ def explain(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline
         )
         out_dir = explaining.prepare_output_dir(out)
-    failures = _explain_all(explainer, images, out_dir, class_id, debug)
+    with fail_cleanly(debug):
+        failures = explaining.explain_images(
+            explainer,
+            images,
+            out_dir,
+            class_id,
+            echo=lambda line, problem: typer.echo(line, err=problem),
+            describe=lambda exc: describe(exc, debug),
+        )
     done = len(images) - failures
     if isinstance(baseline_spec, AutoBaseline):
         for fit in baseline_spec.fits.values():
@@ -300,86 +170,15 @@ def explain(
                 f"from {fit.max_prob_before:.4f} (black) to {fit.max_prob_after:.4f}"
             )
         if save_baseline is not None and baseline_spec.fits:
-            with _fail_cleanly(debug):
+            with fail_cleanly(debug):
                 baseline_spec.save(save_baseline)
             typer.echo(f"Saved the auto baseline to {save_baseline}")
     if done:
         plural = "s" * (done != 1)
         typer.echo(f"Wrote the outputs of {done} image{plural} to {out_dir.resolve()}")
     if failures:
-        _error(f"{failures} of {len(images)} images could not be explained")
+        error(f"{failures} of {len(images)} images could not be explained")
         raise typer.Exit(1)
-
-
-def _explain_all(
-    explainer: ImageExplainer,
-    images: Sequence[Path],
-    out_dir: Path,
-    class_id: int | None,
-    debug: bool,
-) -> int:
-    """Explain and write each image under a progress bar; return the number of failures.
-
-    On a terminal the bar (images x model evaluations) is drawn on stderr and the lines
-    are printed above it; otherwise there is no bar, results go to stdout and problems to
-    stderr.
-    """
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("model evaluations"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-        transient=True,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-
-    def show(line: str, problem: bool = False) -> None:
-        if console.is_terminal:
-            console.print(one_line(line), markup=False, highlight=False, soft_wrap=True)
-        else:
-            typer.echo(one_line(line), err=problem)
-
-    failures = 0
-    per_image = explainer.evaluations_per_image
-    with progress:
-        task = progress.add_task("", total=len(images) * per_image)
-        for index, (path, name) in enumerate(zip(images, _output_names(images), strict=True)):
-            progress.update(task, description=path.name, completed=index * per_image)
-            try:
-                with _fail_cleanly(debug, lambda line: show(f"error: {line}", problem=True)):
-                    found = explainer(
-                        path, name, class_id, progress=lambda n: progress.advance(task, n)
-                    )
-                    files = explaining.write_outputs(found, out_dir)
-            except typer.Exit as stop:
-                if stop.exit_code == 130:  # interrupted: stop, do not go on to the next image
-                    raise
-                failures += 1
-                continue
-            for warning in found.warnings:
-                show(f"warning: {path}: {warning}", problem=True)
-            show(_summary_line(path, found, files.summary))
-    return failures
-
-
-def _summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
-    """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``."""
-    errors = [
-        f"{layer} {float(exp.completeness_error[0]):.3f}"
-        for layer, exp in found.explanations.get("rsi", {}).items()
-    ]
-    return (
-        f"{path}: {found.explained.name or 'class'} {found.explained.class_id} "
-        f"(p={found.explained.probability:.3f})"
-        + (f", RSI completeness error {', '.join(errors)}" if errors else "")
-        + f", {found.seconds:.1f} s -> {summary}"
-    )
 
 
 @app.command()
@@ -394,11 +193,11 @@ def layers(
     h x w > 1. Layers are listed in the order they finish (a block after its parts); the
     last one is the default (--layer auto).
     """
-    with _fail_cleanly(debug):
+    with fail_cleanly(debug):
         loaded = loading.load_model(model, device)
         found = [i for i in loading.probe_layers(loaded.model) if i.explainable]
     if not found:
-        _error(f"model {model!r} has no layer with a spatial output")
+        error(f"model {model!r} has no layer with a spatial output")
         raise typer.Exit(1)
     typer.echo(
         f"# {len(found)} layers of {model} that can be explained, in the order they finish, "
@@ -408,13 +207,6 @@ def layers(
     for info in found:
         default = "  (default)" if info is found[-1] else ""
         typer.echo(f"{info.name:<{width}}  {info.describe_shape()}{default}")
-
-
-class HeatmapDtypeChoice(str, Enum):
-    """The ``--dtype`` values of ``explain-dataset``."""
-
-    uint8 = "uint8"
-    float16 = "float16"
 
 
 @app.command("explain-dataset")
@@ -434,9 +226,9 @@ def explain_dataset(
             "--out", "-o", help="Output folder; run again into it to resume.", show_default=False
         ),
     ],
-    layer: Annotated[list[str] | None, _layer_option(_LAST_SPATIAL)] = None,
+    layer: Annotated[list[str] | None, layer_option(LAST_SPATIAL)] = None,
     method: Annotated[
-        list[str] | None, _methods_option("--method", "-m", default="rsi")
+        list[str] | None, methods_option("--method", "-m", default="rsi")
     ] = None,
     steps: Annotated[
         int,
@@ -504,7 +296,7 @@ def explain_dataset(
         threads=threads,
     )
     console = Console(stderr=True)
-    with _fail_cleanly(debug):
+    with fail_cleanly(debug):
         try:
             summary = dataset.explain_dataset(
                 options, progress=console.is_terminal, echo=typer.echo
@@ -522,7 +314,7 @@ def explain_dataset(
     )
     if summary.failed:
         plural = "s" * (summary.failed != 1)
-        _error(
+        error(
             f"{summary.failed} image{plural} could not be read or explained; see "
             f"{summary.out.resolve() / 'errors.jsonl'}"
         )
@@ -549,7 +341,7 @@ def demo(
         + f" with EfficientNet-Lite0 (ImageNet weights), layers {', '.join(DEMO_LAYERS)}, "
         f"Grad-CAM and RSI-Grad-CAM (m={steps}, trapezoid, softmax, black baseline)."
     )
-    with _fail_cleanly(debug):
+    with fail_cleanly(debug):
         results = run_demo(
             explaining.prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
         )
@@ -566,15 +358,10 @@ def _step_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        _usage_error(f"--stability-steps must be a comma list of integers, got {text!r}")
+        usage_error(f"--stability-steps must be a comma list of integers, got {text!r}")
     if any(v < 1 for v in values):
-        _usage_error(f"--stability-steps must be positive, got {text!r}")
+        usage_error(f"--stability-steps must be positive, got {text!r}")
     return values
-
-
-def _verdict_line(claim: dict[str, Any]) -> str:
-    layers = ", ".join(f"{layer} {entry['verdict']}" for layer, entry in claim["layers"].items())
-    return f"{claim['key']}: {layers or 'not tested (needs rsi and gradcam)'}"
 
 
 @app.command("evaluate")
@@ -592,13 +379,13 @@ def evaluate_command(
     model: ModelOption = "efficientnet_lite0",
     layer: Annotated[
         list[str] | None,
-        _layer_option(
+        layer_option(
             "blocks.5, blocks.10 and head for efficientnet_lite0, the last layer with a "
             "spatial map otherwise."
         ),
     ] = None,
     methods: Annotated[
-        list[str] | None, _methods_option("--methods", "--method", "-m", default="all")
+        list[str] | None, methods_option("--methods", "--method", "-m", default="all")
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for results.json and report.html.")
@@ -676,17 +463,17 @@ def evaluate_command(
     minus Grad-CAM. Writes results.json, report.html (self-contained) and summary.md to
     --out. The same arguments and --seed give the same numbers.
     """
-    from rsigradcam.app.evaluate import EvaluationOptions, evaluate, write_evaluation
+    from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
 
     if images is not None and not images.exists():
-        _usage_error(f"--images {str(images)!r} not found")
+        usage_error(f"--images {str(images)!r} not found")
     console = Console(stderr=True)
-    with _fail_cleanly(debug):
+    with fail_cleanly(debug):
         options = EvaluationOptions(
             model=model,
             images=images,
             layers=tuple(layer or ()),
-            methods=dataset.parse_methods(methods or ["all"]),
+            methods=loading.parse_methods(methods or ["all"]),
             steps=steps,
             output=output.value,
             device=device,
@@ -708,13 +495,13 @@ def evaluate_command(
         out_dir = explaining.prepare_output_dir(out)
         found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
         files = write_evaluation(found, out_dir)
-    for note in found.results["notes"]:
+    for note in found.results.notes:
         typer.echo(f"note: {one_line(note)}", err=True)
-    for claim in found.results["claims"]:
-        typer.echo(_verdict_line(claim))
+    for claim in found.results.claims:
+        typer.echo(claim.verdict_line())
     typer.echo(
         f"Wrote {files['results'].name}, {files['report'].name} and {files['summary'].name} "
-        f"to {out_dir.resolve()} ({found.results['timings']['total']:.1f} s)"
+        f"to {out_dir.resolve()} ({found.results.timings['total']:.1f} s)"
     )
 
 
@@ -744,7 +531,7 @@ def bench(
     """
     from rsigradcam.app.bench import run_benchmark
 
-    with _fail_cleanly(debug):
+    with fail_cleanly(debug):
         run_benchmark(device, layer, steps, repeats, out, convergence, progress=typer.echo)
 
 

@@ -13,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsigradcam.app.explain import METHODS, ImageExplainer, write_outputs
+from rsigradcam.app.explain import ImageExplainer, write_outputs
 from rsigradcam.app.loading import load_model
 from rsigradcam.app.samples import DEMO_LAYERS, DEMO_PHOTOS, find_paper_samples, sample_images
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DEMO_METHODS", "DemoResult", "run_demo"]
+
+#: The demo's methods, in the order of the figure columns: Grad-CAM, then RSI-Grad-CAM.
+DEMO_METHODS: tuple[str, ...] = ("gradcam", "rsi")
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -42,7 +46,7 @@ def run_demo(
 
     Each image is explained at :data:`DEMO_LAYERS` with Grad-CAM and RSI-Grad-CAM (both
     on the softmax probability of the top-1 class), and gets the files of
-    :func:`rsigradcam.app.loading.write_outputs`, always with the figure grid.
+    :func:`rsigradcam.app.explain.write_outputs`, always with the figure grid.
 
     Args:
         out_dir: Folder for the figures, overlays, heatmaps and summaries.
@@ -56,7 +60,7 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = samples if samples is not None else find_paper_samples()
-    explainer = ImageExplainer(load_model("efficientnet_lite0"), DEMO_LAYERS, METHODS, steps)
+    explainer = ImageExplainer(load_model("efficientnet_lite0"), DEMO_LAYERS, DEMO_METHODS, steps)
     results: list[DemoResult] = []
     for name, description, source in sample_images(DEMO_PHOTOS, samples):
         found = explainer(source, name=name, description=description)

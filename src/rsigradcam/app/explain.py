@@ -1,8 +1,9 @@
 """Explain image files end to end: the steps behind ``rsigradcam explain`` and the demo.
 
 :class:`ImageExplainer` classifies one image and explains it at several layers with
-several methods, and :func:`write_outputs` writes what it found: overlays, heatmaps,
-a figure grid and a JSON summary.
+any of the registry's methods, :func:`write_outputs` writes what it found (overlays,
+heatmaps, a figure grid and a JSON summary), and :func:`explain_images` runs both over a
+list of image files under a progress bar.
 
 Example:
     >>> from rsigradcam.app.explain import ImageExplainer, write_outputs
@@ -23,10 +24,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from rsigradcam.app.loading import (
     INPUT_SIZE,
@@ -38,25 +48,22 @@ from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.io import ImageSource, load_image
-from rsigradcam.methods import METHODS as CAM_METHODS
-from rsigradcam.methods import BaseCAM, GradCAM, RSIGradCAM
+from rsigradcam.methods import METHODS, BaseCAM, create_cam
 from rsigradcam.viz import GridCell, overlay, save_grid
 
 __all__ = [
-    "METHODS",
     "ClassScore",
+    "Echo",
     "ImageExplainer",
     "ImageExplanation",
-    "Method",
     "OutputFiles",
+    "check_images",
+    "explain_images",
+    "output_names",
     "prepare_output_dir",
+    "summary_line",
     "write_outputs",
 ]
-
-Method = Literal["gradcam", "rsi"]
-#: The methods, in the order of the figure columns.
-METHODS: tuple[Method, ...] = get_args(Method)
-
 
 
 # --------------------------------------------------------------------------------------
@@ -88,12 +95,15 @@ class ImageExplanation:
         top5: The five most probable classes (fewer when the model has fewer).
         explained: The explained class.
         layers: The explained layers, in order.
-        explanations: ``explanations[method][layer]``, one image each.
-        steps: RSI-Grad-CAM steps m.
+        explanations: ``explanations[method][layer]``, one image each, in the order the
+            methods were given; a method that explains the input (``ig``) has the one
+            layer ``"input"``.
+        steps: Path steps m of the methods that integrate (``rsi``, ``integrated-gradcam``,
+            ``ig``).
         output: ``"softmax"`` or ``"logits"``: the explained score.
         seconds: Wall time for decoding, classifying and explaining.
         warnings: Warnings raised while explaining (e.g. a map that is zero everywhere).
-        baseline: RSI-Grad-CAM's baseline, as named by the user (``"black"``, ``"auto"``,
+        baseline: The path methods' baseline, as named by the user (``"black"``, ``"auto"``,
             a file path, ...).
     """
 
@@ -103,7 +113,7 @@ class ImageExplanation:
     top5: list[ClassScore]
     explained: ClassScore
     layers: tuple[str, ...]
-    explanations: dict[Method, dict[str, Explanation]]
+    explanations: dict[str, dict[str, Explanation]]
     steps: int
     output: Output
     seconds: float
@@ -116,6 +126,13 @@ class ImageExplanation:
         name = self.explained.name or f"class {self.explained.class_id}"
         return f"{name} (p={self.explained.probability:.2f})"
 
+    @property
+    def rows(self) -> list[str]:
+        """The figure rows: :attr:`layers`, then any other explained layer (``"input"``)."""
+        names = dict.fromkeys(self.layers)
+        for found in self.explanations.values():
+            names.update(dict.fromkeys(found))
+        return list(names)
 
 
 def _baseline_name(baseline: BaselineSpec) -> str:
@@ -129,19 +146,21 @@ def _baseline_name(baseline: BaselineSpec) -> str:
 
 
 class ImageExplainer:
-    """Classify images and explain one class with Grad-CAM and/or RSI-Grad-CAM.
+    """Classify images and explain one class with any of the registry's methods.
 
-    The methods are built once; each call runs one :class:`~rsigradcam.GradCAM` and one
-    :class:`~rsigradcam.RSIGradCAM` pass over all ``layers`` together.
+    Each method is built once, with :func:`~rsigradcam.methods.create_cam`; each call
+    runs it once over all ``layers`` together (a method that explains the input, such as
+    ``ig``, explains ``"input"``).
 
     Args:
         loaded: The model, from :func:`load_model`.
         layers: Layer names, checked with :func:`check_layers`.
-        methods: ``"gradcam"``, ``"rsi"`` or both.
-        steps: RSI-Grad-CAM steps m (trapezoid rule, black baseline).
+        methods: Names from :data:`rsigradcam.methods.METHODS`, in the order of the
+            figure columns; default Grad-CAM and RSI-Grad-CAM.
+        steps: Path steps m of the methods that integrate (trapezoid rule).
         output: Explain the ``"softmax"`` probability (the paper) or the ``"logits"``;
-            used by both methods so that their maps explain the same score.
-        baseline: RSI-Grad-CAM's baseline (see :mod:`rsigradcam.baselines`).
+            used by every method so that their maps explain the same score.
+        baseline: The path methods' baseline (see :mod:`rsigradcam.baselines`).
         baseline_name: How the outputs name it (default: the name given as ``baseline``,
             ``"auto"`` for an :class:`~rsigradcam.baselines.AutoBaseline`, else its type).
 
@@ -155,7 +174,7 @@ class ImageExplainer:
         self,
         loaded: LoadedModel,
         layers: Sequence[str],
-        methods: Sequence[Method] = METHODS,
+        methods: Sequence[str] = ("gradcam", "rsi"),
         steps: int = 50,
         output: Output = "softmax",
         baseline: BaselineSpec = "black",
@@ -163,24 +182,29 @@ class ImageExplainer:
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
-            raise ValueError(f"methods must be some of {METHODS}, got {list(methods)!r}")
+            raise ValueError(f"methods must be some of {tuple(METHODS)}, got {list(methods)!r}")
         self.loaded = loaded
         self.layers = tuple(layers)
         self.steps = steps
         self.output: Output = output
         self.baseline_name = baseline_name or _baseline_name(baseline)
-        build: dict[Method, Callable[[], BaseCAM]] = {
-            "gradcam": lambda: GradCAM(loaded.model, list(self.layers), output=output),
-            "rsi": lambda: RSIGradCAM(
-                loaded.model, list(self.layers), steps=steps, output=output, baseline=baseline
-            ),
+        # The path methods (those that take steps) integrate from the baseline.
+        self.cams: dict[str, BaseCAM] = {
+            m: create_cam(
+                m,
+                loaded.model,
+                self.layers,
+                steps=steps,
+                output=output,
+                **({"baseline": baseline} if METHODS[m].takes_steps else {}),
+            )
+            for m in dict.fromkeys(methods)
         }
-        self.cams: dict[Method, BaseCAM] = {m: build[m]() for m in METHODS if m in methods}
 
     @property
     def evaluations_per_image(self) -> int:
-        """Model evaluations per image: m + 1 path points for RSI-Grad-CAM, 1 for Grad-CAM."""
-        return sum(self.steps + 1 if m == "rsi" else 1 for m in self.cams)
+        """Model evaluations per image: m + 1 path points per path method, 1 per other."""
+        return sum(self.steps + 1 if METHODS[m].takes_steps else 1 for m in self.cams)
 
     def __call__(
         self,
@@ -211,15 +235,16 @@ class ImageExplainer:
         top = probabilities.topk(min(5, probabilities.numel()))
         top5 = [self._score(int(i), probabilities) for i in top.indices]
         class_id = int(top.indices[0]) if target is None else target
-        explanations: dict[Method, dict[str, Explanation]] = {}
+        explanations: dict[str, dict[str, Explanation]] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for method, cam in self.cams.items():
                 result = cam(image, targets=class_id)
-                assert isinstance(result, dict)  # a list of layers gives one per layer
-                explanations[method] = {layer: exp.cpu() for layer, exp in result.items()}
+                # A list of layers gives one per layer; the input method gives one.
+                found = result if isinstance(result, dict) else {result.layer: result}
+                explanations[method] = {layer: exp.cpu() for layer, exp in found.items()}
                 if progress is not None:
-                    progress(next(iter(result.values())).n_evaluations)
+                    progress(next(iter(found.values())).n_evaluations)
         return ImageExplanation(
             name=name if name is not None else _default_name(source),
             source=description or (str(source) if isinstance(source, (str, Path)) else "image"),
@@ -292,7 +317,7 @@ def write_outputs(
 ) -> OutputFiles:
     """Write the overlays, heatmaps, JSON summary and figure grid of one image.
 
-    Files, for each explained layer and method (``gradcam`` or ``rsi``):
+    Files, for each explained layer and method (a registry name, e.g. ``rsi``):
 
     - ``{name}_{layer}_{method}.png``: the heatmap in the jet colormap, blended on the image;
     - ``{name}_{layer}_{method}.npy``: the raw heatmap, float32 ``(224, 224)`` in [0, 1];
@@ -300,9 +325,11 @@ def write_outputs(
     and once per image:
 
     - ``{name}.json``: the top-5 classes, the explained class, and per layer and method
-      the steps, the completeness error (``null`` where it does not apply, as for
-      Grad-CAM), the scores and the file names; the time taken;
-    - ``{name}_grid.png``: rows = layers, columns = image | Grad-CAM | RSI-Grad-CAM.
+      the steps (``null`` for a method without a path), the completeness error (``null``
+      where it does not apply, as for Grad-CAM), the scores and the file names; the time
+      taken;
+    - ``{name}_grid.png``: rows = :attr:`ImageExplanation.rows` (the layers, then
+      ``input`` for ``ig``), columns = the image, then each method titled by its label.
 
     Every file is written atomically; if one fails, the files already written for this
     image are removed, so a failed image leaves nothing behind.
@@ -310,21 +337,25 @@ def write_outputs(
     Args:
         result: From :class:`ImageExplainer`.
         out_dir: An existing folder.
-        grid: Write the grid; ``None`` writes it when there are several layers or methods.
+        grid: Write the grid; ``None`` writes it when there are several maps.
 
     Example:
         >>> files = write_outputs(explainer("cat.jpg"), "out")  # doctest: +SKIP
     """
     out = Path(out_dir)
-    methods = [m for m in METHODS if m in result.explanations]
-    want_grid = grid if grid is not None else len(result.layers) * len(methods) > 1
+    methods = list(result.explanations)
+    maps = sum(len(found) for found in result.explanations.values())
+    want_grid = grid if grid is not None else maps > 1
     written: list[Path] = []
     try:
         entries, overlays, heatmaps, rows = [], [], [], []
-        for layer in result.layers:
+        for layer in result.rows:
             row = [GridCell(result.rgb, result.title)]
             for method in methods:
-                exp = result.explanations[method][layer]
+                exp = result.explanations[method].get(layer)
+                if exp is None:
+                    continue
+                path_method = METHODS[method].takes_steps
                 heatmap = exp.heatmap[0].numpy()
                 colours = overlay(result.rgb, heatmap)
                 base = f"{result.name}_{_file_part(layer)}_{method}"
@@ -338,7 +369,7 @@ def write_outputs(
                         "method": method,
                         "layer": layer,
                         "layer_shape": list(exp.attributions.shape[1:]),
-                        "steps": result.steps if method == "rsi" else None,
+                        "steps": result.steps if path_method else None,
                         "evaluations": exp.n_evaluations,
                         "score": finite(float(exp.scores[0])),
                         "baseline_score": finite(float(exp.baseline_scores[0])),
@@ -347,8 +378,8 @@ def write_outputs(
                         "heatmap": heatmaps[-1].name,
                     }
                 )
-                title = CAM_METHODS[method].label
-                if method == "rsi":
+                title = METHODS[method].label
+                if path_method:
                     title += f" m={result.steps}" + (
                         f", err {error:.3f}" if error is not None else ""
                     )
@@ -359,7 +390,7 @@ def write_outputs(
             grid_path = save_grid(
                 rows,
                 out / f"{result.name}_grid.png",
-                row_labels=list(result.layers),
+                row_labels=result.rows,
                 suptitle=result.name,
             )
             written.append(grid_path)
@@ -385,3 +416,129 @@ def write_outputs(
             path.unlink(missing_ok=True)
         raise
     return OutputFiles(summary, overlays, heatmaps, grid_path)
+
+
+# --------------------------------------------------------------------------------------
+# A list of image files
+# --------------------------------------------------------------------------------------
+
+#: ``echo(line, problem)``: print one line; ``problem`` lines go to stderr.
+Echo = Callable[[str, bool], None]
+
+
+def check_images(images: Sequence[Path]) -> None:
+    """Check that every path is an existing file, before any work starts.
+
+    Raises:
+        InputError: Naming every missing path, or else every path that is not a file.
+    """
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise InputError(
+            f"image file{plural} not found: {', '.join(repr(m) for m in missing)}"
+        )
+    folders = [str(p) for p in images if not p.is_file()]
+    if folders:
+        raise InputError(f"not an image file: {', '.join(repr(f) for f in folders)}")
+
+
+def output_names(images: Sequence[Path]) -> list[str]:
+    """File base names: the image file names without suffix, made unique with -2, -3...
+
+    Example:
+        >>> output_names([Path("a/cat.jpg"), Path("b/cat.png"), Path("dog.jpg")])
+        ['cat', 'cat-2', 'dog']
+    """
+    names: list[str] = []
+    for path in images:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}-{n}"
+        names.append(name)
+    return names
+
+
+def summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
+    """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``."""
+    errors = [
+        f"{layer} {float(exp.completeness_error[0]):.3f}"
+        for layer, exp in found.explanations.get("rsi", {}).items()
+    ]
+    return (
+        f"{path}: {found.explained.name or 'class'} {found.explained.class_id} "
+        f"(p={found.explained.probability:.3f})"
+        + (f", RSI completeness error {', '.join(errors)}" if errors else "")
+        + f", {found.seconds:.1f} s -> {summary}"
+    )
+
+
+def explain_images(
+    explainer: ImageExplainer,
+    images: Sequence[Path],
+    out_dir: Path,
+    class_id: int | None,
+    echo: Echo,
+    describe: Callable[[Exception], str],
+) -> int:
+    """Explain and write each image under a progress bar; return the number of failures.
+
+    An image that fails (unreadable, or any error while explaining or writing it) is
+    reported as ``error: {describe(exc)}`` and skipped; an interrupt stops the loop. On a
+    terminal the bar (images x model evaluations) is drawn on stderr and the lines are
+    printed above it; otherwise there is no bar and the lines go to ``echo``.
+
+    Args:
+        explainer: Built for the model, layers and methods.
+        images: Existing image files (see :func:`check_images`).
+        out_dir: A writable folder (see :func:`prepare_output_dir`).
+        class_id: The class to explain; ``None``: each image's top-1 class.
+        echo: Prints a line when there is no terminal.
+        describe: One line for an exception.
+
+    Example:
+        >>> explain_images(explainer, [Path("cat.jpg")], Path("out"), None,
+        ...                lambda line, problem: print(line), str)  # doctest: +SKIP
+        0
+    """
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("model evaluations"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+    def show(line: str, problem: bool = False) -> None:
+        if console.is_terminal:
+            console.print(one_line(line), markup=False, highlight=False, soft_wrap=True)
+        else:
+            echo(one_line(line), problem)
+
+    failures = 0
+    per_image = explainer.evaluations_per_image
+    with progress:
+        task = progress.add_task("", total=len(images) * per_image)
+        for index, (path, name) in enumerate(zip(images, output_names(images), strict=True)):
+            progress.update(task, description=path.name, completed=index * per_image)
+            try:
+                found = explainer(
+                    path, name, class_id, progress=lambda n: progress.advance(task, n)
+                )
+                files = write_outputs(found, out_dir)
+            except Exception as exc:
+                show(f"error: {describe(exc)}", problem=True)
+                failures += 1
+                continue
+            for warning in found.warnings:
+                show(f"warning: {path}: {warning}", problem=True)
+            show(summary_line(path, found, files.summary))
+    return failures

@@ -37,6 +37,7 @@ from torch import nn
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
 from rsigradcam.core.capture import LayerCapture, describe, is_spatial_map, model_device
 from rsigradcam.files import one_line
+from rsigradcam.methods.registry import METHODS
 from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "check_layers",
     "load_model",
     "model_sha256",
+    "parse_methods",
     "probe_layers",
     "resolve_baseline",
     "resolve_class",
@@ -469,3 +471,33 @@ def model_sha256(model: nn.Module) -> str:
         digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def parse_methods(values: Sequence[str]) -> tuple[str, ...]:
+    """Turn ``--method`` values (repeated, or comma lists; ``all``) into method names.
+
+    The names are the keys of :data:`rsigradcam.methods.registry.METHODS`; ``all`` means
+    every one, in the registry's order. Repeated names count once.
+
+    Raises:
+        InputError: An unknown name, or no name at all.
+
+    Example:
+        >>> parse_methods(["rsi,gradcam", "rsi"])
+        ('rsi', 'gradcam')
+    """
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if name == "all":
+                names.extend(METHODS)
+            elif name in METHODS:
+                names.append(name)
+            elif name:
+                raise InputError(
+                    f"unknown method {part.strip()!r}; use {', '.join(METHODS)} or all"
+                )
+    if not names:
+        raise InputError(f"no method given; use {', '.join(METHODS)} or all")
+    return tuple(dict.fromkeys(names))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsigradcam.baselines.simple import Baseline, Normalize, _Checked, channel_affine
+from rsigradcam.baselines.simple import Baseline, CheckedNormalize, Normalize, channel_affine
 from rsigradcam.core.capture import LayerCapture, model_device
 from rsigradcam.files import write_atomically
 
@@ -110,7 +110,7 @@ class AutoBaseline(Baseline):
     def __repr__(self) -> str:
         return f"AutoBaseline(iterations={self.iterations}, lr={self.lr})"
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """The fitted baseline for the images' size, fitting it on first use."""
         key = tuple(images.shape[1:])
         if key not in self.fits:
@@ -118,7 +118,7 @@ class AutoBaseline(Baseline):
         baseline = self.fits[key].baseline.to(device=images.device, dtype=images.dtype)
         return baseline.unsqueeze(0).expand_as(images).contiguous()
 
-    def fit(self, shape: tuple[int, ...], normalize: _Checked = None) -> AutoBaselineFit:
+    def fit(self, shape: tuple[int, ...], normalize: CheckedNormalize = None) -> AutoBaselineFit:
         """Optimise the baseline for inputs of ``shape`` (C, H, W) and cache it.
 
         The model is borrowed as in every explanation: eval mode, parameters frozen, and

@@ -21,6 +21,7 @@ __all__ = [
     "Baseline",
     "BlackBaseline",
     "BlurBaseline",
+    "CheckedNormalize",
     "NoiseBaseline",
     "Normalize",
     "TensorBaseline",
@@ -30,10 +31,11 @@ __all__ = [
 ]
 
 Normalize = tuple[Sequence[float], Sequence[float]] | None
-_Checked = tuple[tuple[float, ...], tuple[float, ...]] | None
+#: ``normalize`` after :func:`check_normalize`: tuples of floats, or ``None``.
+CheckedNormalize = tuple[tuple[float, ...], tuple[float, ...]] | None
 
 
-def check_normalize(normalize: Normalize) -> _Checked:
+def check_normalize(normalize: Normalize) -> CheckedNormalize:
     """Validate ``normalize=(mean, std)`` (or ``None``) and return it as float tuples."""
     if normalize is None:
         return None
@@ -52,7 +54,7 @@ def check_normalize(normalize: Normalize) -> _Checked:
     return mean_t, std_t
 
 
-def channel_affine(normalize: _Checked, images: Tensor) -> tuple[Tensor, Tensor]:
+def channel_affine(normalize: CheckedNormalize, images: Tensor) -> tuple[Tensor, Tensor]:
     """``(mean, std)`` as (1, C, 1, 1) tensors on the images' device (0 and 1 for ``None``).
 
     Raises:
@@ -91,7 +93,7 @@ class Baseline(ABC):
         self.normalize = check_normalize(normalize)
 
     @abstractmethod
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """The baselines for ``images`` preprocessed with ``normalize``.
 
         ``sample`` numbers the draws of a random baseline; others ignore it.
@@ -123,7 +125,7 @@ class BlackBaseline(Baseline):
             raise ValueError("give both mean and std to BlackBaseline, or neither.")
         super().__init__(None if mean is None or std is None else (mean, std))
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """``(0 - mean) / std`` broadcast to the images' shape."""
         mean, std = channel_affine(self.normalize or normalize, images)
         return ((0.0 - mean) / std).expand_as(images).contiguous()
@@ -132,7 +134,7 @@ class BlackBaseline(Baseline):
 class ZerosBaseline(Baseline):
     """An all-zero baseline (black only when the images are not normalised)."""
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """Zeros shaped like ``images``."""
         return torch.zeros_like(images)
 
@@ -140,7 +142,7 @@ class ZerosBaseline(Baseline):
 class UniformBaseline(Baseline):
     """Each image's per-channel mean colour, constant over the image."""
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """The spatial mean of each image and channel, broadcast to the image."""
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
 
@@ -162,7 +164,7 @@ class BlurBaseline(Baseline):
             raise ValueError(f"BlurBaseline sigma must be positive or None, got {sigma!r}.")
         self.sigma = None if sigma is None else float(sigma)
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """Separable Gaussian blur of every channel."""
         sigma = self.sigma if self.sigma is not None else max(images.shape[-2:]) / 10.0
         return gaussian_blur(images, sigma)
@@ -237,7 +239,7 @@ class NoiseBaseline(Baseline):
             raise ValueError(f"NoiseBaseline sigma must be positive, got {sigma!r}.")
         self.kind, self.sigma, self.seed = kind, float(sigma), int(seed)
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """Draw noise sample ``sample`` for ``images``."""
         mean, std = channel_affine(self.normalize or normalize, images)
         generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + sample)
@@ -266,7 +268,7 @@ class TensorBaseline(Baseline):
             )
         self.baseline = baseline
 
-    def make(self, images: Tensor, normalize: _Checked, sample: int = 0) -> Tensor:
+    def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """The baseline broadcast to ``images``' shape (a mismatch is reported later)."""
         b = self.baseline
         if b.dim() == 3 and tuple(b.shape) == tuple(images.shape[1:]):

@@ -31,7 +31,7 @@ from rsigradcam.core.path import path_rows, uniform_partition
 __all__ = ["AdaptiveSchedule", "Evaluate", "run_adaptive"]
 
 #: Evaluates rows (image index, t) and yields ``(rows, t, activations, gradients)`` chunks,
-#: as :class:`rsigradcam.methods.base.PathEvaluator` does.
+#: as :class:`rsigradcam.core.evaluator.PathEvaluator` does.
 Evaluate = Callable[
     [Tensor, Tensor], Iterable[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]
 ]
@@ -123,7 +123,7 @@ def run_adaptive(
     """Refine each image's partition until its maps settle.
 
     Args:
-        evaluate: A :class:`rsigradcam.methods.base.PathEvaluator` (called with rows of
+        evaluate: A :class:`rsigradcam.core.evaluator.PathEvaluator` (called with rows of
             image index and t, it yields activations and gradients per layer).
         n_images: N.
         layers: Layer names, in the evaluator's order.

@@ -9,6 +9,7 @@ For one image and a partition ``0 = t_0 < ... < t_m = 1`` with ``A_i = A(x_{t_i}
 
 The accumulator sees the path points as a stream of chunks and carries only the last
 point of the previous chunk, so its memory is O(chunk), not O(m).
+:class:`GradientAtInput` is the accumulator of a one-point path (the Grad-CAM family).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import Tensor
 
-__all__ = ["RULES", "PathAccumulator", "RiemannStieltjesSum", "Rule", "check_rule"]
+__all__ = [
+    "RULES",
+    "GradientAtInput",
+    "PathAccumulator",
+    "RiemannStieltjesSum",
+    "Rule",
+    "check_rule",
+]
 
 Rule = Literal["trapezoid", "left", "right"]
 RULES: tuple[str, ...] = get_args(Rule)
@@ -103,3 +111,27 @@ class RiemannStieltjesSum:
         if self._total is None:
             raise RuntimeError("no path points were accumulated.")
         return self._total
+
+
+class GradientAtInput:
+    """Keep each image's gradient at t = 1, the only point a one-point method evaluates.
+
+    Args:
+        n_images: N, the number of images.
+    """
+
+    def __init__(self, n_images: int) -> None:
+        self.n_images = n_images
+        self._grad: Tensor | None = None
+
+    def update(self, image_index: Tensor, activations: Tensor, gradients: Tensor) -> None:
+        """Store the gradient of every row (each row is one image's input)."""
+        if self._grad is None:
+            self._grad = gradients.new_zeros((self.n_images, *gradients.shape[1:]))
+        self._grad[image_index] = gradients
+
+    def result(self) -> Tensor:
+        """The (N, K, h, w) gradients dy/dA at the inputs."""
+        if self._grad is None:
+            raise RuntimeError("no gradients were captured.")
+        return self._grad

@@ -1,6 +1,10 @@
-"""CAM methods: each file defines only how its weights come from the shared machinery."""
+"""CAM methods: each file defines only how its weights come from the shared machinery.
 
-from rsigradcam.methods.base import BaseCAM
+:class:`BaseCAM` is the template (one input point, the Grad-CAM family builds on it);
+:class:`PathCAM` adds the path from a baseline to the input; the registry lists them.
+"""
+
+from rsigradcam.methods.base import BaseCAM, PathCAM
 from rsigradcam.methods.gradcam import GradCAM
 from rsigradcam.methods.gradcampp import GradCAMPlusPlus
 from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
@@ -17,6 +21,7 @@ __all__ = [
     "IntegratedGradCAM",
     "IntegratedGradients",
     "LayerCAM",
+    "PathCAM",
     "RSIGradCAM",
     "create_cam",
     "method_class",

@@ -1,13 +1,17 @@
-"""The template every CAM method follows.
+"""The template every CAM method follows, and the base of the path methods.
 
-capture -> (method-specific) attributions and channel weights -> CAM reduction ->
-upsample and normalise -> :class:`~rsigradcam.explanation.Explanation`.
+capture -> path evaluator -> accumulator -> attributions -> channel weights -> CAM
+reduction -> upsample and normalise (:mod:`rsigradcam.core.reduction`) ->
+:class:`~rsigradcam.explanation.Explanation`.
 
-A method subclasses :class:`BaseCAM` and says only what is special about it: the path
-points it evaluates (:meth:`BaseCAM._partition`), how it accumulates gradients and
-activations over them (:meth:`BaseCAM._accumulator`, in the row order of
-:meth:`BaseCAM._rows`), and optionally how attributions and
-weights follow from that (:meth:`BaseCAM._attributions`, :meth:`BaseCAM._weights`).
+:class:`BaseCAM` evaluates one input point (t = 1): the gradient at the input, as the
+Grad-CAM family needs. :class:`PathCAM` integrates from a baseline (t = 0) to the input
+(t = 1) and owns the path options once: ``steps``, ``partition``, ``baseline``,
+``normalize``, ``path`` and ``n_samples``. A method subclasses one of them and says only
+what is special about it: how it accumulates activations and gradients
+(:meth:`BaseCAM._accumulator`, in the row order of :meth:`BaseCAM._rows`), and optionally
+how attributions, weights and the map follow from that (:meth:`BaseCAM._attributions`,
+:meth:`BaseCAM._weights`, :meth:`BaseCAM._layer_map`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from __future__ import annotations
 import copy
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from rsigradcam.baselines import (
     AutoBaseline,
@@ -37,11 +41,12 @@ from rsigradcam.core.capture import (
     LayerCapture,
     ModuleOutput,
     is_spatial_map,
-    model_device,
     model_dtype,
     resolve_layer,
 )
-from rsigradcam.core.integrate import PathAccumulator
+from rsigradcam.core.checks import check_images
+from rsigradcam.core.evaluator import PathEvaluator, PathResult
+from rsigradcam.core.integrate import GradientAtInput, PathAccumulator
 from rsigradcam.core.memory import chunk_size, default_budget_bytes, point_bytes
 from rsigradcam.core.path import (
     CallablePath,
@@ -53,13 +58,13 @@ from rsigradcam.core.path import (
     path_rows,
     uniform_partition,
 )
+from rsigradcam.core.reduction import cam_reduction, completeness_error, normalize_heatmap
 from rsigradcam.core.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
 from rsigradcam.core.targets import (
     Output,
     ScoreFn,
     TargetSpec,
     check_output,
-    check_target_range,
     class_score,
     resolve_targets,
 )
@@ -68,183 +73,60 @@ from rsigradcam.explanation import Explanation
 __all__ = [
     "IMAGENET_NORMALIZE",
     "BaseCAM",
+    "CamOptions",
     "LayerSpec",
-    "PathEvaluator",
-    "PathResult",
-    "StepsMixin",
-    "cam_reduction",
-    "normalize_heatmap",
+    "PathCAM",
+    "PathOptions",
+    "PathPlan",
 ]
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module]
 
 
-def cam_reduction(weights: Tensor, activation: Tensor) -> Tensor:
-    """``ReLU(sum_k weights[:, k] * activation[:, k])``: (N, K), (N, K, h, w) -> (N, h, w)."""
-    return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activation))
+class CamOptions(TypedDict, total=False):
+    """The keyword options every method takes; see :class:`BaseCAM`."""
+
+    batch_size: int | None
+    dtype: torch.dtype | None
+    memory_budget_mb: float | None
+    reshape_transform: ReshapeSpec
 
 
-def normalize_heatmap(layer_map: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinearly upsample (N, h, w) maps to ``size`` and min-max normalise each to [0, 1].
+class PathOptions(CamOptions, total=False):
+    """The keyword options every path method takes; see :class:`PathCAM`."""
 
-    A constant map (for example all zeros) becomes all zeros, never NaN.
-    """
-    up = F.interpolate(layer_map.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
-    up = up.squeeze(1).float()
-    flat = up.flatten(1)
-    low = flat.min(dim=1).values.view(-1, 1, 1)
-    span = (flat.max(dim=1).values.view(-1, 1, 1) - low)
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, (up - low) / safe, torch.zeros_like(up)).clamp_(0.0, 1.0)
+    baseline: BaselineSpec
+    normalize: Normalize
+    partition: Tensor | Sequence[float] | None
+    path: PathSpec
+    n_samples: int
 
 
 @dataclass(frozen=True)
-class PathResult:
-    """What a method's path pass produced, per layer, before the CAM reduction."""
+class PathPlan:
+    """The points one call evaluates.
 
-    accumulated: dict[str, Tensor]
+    Attributes:
+        path: The path over every (image, baseline) row.
+        partition: The increasing float64 parameters t in [0, 1] to evaluate.
+        n_baselines: J baselines per image; row ``n * J + j`` is image n from baseline j.
+        from_baseline: Whether t = 0 is a baseline whose y(x') and A(x') are kept.
+    """
+
+    path: Path
     partition: Tensor
-    n_evaluations: int
+    n_baselines: int = 1
+    from_baseline: bool = False
 
 
-class PathEvaluator:
-    """Evaluate rows of (image index, t): forward, score, and the gradient at each layer.
+class BaseCAM:
+    """Template of every CAM method; on its own it evaluates the input point only.
 
-    It resolves each image's top-1 target at its input (t = 1; callers evaluate that row
-    first), keeps y(x), y(x'), A(x) and A(x') per image, and yields per chunk
-    ``(image_index, t, activations, gradients)`` with one (B, K, h, w) tensor per layer.
-    """
-
-    def __init__(
-        self,
-        capture: LayerCapture,
-        path: Path,
-        layers: list[str],
-        target_values: Tensor | None,
-        score_fn: ScoreFn | None,
-        class_score_fn: Callable[[Tensor, Tensor], Tensor],
-        chunk: int,
-        record_baseline: bool,
-    ) -> None:
-        x = path.images
-        self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
-        self.n_images = x.shape[0]
-        self.target_values = target_values
-        self.score_fn = score_fn
-        self.class_score_fn = class_score_fn
-        self.record_baseline = record_baseline
-        nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
-        self.scores, self.baseline_scores = nan.clone(), nan.clone()
-        self.explained = (
-            target_values.clone()
-            if target_values is not None
-            else torch.full((self.n_images,), -1, dtype=torch.long, device=x.device)
-        )
-        self.activation: dict[str, Tensor] = {}
-        self.baseline_activation: dict[str, Tensor] = {}
-        self._checked = False
-
-    def __call__(
-        self, image_index: Tensor, t: Tensor
-    ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]:
-        """Evaluate the rows in order, ``chunk`` rows per forward/backward pass."""
-        x = self.path.images
-        image_index = image_index.to(x.device)
-        t = t.to(device=x.device, dtype=torch.float64)
-        for start in range(0, image_index.numel(), self.chunk):
-            n = image_index[start : start + self.chunk]
-            tc = t[start : start + self.chunk]
-            outputs, acts = self.capture.forward(self.path(n, tc.to(x.dtype)))
-            if not self._checked:
-                if self.target_values is not None:
-                    check_target_range(self.target_values, outputs.shape[1])
-                self._checked = True
-            at_input = tc == 1.0
-            at_base = (tc == 0.0) & self.record_baseline
-            if self.target_values is None and self.score_fn is None:
-                self.explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
-            if self.score_fn is not None:
-                y = self.score_fn(outputs)
-            else:
-                y = self.class_score_fn(outputs, self.explained[n])
-            _check_scores(y, outputs)
-            grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
-            detached, gradients = {}, {}
-            for (name, raw), grad in zip(acts.items(), grads, strict=True):
-                act = self.capture.view(name, raw.detach())
-                detached[name] = act
-                gradients[name] = (
-                    torch.zeros_like(act) if grad is None else self.capture.view(name, grad)
-                )
-                self._keep(self.activation, name, act, n, at_input)
-                if self.record_baseline:
-                    self._keep(self.baseline_activation, name, act, n, at_base)
-            y = y.detach()
-            self.scores[n[at_input]] = y[at_input]
-            self.baseline_scores[n[at_base]] = y[at_base]
-            yield n, tc, detached, gradients
-
-    def _keep(
-        self, store: dict[str, Tensor], name: str, act: Tensor, n: Tensor, mask: Tensor
-    ) -> None:
-        if name not in store:
-            store[name] = act.new_zeros((self.n_images, *act.shape[1:]))
-        store[name][n[mask]] = act[mask]
-
-
-def _check_scores(y: Tensor, outputs: Tensor) -> None:
-    if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
-        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise ValueError(
-            f"the target callable must return one score per row, shape "
-            f"({outputs.shape[0]},), got {got}."
-        )
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(
-            "the model produced non-finite (NaN or Inf) scores on the integration path; "
-            "check the model and the input's normalisation."
-        )
-
-
-class StepsMixin:
-    """Path points from ``steps`` (m intervals, ``t_i = i / m``) or an explicit ``partition``.
-
-    For the path-integral methods; put it before :class:`BaseCAM` in the bases, so that its
-    :meth:`_partition` serves as BaseCAM's hook.
-    """
-
-    steps: int | Literal["auto"]
-    partition: Tensor | None
-
-    def _set_steps(
-        self, steps: int | Literal["auto"], partition: Tensor | Sequence[float] | None
-    ) -> None:
-        """Check and keep ``steps`` (``"auto"`` is left to the method) and ``partition``.
-
-        Call it after ``BaseCAM.__init__``: a path given as a tensor fixes its points, so it
-        refuses ``steps="auto"`` and ``partition=`` with it.
-        """
-        if isinstance(getattr(self, "path", None), Tensor) and (
-            steps == "auto" or partition is not None
-        ):
-            raise ValueError(
-                "a path given as a tensor fixes its points, so steps='auto' and partition= "
-                "do not apply; pass a callable path(images, t) to choose the points."
-            )
-        if steps != "auto":
-            uniform_partition(steps)  # validates steps
-        self.steps = steps
-        self.partition = None if partition is None else check_partition(partition)
-
-    def _partition(self) -> Tensor:
-        if self.partition is not None:
-            return self.partition
-        assert isinstance(self.steps, int)
-        return uniform_partition(self.steps)
-
-
-class BaseCAM(ABC):
-    """Template for CAM methods that share layer capture, path and reduction.
+    A call captures the layers (:mod:`rsigradcam.core.capture`), evaluates rows of
+    (image, t) in chunks (:mod:`rsigradcam.core.evaluator`), streams activations and
+    gradients into :meth:`_accumulator`'s accumulator, then reduces: attributions ->
+    weights -> layer map -> heatmap. Here the one point is t = 1 and the accumulator keeps
+    the gradient at the input, whose spatial mean weights the channels (Grad-CAM's map).
 
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
@@ -252,10 +134,7 @@ class BaseCAM(ABC):
             last layer with a spatial 4-D output), or a list of these. With a list the call
             returns ``dict[str, Explanation]`` computed from one set of forward passes.
         output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
-        baseline: See :mod:`rsigradcam.baselines`.
-        normalize: ``(mean, std)`` the images were normalised with, used by the
-            ``"black"`` baseline; ``None`` for images in [0, 1].
-        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
+        batch_size: Points (rows) per forward/backward chunk; ``None`` chooses it from
             ``memory_budget_mb``.
         dtype: Run the computation in this floating dtype (e.g. ``torch.float64``). The
             model is then copied and cast; the user's model is not changed.
@@ -265,11 +144,6 @@ class BaseCAM(ABC):
             ``"tokens"`` drops the class and register tokens and lays the patches on their
             square grid; or :class:`~rsigradcam.core.reshape.TokenGrid` / any callable
             ``(N, T, D) -> (N, D, h, w)`` that only selects and rearranges elements.
-        path: The integration path instead of the straight line from ``baseline``: a
-            tensor of points from the baseline to the input, (P, C, H, W) for one image or
-            (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
-            (see :mod:`rsigradcam.core.path`).
-        n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
     """
 
     #: The method's one name: in :data:`~rsigradcam.methods.registry.METHODS`, the CLI's
@@ -281,8 +155,6 @@ class BaseCAM(ABC):
     takes_steps: ClassVar[bool] = False
     #: Whether it explains the input pixels (its one layer is ``"input"``), not a layer.
     explains_input: ClassVar[bool] = False
-    #: Whether the method integrates from a baseline (t = 0) to the input (t = 1).
-    uses_baseline: ClassVar[bool] = True
     #: Whether ``sum(attributions) = y(x) - y(x')`` holds in the limit.
     has_completeness: ClassVar[bool] = False
 
@@ -292,14 +164,10 @@ class BaseCAM(ABC):
         layer: LayerSpec = "auto",
         *,
         output: Output = "softmax",
-        baseline: BaselineSpec = "black",
-        normalize: Normalize = IMAGENET_NORMALIZE,
         batch_size: int | None = None,
         dtype: torch.dtype | None = None,
         memory_budget_mb: float | None = None,
         reshape_transform: ReshapeSpec = None,
-        path: PathSpec = None,
-        n_samples: int = 1,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}.")
@@ -320,13 +188,7 @@ class BaseCAM(ABC):
         self.model = model
         self.layer = layer
         self.output = check_output(output)
-        self.baseline = baseline
-        self.normalize = check_normalize(normalize)
-        self.n_samples = n_samples
-        self._baselines = check_baseline_spec(baseline, n_samples)
-        self._auto_baseline: AutoBaseline | None = None
         self.reshape_transform: ReshapeFn | None = resolve_reshape(reshape_transform)
-        self.path = self._check_path_spec(path)
         self.batch_size = batch_size
         self.dtype = dtype
         self.memory_budget_mb = memory_budget_mb
@@ -334,13 +196,13 @@ class BaseCAM(ABC):
         self._probe_cache: dict[tuple[Any, ...], list[ModuleOutput]] = {}
 
     # ------------------------------------------------------------------ template hooks
-    @abstractmethod
-    def _partition(self) -> Tensor:
-        """The increasing float64 path parameters t in [0, 1] to evaluate."""
+    def _plan(self, x: Tensor) -> PathPlan:
+        """The points to evaluate: here each image's input alone (t = 1)."""
+        return PathPlan(StraightLinePath(x, x), torch.ones(1, dtype=torch.float64))
 
-    @abstractmethod
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
         """A fresh accumulator for the activations and gradients at ``partition``'s points."""
+        return GradientAtInput(n_images)
 
     def _rows(self, n_images: int, partition: Tensor) -> tuple[Tensor, Tensor]:
         """The (image index, t) rows in the order the accumulator expects them."""
@@ -379,34 +241,34 @@ class BaseCAM(ABC):
         Returns:
             An :class:`Explanation`, or ``dict[str, Explanation]`` when ``layer`` is a list.
         """
-        images = self._check_images(images)
+        images = check_images(images, self.model)
         model, run_dtype = self._run_model()
-        x = images.detach().to(run_dtype)
+        x = images.to(run_dtype)
         n_images = x.shape[0]
         target_values = resolve_targets(targets, n_images, x.device)
         score_fn: ScoreFn | None = (
             targets if callable(targets) and not isinstance(targets, Tensor) else None
         )
-        path, n_baselines = self._make_path(x)
-        partition = path.partition() if isinstance(path, TensorPath) else self._partition()
+        plan = self._plan(x)
+        n_baselines = plan.n_baselines
         if n_baselines > 1 and target_values is not None:
             target_values = target_values.repeat_interleave(n_baselines)
         with torch.inference_mode(False), torch.enable_grad(), LayerCapture(model) as capture:
             layers = self._resolve_layers(capture, model, x)
             capture.attach(layers, self.reshape_transform)
-            n_rows = n_images * n_baselines * partition.numel()
+            n_rows = n_images * n_baselines * plan.partition.numel()
             chunk = self._chunk_size(capture, x, list(layers), n_rows)
             evaluator = PathEvaluator(
                 capture,
-                path,
+                plan.path,
                 list(layers),
                 target_values,
                 score_fn,
                 lambda out, tgt: class_score(out, tgt, self.output),
                 chunk,
-                self.uses_baseline,
+                plan.from_baseline,
             )
-            result = self._run_path(evaluator, partition)
+            result = self._run_path(evaluator, plan.partition)
         explanations = {
             name: self._explain(name, evaluator, result, tuple(x.shape[2:]), n_baselines)
             for name in layers
@@ -426,55 +288,7 @@ class BaseCAM(ABC):
             return explanations
         return next(iter(explanations.values()))
 
-    # ------------------------------------------------------------------ path
-    def _check_path_spec(self, path: PathSpec) -> PathSpec:
-        if path is None:
-            return None
-        if not self.uses_baseline:
-            raise ValueError(
-                f"path= does not apply to {type(self).__name__}, which evaluates only the input."
-            )
-        if not (isinstance(path, Tensor) or callable(path)):
-            raise TypeError(
-                "path must be None, a tensor of points (P, C, H, W) / (N, P, C, H, W), or a "
-                f"callable path(images, t) -> points; not {type(path).__name__}."
-            )
-        if len(self._baselines) > 1 or self.n_samples > 1:
-            raise ValueError(
-                "path= fixes the baseline (the path's start), so it cannot be combined with "
-                "several baselines or n_samples > 1."
-            )
-        return path
-
-    def _baseline_specs(self) -> list[SingleSpec]:
-        specs: list[SingleSpec] = []
-        for spec in self._baselines:
-            if isinstance(spec, str) and spec == "auto":
-                if self._auto_baseline is None:
-                    self._auto_baseline = AutoBaseline(self.model)
-                specs.append(self._auto_baseline)
-            else:
-                specs.append(spec)
-        return specs
-
-    def _make_path(self, x: Tensor) -> tuple[Path, int]:
-        """The path over every (image, baseline) row, and the number of baselines J.
-
-        With J > 1 baselines (a list, or ``n_samples``), row ``n * J + j`` is image n
-        integrated from its baseline j.
-        """
-        if not self.uses_baseline:
-            return StraightLinePath(x, x), 1
-        if isinstance(self.path, Tensor):
-            return TensorPath(x, self.path), 1  # it casts to x's dtype
-        if self.path is not None:
-            return CallablePath(x, self.path), 1
-        baselines = baseline_rows(self._baseline_specs(), x, self.normalize, self.n_samples)
-        n_baselines = baselines.shape[0] // x.shape[0]
-        rows = x.repeat_interleave(n_baselines, dim=0) if n_baselines > 1 else x
-        return StraightLinePath(rows, baselines), n_baselines
-
-    # ------------------------------------------------------------------ checks
+    # ------------------------------------------------------------------ layers and model
     def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
         items: list[Any] = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         if not items:
@@ -488,34 +302,6 @@ class BaseCAM(ABC):
             if not (isinstance(item, str) and item == "auto"):
                 resolve_layer(self.model, item)  # fail early on unknown names
         return items
-
-    def _check_images(self, images: Any) -> Tensor:
-        if not isinstance(images, Tensor):
-            raise TypeError(
-                f"images must be a torch.Tensor (N, C, H, W), not {type(images).__name__}."
-            )
-        if images.dim() != 4:
-            hint = " Add a batch dimension with images.unsqueeze(0)." if images.dim() == 3 else ""
-            raise ValueError(
-                f"images must be a 4-D (N, C, H, W) tensor, got shape {tuple(images.shape)}.{hint}"
-            )
-        if not images.dtype.is_floating_point:
-            raise TypeError(
-                f"images must be floating point, got dtype {images.dtype}. Convert and "
-                "normalise them first, e.g. images.float() / 255 followed by the model's "
-                "normalisation."
-            )
-        if images.shape[0] == 0:
-            raise ValueError("images is an empty batch (N = 0); pass at least one image.")
-        device = model_device(self.model)
-        if images.device != device:
-            raise ValueError(
-                f"images are on {images.device} but the model is on {device}; move them with "
-                f"images.to({str(device)!r})."
-            )
-        if not bool(torch.isfinite(images).all()):
-            raise ValueError("images contain NaN or Inf values; clean the input first.")
-        return images
 
     def _run_model(self) -> tuple[nn.Module, torch.dtype]:
         own = model_dtype(self.model)
@@ -616,14 +402,11 @@ class BaseCAM(ABC):
         weights = self._weights(attributions)
         layer_map = self._layer_map(weights, attributions, activation)
         heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
-        if self.has_completeness:
-            delta = scores - baseline_scores
-            eps = torch.finfo(delta.dtype).eps
-            completeness = (attributions.sum(dim=(1, 2, 3)) - delta).abs() / delta.abs().clamp(
-                min=eps
-            )
-        else:
-            completeness = torch.full_like(scores, float("nan"))
+        completeness = (
+            completeness_error(attributions, scores, baseline_scores)
+            if self.has_completeness
+            else torch.full_like(scores, float("nan"))
+        )
         return Explanation(
             heatmap=heatmap,
             layer_map=layer_map,
@@ -638,3 +421,123 @@ class BaseCAM(ABC):
             partition=partition,
             n_evaluations=result.n_evaluations,
         )
+
+
+class PathCAM(BaseCAM, ABC):
+    """Base of the methods that integrate from a baseline x' (t = 0) to the input x (t = 1).
+
+    It owns the path options, for every path method: the points (``steps`` or
+    ``partition``), where the path starts (``baseline``, ``normalize``, ``n_samples``) or
+    the whole path (``path``). A subclass gives :meth:`_accumulator` and names only its
+    own parameters, taking these as ``**options`` (:class:`PathOptions`).
+
+    Args:
+        model: See :class:`BaseCAM`.
+        layer: See :class:`BaseCAM`.
+        steps: m, the number of intervals; m + 1 path points ``t_i = i / m``. ``"auto"`` is
+            left to a method that refines its own partition.
+        output: See :class:`BaseCAM`.
+        baseline: Where the path starts: ``"black"`` (a black image after ``normalize``),
+            ``"zeros"``, ``"blur"``, ``"noise"``, ``"uniform"``, ``"auto"``, a tensor
+            (C, H, W) or (N, C, H, W), a :class:`~rsigradcam.baselines.Baseline` or callable
+            ``fn(images) -> baselines``, or a list of these (attributions averaged); see
+            :mod:`rsigradcam.baselines`.
+        normalize: ``(mean, std)`` the images were normalised with, used by the
+            ``"black"`` baseline; ``None`` for images in [0, 1].
+        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1`` (a 1-D
+            tensor or sequence); overrides ``steps``.
+        path: The integration path instead of the straight line from ``baseline``: a
+            tensor of points from the baseline to the input, (P, C, H, W) for one image or
+            (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
+            (see :mod:`rsigradcam.core.path`).
+        n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
+        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
+            see :class:`BaseCAM`.
+    """
+
+    takes_steps: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        steps: int | Literal["auto"] = 50,
+        *,
+        output: Output = "softmax",
+        baseline: BaselineSpec = "black",
+        normalize: Normalize = IMAGENET_NORMALIZE,
+        partition: Tensor | Sequence[float] | None = None,
+        path: PathSpec = None,
+        n_samples: int = 1,
+        **options: Unpack[CamOptions],
+    ) -> None:
+        super().__init__(model, layer, output=output, **options)
+        self.normalize = check_normalize(normalize)
+        self.n_samples = n_samples
+        self._baselines = check_baseline_spec(baseline, n_samples)
+        self._auto_baseline: AutoBaseline | None = None
+        self.path = self._check_path_spec(path)
+        if isinstance(self.path, Tensor) and (steps == "auto" or partition is not None):
+            raise ValueError(
+                "a path given as a tensor fixes its points, so steps='auto' and partition= "
+                "do not apply; pass a callable path(images, t) to choose the points."
+            )
+        if steps != "auto":
+            uniform_partition(steps)  # validates steps
+        self.steps = steps
+        self.partition = None if partition is None else check_partition(partition)
+
+    @abstractmethod
+    def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
+        """A fresh accumulator for the activations and gradients at ``partition``'s points."""
+
+    def _partition(self) -> Tensor:
+        """The increasing float64 path parameters t in [0, 1] to evaluate."""
+        if self.partition is not None:
+            return self.partition
+        assert isinstance(self.steps, int)
+        return uniform_partition(self.steps)
+
+    def _plan(self, x: Tensor) -> PathPlan:
+        """The path over every (image, baseline) row, its partition and J baselines.
+
+        With J > 1 baselines (a list, or ``n_samples``), row ``n * J + j`` is image n
+        integrated from its baseline j.
+        """
+        if isinstance(self.path, Tensor):
+            tensor_path = TensorPath(x, self.path)  # it casts to x's dtype
+            return PathPlan(tensor_path, tensor_path.partition(), from_baseline=True)
+        if self.path is not None:
+            return PathPlan(CallablePath(x, self.path), self._partition(), from_baseline=True)
+        baselines = baseline_rows(self._baseline_specs(), x, self.normalize, self.n_samples)
+        n_baselines = baselines.shape[0] // x.shape[0]
+        rows = x.repeat_interleave(n_baselines, dim=0) if n_baselines > 1 else x
+        return PathPlan(
+            StraightLinePath(rows, baselines), self._partition(), n_baselines, from_baseline=True
+        )
+
+    def _check_path_spec(self, path: PathSpec) -> PathSpec:
+        if path is None:
+            return None
+        if not (isinstance(path, Tensor) or callable(path)):
+            raise TypeError(
+                "path must be None, a tensor of points (P, C, H, W) / (N, P, C, H, W), or a "
+                f"callable path(images, t) -> points; not {type(path).__name__}."
+            )
+        if len(self._baselines) > 1 or self.n_samples > 1:
+            raise ValueError(
+                "path= fixes the baseline (the path's start), so it cannot be combined with "
+                "several baselines or n_samples > 1."
+            )
+        return path
+
+    def _baseline_specs(self) -> list[SingleSpec]:
+        specs: list[SingleSpec] = []
+        for spec in self._baselines:
+            if isinstance(spec, str) and spec == "auto":
+                if self._auto_baseline is None:
+                    self._auto_baseline = AutoBaseline(self.model)
+                specs.append(self._auto_baseline)
+            else:
+                specs.append(spec)
+        return specs

@@ -7,22 +7,14 @@ Scoring", ICASSP 2021, arXiv:2102.07805.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from rsigradcam.baselines import BaselineSpec, Normalize
-from rsigradcam.core.path import PathSpec
-from rsigradcam.core.reshape import ReshapeSpec
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import (
-    IMAGENET_NORMALIZE,
-    BaseCAM,
-    LayerSpec,
-    StepsMixin,
-)
+from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
 __all__ = ["IntegratedGradCAM", "PathGradCAMSum", "baseline_second_rows"]
 
@@ -114,7 +106,7 @@ class PathGradCAMSum:
         return self._total
 
 
-class IntegratedGradCAM(StepsMixin, BaseCAM):
+class IntegratedGradCAM(PathCAM):
     """Integrated Grad-CAM: the path average of Grad-CAM maps taken against the baseline.
 
     On the straight path ``x_t = x' + t (x - x')`` and a partition ``0 = t_0 < ... <
@@ -143,18 +135,10 @@ class IntegratedGradCAM(StepsMixin, BaseCAM):
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m`` (t = 0 only
             gives A(x')).
         output: ``"logits"`` (the paper's class score) or ``"softmax"``.
-        baseline: ``"black"`` (the paper's; a black image after ``normalize``), ``"zeros"``,
-            a tensor (C, H, W) or (N, C, H, W), or a callable ``fn(images) -> baselines``.
-        normalize: ``(mean, std)`` the images were normalised with, or ``None``.
-        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
-            ``memory_budget_mb``.
-        dtype: Floating dtype of the computation (the model is copied and cast).
-        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1``; overrides
-            ``steps``.
-        memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
-        reshape_transform: For (N, tokens, D) layers; see :mod:`rsigradcam.core.reshape`.
-        path: A custom path (tensor of points or callable); see :class:`BaseCAM`.
-        n_samples: Average over this many draws of a random baseline.
+        **options: The path options ``baseline`` (the paper's is ``"black"``, the
+            default), ``normalize``, ``partition``, ``path``, ``n_samples``, and
+            ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``; see
+            :class:`~rsigradcam.methods.base.PathCAM`.
 
     Example:
         >>> from rsigradcam import IntegratedGradCAM
@@ -163,9 +147,6 @@ class IntegratedGradCAM(StepsMixin, BaseCAM):
 
     method_name: ClassVar[str] = "integrated-gradcam"
     label: ClassVar[str] = "Integrated Grad-CAM"
-    takes_steps: ClassVar[bool] = True
-    uses_baseline: ClassVar[bool] = True
-    has_completeness: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -173,31 +154,9 @@ class IntegratedGradCAM(StepsMixin, BaseCAM):
         layer: LayerSpec = "auto",
         steps: int = 50,
         output: Output = "logits",
-        baseline: BaselineSpec = "black",
-        normalize: Normalize = IMAGENET_NORMALIZE,
-        batch_size: int | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        partition: Tensor | Sequence[float] | None = None,
-        memory_budget_mb: float | None = None,
-        reshape_transform: ReshapeSpec = None,
-        path: PathSpec = None,
-        n_samples: int = 1,
+        **options: Unpack[PathOptions],
     ) -> None:
-        super().__init__(
-            model,
-            layer,
-            output=output,
-            baseline=baseline,
-            normalize=normalize,
-            batch_size=batch_size,
-            dtype=dtype,
-            memory_budget_mb=memory_budget_mb,
-            reshape_transform=reshape_transform,
-            path=path,
-            n_samples=n_samples,
-        )
-        self._set_steps(steps, partition)
+        super().__init__(model, layer, steps, output=output, **options)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathGradCAMSum:
         return PathGradCAMSum(n_images, partition)

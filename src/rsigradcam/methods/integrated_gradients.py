@@ -10,18 +10,16 @@ the path, the chunking and the integration are those of :class:`RSIGradCAM`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from rsigradcam.baselines import BaselineSpec, Normalize
 from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.core.path import PathSpec
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import IMAGENET_NORMALIZE, BaseCAM, LayerSpec, StepsMixin
+from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
 __all__ = ["INPUT_LAYER", "IntegratedGradients", "PixelMap"]
 
@@ -46,7 +44,7 @@ class _InputTap(nn.Module):
         return self.model(self.input(x))
 
 
-class IntegratedGradients(StepsMixin, BaseCAM):
+class IntegratedGradients(PathCAM):
     """Integrated Gradients (input level), with the same call and result as the CAMs.
 
     ::
@@ -72,18 +70,11 @@ class IntegratedGradients(StepsMixin, BaseCAM):
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m``.
         rule: ``"trapezoid"``, ``"left"`` or ``"right"`` (the paper's Riemann sum).
         output: ``"softmax"`` (the paper's F, a class probability) or ``"logits"``.
-        baseline: ``"black"`` (a black image after ``normalize``), ``"zeros"``, a tensor
-            (C, H, W) or (N, C, H, W), or a callable ``fn(images) -> baselines``.
-        normalize: ``(mean, std)`` the images were normalised with, or ``None``.
-        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
-            ``memory_budget_mb``.
-        dtype: Floating dtype of the computation (the model is copied and cast).
-        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1``; overrides
-            ``steps``.
         pixel_map: ``"positive"`` or ``"absolute"``, see above.
-        memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
-        path: A custom path (tensor of points or callable); see :class:`BaseCAM`.
-        n_samples: Average over this many draws of a random baseline.
+        **options: The path options ``baseline``, ``normalize``, ``partition``, ``path``,
+            ``n_samples``, and ``batch_size``, ``dtype``, ``memory_budget_mb``; see
+            :class:`~rsigradcam.methods.base.PathCAM`. ``reshape_transform`` does not
+            apply to the input.
 
     Example:
         >>> from rsigradcam import IntegratedGradients
@@ -94,9 +85,7 @@ class IntegratedGradients(StepsMixin, BaseCAM):
 
     method_name: ClassVar[str] = "ig"
     label: ClassVar[str] = "Integrated Gradients"
-    takes_steps: ClassVar[bool] = True
     explains_input: ClassVar[bool] = True
-    uses_baseline: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = True
 
     def __init__(
@@ -106,32 +95,18 @@ class IntegratedGradients(StepsMixin, BaseCAM):
         steps: int = 50,
         rule: Rule = "trapezoid",
         output: Output = "softmax",
-        baseline: BaselineSpec = "black",
-        normalize: Normalize = IMAGENET_NORMALIZE,
-        batch_size: int | None = None,
-        dtype: torch.dtype | None = None,
         *,
-        partition: Tensor | Sequence[float] | None = None,
         pixel_map: PixelMap = "positive",
-        memory_budget_mb: float | None = None,
-        path: PathSpec = None,
-        n_samples: int = 1,
+        **options: Unpack[PathOptions],
     ) -> None:
-        super().__init__(
-            model,
-            layer,
-            output=output,
-            baseline=baseline,
-            normalize=normalize,
-            batch_size=batch_size,
-            dtype=dtype,
-            memory_budget_mb=memory_budget_mb,
-            path=path,
-            n_samples=n_samples,
-        )
+        if options.get("reshape_transform") is not None:
+            raise TypeError(
+                "reshape_transform does not apply to IntegratedGradients, which explains the "
+                "input pixels."
+            )
+        super().__init__(model, layer, steps, output=output, **options)
         if pixel_map not in ("positive", "absolute"):
             raise ValueError(f"pixel_map must be 'positive' or 'absolute', got {pixel_map!r}.")
-        self._set_steps(steps, partition)
         self.rule = check_rule(rule)
         self.pixel_map = pixel_map
         self._tap = _InputTap(model)

@@ -34,10 +34,8 @@ class LayerCAM(GradCAM):
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
         output: ``"logits"`` (the paper's class score) or ``"softmax"``.
-        batch_size: Images per forward/backward chunk; ``None`` chooses it from the memory
-            budget.
-        dtype: Floating dtype of the computation (the model is copied and cast).
-        memory_budget_mb: Memory budget of a chunk when ``batch_size=None``.
+        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
+            see :class:`~rsigradcam.methods.base.BaseCAM`.
 
     Example:
         >>> from rsigradcam import LayerCAM

@@ -6,31 +6,22 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar, Literal
 
-import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from rsigradcam.baselines import BaselineSpec, Normalize
 from rsigradcam.core.adaptive import AdaptiveSchedule, run_adaptive
+from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.core.path import PathSpec, uniform_partition
-from rsigradcam.core.reshape import ReshapeSpec
+from rsigradcam.core.path import uniform_partition
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import (
-    IMAGENET_NORMALIZE,
-    BaseCAM,
-    LayerSpec,
-    PathEvaluator,
-    PathResult,
-    StepsMixin,
-)
+from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
 __all__ = ["RSIGradCAM"]
 
 
-class RSIGradCAM(StepsMixin, BaseCAM):
+class RSIGradCAM(PathCAM):
     """Riemann–Stieltjes Integrated Grad-CAM.
 
     Integrates the gradient of the class score against the layer's own activation along
@@ -54,32 +45,17 @@ class RSIGradCAM(StepsMixin, BaseCAM):
             report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
-        baseline: ``"black"`` (paper; a black image after ``normalize``), ``"zeros"``,
-            ``"blur"``, ``"noise"``, ``"uniform"``, ``"auto"``, a tensor (C, H, W) or
-            (N, C, H, W), a :class:`~rsigradcam.baselines.Baseline` or callable
-            ``fn(images) -> baselines``, or a list of these (attributions averaged); see
-            :mod:`rsigradcam.baselines`.
-        normalize: ``(mean, std)`` the images were normalised with, or ``None``.
         grad_relu: ReLU on the gradients before integrating (the authors' PyTorch code).
         guided: Keep the integrated gradient only where ``A(x) > 0``, ``IG > 0`` and
             ``A(x) - A(x') > 0`` (the authors' Keras code).
-        batch_size: Path points per forward/backward chunk; ``None`` chooses it from
-            ``memory_budget_mb``.
-        dtype: Floating dtype of the computation, e.g. ``torch.float64`` for
-            reference-grade maps (the model is copied and cast, never changed).
-        partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1`` (a 1-D tensor
-            or sequence); any partition gives a valid Riemann–Stieltjes sum. Overrides
-            ``steps``.
         tolerance: With ``steps="auto"``: stop when the estimated relative error of every
             layer map is below this.
         max_steps: With ``steps="auto"``: at most this many intervals per image.
-        memory_budget_mb: Memory budget of a chunk when ``batch_size=None`` (default: a
-            quarter of the free RAM or GPU memory).
-        reshape_transform: For (N, tokens, D) layers: ``"tokens"`` or a callable
-            ``(N, T, D) -> (N, D, h, w)`` (see :mod:`rsigradcam.core.reshape`).
-        path: A custom integration path instead of the straight line: a tensor of points
-            from the baseline to the input, or a callable ``path(images, t) -> points``.
-        n_samples: Average the attributions over this many draws of a random baseline.
+        **options: The path options ``baseline`` (the paper's is ``"black"``, the
+            default), ``normalize``, ``partition`` (any partition gives a valid
+            Riemann–Stieltjes sum), ``path``, ``n_samples``, and ``batch_size``, ``dtype``
+            (``torch.float64`` for reference-grade maps), ``memory_budget_mb``,
+            ``reshape_transform``; see :class:`~rsigradcam.methods.base.PathCAM`.
 
     Example:
         >>> from rsigradcam import RSIGradCAM
@@ -91,8 +67,6 @@ class RSIGradCAM(StepsMixin, BaseCAM):
 
     method_name: ClassVar[str] = "rsi"
     label: ClassVar[str] = "RSI-Grad-CAM"
-    takes_steps: ClassVar[bool] = True
-    uses_baseline: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = True
 
     def __init__(
@@ -102,41 +76,20 @@ class RSIGradCAM(StepsMixin, BaseCAM):
         steps: int | Literal["auto"] = 50,
         rule: Rule = "trapezoid",
         output: Output = "softmax",
-        baseline: BaselineSpec = "black",
-        normalize: Normalize = IMAGENET_NORMALIZE,
+        *,
         grad_relu: bool = False,
         guided: bool = False,
-        batch_size: int | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        partition: Tensor | Sequence[float] | None = None,
         tolerance: float = 0.01,
         max_steps: int = 256,
-        memory_budget_mb: float | None = None,
-        reshape_transform: ReshapeSpec = None,
-        path: PathSpec = None,
-        n_samples: int = 1,
+        **options: Unpack[PathOptions],
     ) -> None:
-        super().__init__(
-            model,
-            layer,
-            output=output,
-            baseline=baseline,
-            normalize=normalize,
-            batch_size=batch_size,
-            dtype=dtype,
-            memory_budget_mb=memory_budget_mb,
-            reshape_transform=reshape_transform,
-            path=path,
-            n_samples=n_samples,
-        )
+        super().__init__(model, layer, steps, output=output, **options)
         self.rule = check_rule(rule)
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
         self.schedule: AdaptiveSchedule | None = None
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
-        self._set_steps(steps, partition)
 
     def _partition(self) -> Tensor:
         if self.schedule is not None and self.partition is None:

@@ -1,5 +1,7 @@
 """Argument checks and no-grad forward passes shared by the metrics.
 
+The image check is the library's one, :func:`rsigradcam.core.checks.check_images`.
+
 Every forward pass borrows the model through :class:`~rsigradcam.core.capture.LayerCapture`
 (eval mode, no ``requires_grad``, everything restored on exit), under ``torch.no_grad()``.
 """
@@ -13,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsigradcam.core.capture import LayerCapture, model_device
+from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.checks import check_images
 from rsigradcam.core.targets import TargetSpec, check_target_range, resolve_targets
 from rsigradcam.metrics._progress import Advance
 
@@ -25,33 +28,6 @@ __all__ = [
     "class_targets",
     "predict",
 ]
-
-
-def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
-    """Check (N, C, H, W) floating, finite images on the model's device; return them detached."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), not {type(images).__name__}.")
-    if images.dim() != 4:
-        hint = f" Add a batch dimension with {name}.unsqueeze(0)." if images.dim() == 3 else ""
-        raise ValueError(
-            f"{name} must be a 4-D (N, C, H, W) tensor, got shape {tuple(images.shape)}.{hint}"
-        )
-    if not images.dtype.is_floating_point:
-        raise TypeError(
-            f"{name} must be floating point, got dtype {images.dtype}; normalise them for the "
-            "model first."
-        )
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (N = 0); pass at least one image.")
-    device = model_device(model)
-    if images.device != device:
-        raise ValueError(
-            f"{name} are on {images.device} but the model is on {device}; move them with "
-            f"{name}.to({str(device)!r})."
-        )
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(f"{name} contain NaN or Inf values; clean the input first.")
-    return images.detach()
 
 
 def check_heatmaps(heatmaps: Any, images: Tensor, name: str = "heatmaps") -> Tensor:

@@ -5,16 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 __all__ = ["Advance", "progress_bar"]
 
 Advance = Callable[[int], None]
@@ -32,6 +22,17 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         >>> with progress_bar("deletion", total=10, enabled=False) as advance:
         ...     advance(10)
     """
+    # rich is imported here, not at module level: ``import rsigradcam`` stays light.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),

@@ -40,8 +40,11 @@ __all__ = [
     "SensitivityResult",
     "StabilityResult",
     "StepsResult",
+    "class_probabilities",
     "dtype_difference",
     "max_sensitivity",
+    "saturation_groups",
+    "saturation_split",
     "split_saturated",
     "stability",
     "steps_spread",
@@ -82,6 +85,10 @@ class SaturationSplit:
     def indices(self) -> tuple[Tensor, Tensor]:
         """The indices of the saturated and of the unsaturated images."""
         return self.saturated.nonzero().flatten(), (~self.saturated).nonzero().flatten()
+
+    def groups(self) -> dict[str, Tensor]:
+        """The masks of the ``"all"``, ``"saturated"`` and ``"unsaturated"`` images."""
+        return saturation_groups(self.saturated)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values, ready for JSON."""
@@ -198,13 +205,8 @@ class StabilityResult:
         A group without images is ``None``. Per step count, the steps entries list one
         mean per m in ``self.steps.steps``.
         """
-        groups = {
-            "all": torch.ones_like(self.split.saturated),
-            "saturated": self.split.saturated,
-            "unsaturated": ~self.split.saturated,
-        }
         out: dict[str, dict[str, Any] | None] = {}
-        for name, mask in groups.items():
+        for name, mask in self.split.groups().items():
             if not bool(mask.any()):
                 out[name] = None
                 continue
@@ -239,16 +241,41 @@ def split_saturated(
         >>> split = split_saturated(model, images)     # doctest: +SKIP
         >>> saturated, unsaturated = split.indices()    # doctest: +SKIP
     """
+    probabilities = class_probabilities(model, images, batch_size=batch_size)
+    return saturation_split(probabilities.max(dim=1).values, threshold)
+
+
+def class_probabilities(model: nn.Module, images: Tensor, *, batch_size: int = 64) -> Tensor:
+    """The softmax probabilities (N, classes) of ``images``, ``batch_size`` images per pass.
+
+    Example:
+        >>> class_probabilities(model, images).argmax(dim=1)  # doctest: +SKIP
+    """
     images = check_images(images, model)
-    probabilities = predict(model, images, check_batch_size(batch_size))
-    return _split(probabilities, threshold)
+    return predict(model, images, check_batch_size(batch_size))
 
 
-def _split(probabilities: Tensor, threshold: float) -> SaturationSplit:
+def saturation_split(top: Tensor, threshold: float = SATURATION) -> SaturationSplit:
+    """Split by top-1 softmax probabilities ``top`` (any shape, flattened): above ``threshold``.
+
+    Example:
+        >>> saturation_split(torch.tensor([0.995, 0.5])).saturated
+        tensor([ True, False])
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}.")
-    top = probabilities.max(dim=1).values.to("cpu", torch.float64)
+    top = top.detach().to("cpu", torch.float64).flatten()
     return SaturationSplit(saturated=top > threshold, probabilities=top, threshold=threshold)
+
+
+def saturation_groups(saturated: Tensor) -> dict[str, Tensor]:
+    """The masks of the ``"all"``, ``"saturated"`` and ``"unsaturated"`` units of a bool mask.
+
+    Example:
+        >>> saturation_groups(torch.tensor([True, False]))["unsaturated"]
+        tensor([False,  True])
+    """
+    return {"all": torch.ones_like(saturated), "saturated": saturated, "unsaturated": ~saturated}
 
 
 def dtype_difference(
@@ -394,7 +421,7 @@ def stability(
     """
     images = check_images(images, model)
     probabilities = predict(model, images, _PREDICT_BATCH)
-    split = _split(probabilities, threshold)
+    split = saturation_split(probabilities.max(dim=1).values, threshold)
     found = class_targets(targets, probabilities)
     kwargs: dict[str, Any] = {"progress": progress}
     return StabilityResult(

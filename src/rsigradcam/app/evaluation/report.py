@@ -5,7 +5,9 @@
 plots, randomisation curves, stability against m) and a gallery of heatmaps per method
 and layer. Every image is inside the file (base64: PNG plots, JPEG gallery thumbnails) and
 the style sheet is inline, so the file needs nothing else: no network, no JavaScript.
-:func:`markdown_summary` gives the verdicts and the tables in GitHub Markdown.
+:func:`markdown_summary` gives the verdicts and the tables in GitHub Markdown. Both read
+the typed :class:`~rsigradcam.app.evaluation.results.EvaluationResults`, so a report can
+also be made from a ``results.json`` read back with ``EvaluationResults.from_json``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
+from rsigradcam.app.evaluation.results import Evaluation, EvaluationResults, Interval
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import overlay
-
-if TYPE_CHECKING:
-    from rsigradcam.app.evaluate import Evaluation
 
 __all__ = ["METHOD_LABELS", "markdown_summary", "render_report"]
 
@@ -54,22 +54,27 @@ def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def _missing(value: float | None) -> bool:
+    """No number: ``None``, or NaN or infinite (written as ``null`` in results.json)."""
+    return value is None or not math.isfinite(value)
+
+
 def _num(value: float | None) -> str:
     """A number for a table: 3 decimals, or 2 significant digits for tiny values."""
-    if value is None:
+    if value is None or not math.isfinite(value):
         return "–"
     if value == 0 or abs(value) >= 0.01:
         return f"{value:.3f}"
     return f"{value:.1e}"
 
 
-def _interval(stats: dict[str, Any] | None) -> str:
+def _interval(stats: Interval | None) -> str:
     """``mean [low, high]`` (n < 2: the mean alone)."""
-    if not stats or stats.get("mean") is None:
+    if stats is None or _missing(stats.mean):
         return "–"
-    if stats.get("low") is None:
-        return _num(stats["mean"])
-    return f"{_num(stats['mean'])} [{_num(stats['low'])}, {_num(stats['high'])}]"
+    if _missing(stats.low):
+        return _num(stats.mean)
+    return f"{_num(stats.mean)} [{_num(stats.low)}, {_num(stats.high)}]"
 
 
 def _png(figure: Figure) -> bytes:
@@ -99,12 +104,12 @@ def _table(
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _columns(results: dict[str, Any], metric: str | None = None) -> list[str]:
+def _columns(results: EvaluationResults, metric: str | None = None) -> list[str]:
     """Layer columns: the CAM layers, then ``input``; those of ``metric`` when given."""
-    found = results["metrics"]
+    found = results.metrics
     chosen = [found[metric]] if metric is not None else list(found.values())
     used = {layer for by in chosen for m in by.values() for layer in m}
-    return [layer for layer in [*results["config"]["layers"], "input"] if layer in used]
+    return [layer for layer in [*results.config.layers, "input"] if layer in used]
 
 
 # --------------------------------------------------------------------------------------
@@ -121,17 +126,16 @@ def _panels(count: int, title: str) -> tuple[Figure, list[Axes]]:
     return figure, axes
 
 
-def _curves_plot(results: dict[str, Any], kind: str) -> bytes | None:
-    curves = results["details"].get("curves", {}).get(kind)
-    if not curves:
+def _curves_plot(results: EvaluationResults, kind: str) -> bytes | None:
+    found_curves = results.details.curves
+    if found_curves is None:
         return None
-    fractions = curves["fractions"]
+    curves = found_curves.deletion if kind == "deletion" else found_curves.insertion
+    fractions = curves.fractions
     layers = [layer for layer in _columns(results) if layer != "input"] or ["input"]
     figure, axes = _panels(len(layers), f"{kind.capitalize()} curves (mean over images)")
     for ax, layer in zip(axes, layers, strict=True):
-        for method, by_layer in curves.items():
-            if method == "fractions" or not isinstance(by_layer, dict):
-                continue
+        for method, by_layer in curves.curves.items():
             found = by_layer.get(layer, by_layer.get("input") if method in ("ig", "random")
                                  else None)
             if found is None:
@@ -145,8 +149,8 @@ def _curves_plot(results: dict[str, Any], kind: str) -> bytes | None:
     return _png(figure)
 
 
-def _gridpg_plot(results: dict[str, Any]) -> bytes | None:
-    scores = results["metrics"].get("gridpg")
+def _gridpg_plot(results: EvaluationResults) -> bytes | None:
+    scores = results.metrics.get("gridpg")
     if not scores:
         return None
     layers = _columns(results, "gridpg")
@@ -162,15 +166,15 @@ def _gridpg_plot(results: dict[str, Any]) -> bytes | None:
     return _png(figure)
 
 
-def _sanity_plot(results: dict[str, Any]) -> bytes | None:
-    sanity = results["details"].get("sanity")
-    if not sanity or not sanity["correlations"]:
+def _sanity_plot(results: EvaluationResults) -> bytes | None:
+    sanity = results.details.sanity
+    if sanity is None or not sanity.correlations:
         return None
     layers = _columns(results, "sanity_spearman")
-    stages = sanity["stages"]
+    stages = sanity.stages
     figure, axes = _panels(len(layers), "Cascading randomisation: Spearman with the trained map")
     for ax, layer in zip(axes, layers, strict=True):
-        for method, by_layer in sanity["correlations"].items():
+        for method, by_layer in sanity.correlations.items():
             if layer in by_layer:
                 ax.plot(range(len(stages)), np.mean(by_layer[layer], axis=1), "o-",
                         label=_label(method), markersize=3)
@@ -181,21 +185,21 @@ def _sanity_plot(results: dict[str, Any]) -> bytes | None:
     return _png(figure)
 
 
-def _steps_plot(results: dict[str, Any]) -> bytes | None:
-    stability = results["details"].get("stability")
-    if not stability or not stability["steps_spread"]:
+def _steps_plot(results: EvaluationResults) -> bytes | None:
+    stability = results.details.stability
+    if stability is None or not stability.steps_spread:
         return None
     layers = _columns(results, "steps_max_abs")
     figure, axes = _panels(len(layers), f"Stability vs m: max |Δ| from the m = "
-                           f"{stability['reference']} heatmap (mean over images)")
+                           f"{stability.reference} heatmap (mean over images)")
     for ax, layer in zip(axes, layers, strict=True):
-        for method, by_layer in stability["steps_spread"].items():
+        for method, by_layer in stability.steps_spread.items():
             if layer in by_layer:
                 found = by_layer[layer]
-                ax.plot(found["steps"], np.mean(found["max_abs"], axis=1), "o-",
+                ax.plot(found.steps, np.mean(found.max_abs, axis=1), "o-",
                         label=_label(method))
         ax.set_xscale("log")
-        ax.set_xticks(stability["steps"], [str(m) for m in stability["steps"]])
+        ax.set_xticks(stability.steps, [str(m) for m in stability.steps])
         ax.minorticks_off()
         ax.set_xlabel("steps m")
         ax.set_ylabel("max |Δ heatmap|")
@@ -211,28 +215,28 @@ def _steps_plot(results: dict[str, Any]) -> bytes | None:
 _VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "open"}
 
 
-def _claims_section(results: dict[str, Any]) -> str:
+def _claims_section(results: EvaluationResults) -> str:
     parts = []
-    info = results["metrics_info"]
-    for claim in results["claims"]:
-        parts.append(f"<h3>“{html.escape(claim['claim'])}”</h3>")
-        if not claim["layers"]:
+    info = results.metrics_info
+    for claim in results.claims:
+        parts.append(f"<h3>“{html.escape(claim.claim)}”</h3>")
+        if not claim.layers:
             parts.append('<p class="note">Not tested: needs both rsi and gradcam, and the '
                          "metrics of this claim.</p>")
             continue
         rows, classes = [], []
-        for layer, entry in claim["layers"].items():
+        for layer, entry in claim.layers.items():
             rows.append([f"<b>{html.escape(layer)}</b>", "", "", "", "", "",
-                         f"<b>{entry['verdict']}</b>"])
-            classes.append(_VERDICT_CLASS[entry["verdict"]])
-            for m in entry["measures"]:
-                arrow = "↑" if m["better"] == "higher" else "↓"
+                         f"<b>{entry.verdict}</b>"])
+            classes.append(_VERDICT_CLASS[entry.verdict])
+            for m in entry.measures:
+                arrow = "↑" if m.better == "higher" else "↓"
                 rows.append([
-                    f"{html.escape(info[m['metric']]['label'])} {arrow}",
-                    m["group"], str(m["n"]), _num(m["rsi"]), _num(m["gradcam"]),
-                    _interval(m), m["verdict"],
+                    f"{html.escape(info[m.metric].label)} {arrow}",
+                    m.group, str(m.difference.n), _num(m.rsi), _num(m.gradcam),
+                    _interval(m.difference), m.verdict,
                 ])
-                classes.append(_VERDICT_CLASS[m["verdict"]] if m["group"] == "all" else "")
+                classes.append(_VERDICT_CLASS[m.verdict] if m.group == "all" else "")
         parts.append(_table(
             ["layer / metric", "group", "n", "RSI-Grad-CAM", "Grad-CAM",
              "RSI − Grad-CAM [95% CI]", "verdict"], rows, classes,
@@ -240,16 +244,16 @@ def _claims_section(results: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _metric_tables(results: dict[str, Any]) -> str:
+def _metric_tables(results: EvaluationResults) -> str:
     parts = []
-    for metric, by_method in results["summary"].items():
+    for metric, by_method in results.summary.items():
         columns = _columns(results, metric)
-        info = results["metrics_info"][metric]
-        arrow = "↑ higher is better" if info["better"] == "higher" else "↓ lower is better"
-        unit = "grid cells" if results["units"][metric]["unit"] == "cell" else "images"
-        n = len(results["units"][metric]["ids"])
-        parts.append(f"<h3>{html.escape(info['label'])}</h3><p class=\"note\">"
-                     f"{html.escape(info['description'])}; {arrow}; {n} {unit}.</p>")
+        info = results.metrics_info[metric]
+        arrow = "↑ higher is better" if info.better == "higher" else "↓ lower is better"
+        unit = "grid cells" if results.units[metric].unit == "cell" else "images"
+        n = len(results.units[metric].ids)
+        parts.append(f"<h3>{html.escape(info.label)}</h3><p class=\"note\">"
+                     f"{html.escape(info.description)}; {arrow}; {n} {unit}.</p>")
         rows = [
             [html.escape(_label(method))]
             + [_interval(by_method[method].get(layer, {}).get("all")) for layer in columns]
@@ -259,13 +263,13 @@ def _metric_tables(results: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _images_section(results: dict[str, Any]) -> str:
+def _images_section(results: EvaluationResults) -> str:
     rows = [
-        [html.escape(i["name"]), html.escape(str(i["class"])), str(i["class_id"]),
-         _num(i["probability"]), "yes" if i["saturated"] else "no"]
-        for i in results["images"]
+        [html.escape(i.name), html.escape(str(i.class_name)), str(i.class_id),
+         _num(i.probability), "yes" if i.saturated else "no"]
+        for i in results.images
     ]
-    return _table(["image", "explained class", "id", "p", f"p > {results['config']['saturation']}"],
+    return _table(["image", "explained class", "id", "p", f"p > {results.config.saturation}"],
                   rows)
 
 
@@ -280,15 +284,15 @@ def _thumbnail(rgb: np.ndarray, alt: str) -> str:
 
 def _gallery(evaluation: Evaluation) -> str:
     results = evaluation.results
-    limit = results["config"]["gallery_images"]
+    limit = results.config.options.gallery_images
     methods = list(dict.fromkeys(m for m, _ in evaluation.heatmaps))
-    rows_of = [*results["config"]["layers"]]
+    rows_of = [*results.config.layers]
     if any(layer == "input" for _, layer in evaluation.heatmaps):
         rows_of.append("input")
     parts = []
     for k, rgb in enumerate(evaluation.rgb[:limit]):
-        name = results["images"][k]["name"]
-        image = results["images"][k]
+        image = results.images[k]
+        name = image.name
         head = ["layer", "image", *(html.escape(_label(m)) for m in methods)]
         original = _thumbnail(rgb, name)
         rows = []
@@ -302,8 +306,8 @@ def _gallery(evaluation: Evaluation) -> str:
                 )
             rows.append(cells)
         parts.append(
-            f"<h3>{html.escape(name)}: {html.escape(str(image['class']))} "
-            f"(p = {_num(image['probability'])})</h3>"
+            f"<h3>{html.escape(name)}: {html.escape(str(image.class_name))} "
+            f"(p = {_num(image.probability)})</h3>"
             + _table(head, rows).replace("<table>", '<table class="gallery">', 1)
         )
     if len(evaluation.rgb) > limit:
@@ -311,16 +315,15 @@ def _gallery(evaluation: Evaluation) -> str:
     return "".join(parts)
 
 
-def _config_section(results: dict[str, Any]) -> str:
-    config = results["config"]
+def _config_section(results: EvaluationResults) -> str:
     rows = [[html.escape(str(k)), f"<code>{html.escape(str(v))}</code>"]
-            for k, v in config.items()]
-    timing = [[html.escape(k), f"{v:.1f}"] for k, v in results["timings"].items()]
+            for k, v in results.config.to_json().items()]
+    timing = [[html.escape(k), f"{v:.1f}"] for k, v in results.timings.items()]
     return _table(["parameter", "value"], rows) + _table(["stage", "seconds"], timing)
 
 
-def _plots_section(results: dict[str, Any]) -> str:
-    plots: list[tuple[str, Callable[[dict[str, Any]], bytes | None]]] = [
+def _plots_section(results: EvaluationResults) -> str:
+    plots: list[tuple[str, Callable[[EvaluationResults], bytes | None]]] = [
         ("Deletion curves", lambda r: _curves_plot(r, "deletion")),
         ("Insertion curves", lambda r: _curves_plot(r, "insertion")),
         ("GridPG", _gridpg_plot),
@@ -338,15 +341,15 @@ def _plots_section(results: dict[str, Any]) -> str:
 def render_report(evaluation: Evaluation) -> str:
     """The whole report as one HTML document (images inline, no scripts)."""
     results = evaluation.results
-    config = results["config"]
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"])
+    config = results.config
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in results.notes)
     sections = [
         ("Verdicts on the paper's claims", "<p class=\"note\">Paired per image (GridPG: per "
          "grid cell), RSI-Grad-CAM minus Grad-CAM, 95% percentile bootstrap interval of the "
          "mean difference. <i>holds</i>: the interval lies on the better side of 0; <i>does "
          "not hold</i>: on the worse side; <i>inconclusive</i>: it contains 0. A claim holds "
          "at a layer when one of its metrics supports it (all images) and none contradicts "
-         f"it. Saturated: top-1 probability above {config['saturation']}.</p>"
+         f"it. Saturated: top-1 probability above {config.saturation}.</p>"
          + _claims_section(results)),
         ("Images", _images_section(results)),
         ("Plots", _plots_section(results)),
@@ -356,8 +359,8 @@ def render_report(evaluation: Evaluation) -> str:
         ("Configuration and timings", _config_section(results)),
     ]
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
-    title = (f"rsigradcam evaluate: {html.escape(str(config['model']))}, "
-             f"{len(results['images'])} images, m = {config['steps']}")
+    title = (f"rsigradcam evaluate: {html.escape(str(config.options.model))}, "
+             f"{len(results.images)} images, m = {config.options.steps}")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{title}</title><style>{_STYLE}</style></head>"
@@ -365,29 +368,29 @@ def render_report(evaluation: Evaluation) -> str:
     )
 
 
-def markdown_summary(results: dict[str, Any]) -> str:
+def markdown_summary(results: EvaluationResults) -> str:
     """The verdicts and the claims' metrics as GitHub Markdown tables."""
-    info = results["metrics_info"]
+    info = results.metrics_info
     lines = []
-    for claim in results["claims"]:
-        lines += [f"**{claim['claim']}**", "",
+    for claim in results.claims:
+        lines += [f"**{claim.claim}**", "",
                   "| layer | metric | group | n | RSI-Grad-CAM | Grad-CAM | "
                   "RSI − Grad-CAM [95% CI] | verdict |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
-        for layer, entry in claim["layers"].items():
-            for m in entry["measures"]:
-                arrow = "↑" if m["better"] == "higher" else "↓"
+        for layer, entry in claim.layers.items():
+            for m in entry.measures:
+                arrow = "↑" if m.better == "higher" else "↓"
                 lines.append(
-                    f"| {layer} | {info[m['metric']]['label']} {arrow} | {m['group']} | "
-                    f"{m['n']} | {_num(m['rsi'])} | {_num(m['gradcam'])} | {_interval(m)} | "
-                    f"{m['verdict']} |"
+                    f"| {layer} | {info[m.metric].label} {arrow} | {m.group} | "
+                    f"{m.difference.n} | {_num(m.rsi)} | {_num(m.gradcam)} | "
+                    f"{_interval(m.difference)} | {m.verdict} |"
                 )
-            lines.append(f"| {layer} | **claim** | | | | | | **{entry['verdict']}** |")
+            lines.append(f"| {layer} | **claim** | | | | | | **{entry.verdict}** |")
         lines.append("")
-    for metric, by_method in results["summary"].items():
+    for metric, by_method in results.summary.items():
         columns = _columns(results, metric)
-        arrow = "↑" if info[metric]["better"] == "higher" else "↓"
-        lines += [f"**{info[metric]['label']}** {arrow}", "",
+        arrow = "↑" if info[metric].better == "higher" else "↓"
+        lines += [f"**{info[metric].label}** {arrow}", "",
                   "| method | " + " | ".join(columns) + " |",
                   "|---|" + "---:|" * len(columns)]
         for method, by_layer in by_method.items():

@@ -1,0 +1,81 @@
+"""Decode a dataset's images for a :class:`torch.utils.data.DataLoader`, never raising.
+
+:class:`ImageFiles` turns an index into a decoded image, or into the reason it cannot be
+read; :func:`collate_images` stacks a batch's decoded images and sets the failures apart,
+so one bad file never stops a run.
+
+Example:
+    >>> loader = DataLoader(ImageFiles(paths), batch_size=8, collate_fn=collate_images)
+    ...     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rsigradcam.app.loading import INPUT_SIZE
+from rsigradcam.files import one_line
+from rsigradcam.io import load_image
+
+__all__ = ["ImageBatch", "ImageFiles", "collate_images"]
+
+
+class ImageFiles(Dataset[tuple[int, Tensor | None, str | None]]):
+    """Decode image files for a DataLoader, never raising.
+
+    Item ``i`` is ``(i, tensor, None)``, or ``(i, None, reason)`` for a file that cannot be
+    read.
+
+    Args:
+        paths: The image files.
+        size: Height and width of the model input (whole image resized, ImageNet
+            normalisation, as :func:`rsigradcam.io.load_image`).
+    """
+
+    def __init__(self, paths: Sequence[str], size: int = INPUT_SIZE) -> None:
+        self.paths = paths
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | None, str | None]:
+        try:
+            tensor, _ = load_image(self.paths[index], size=self.size)
+        except FileNotFoundError:
+            return index, None, "file not found"
+        except (ValueError, OSError) as exc:
+            return index, None, one_line(str(exc)) or type(exc).__name__
+        except Exception as exc:  # a decoder bug must not stop the run either
+            return index, None, f"{type(exc).__name__}: {one_line(str(exc))}"
+        return index, tensor[0], None
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """A batch from :func:`collate_images`.
+
+    Attributes:
+        indices: Every image of the batch.
+        ok: The images that were decoded, in order.
+        images: Those images, (len(ok), 3, H, W); ``None`` when there are none.
+        failures: ``(index, reason)`` for the others.
+    """
+
+    indices: list[int]
+    ok: list[int]
+    images: Tensor | None
+    failures: list[tuple[int, str]]
+
+
+def collate_images(items: Sequence[tuple[int, Tensor | None, str | None]]) -> ImageBatch:
+    """Stack the decoded images of a batch and set the failures apart."""
+    ok = [(i, t) for i, t, _ in items if t is not None]
+    failures = [(i, reason or "unreadable") for i, t, reason in items if t is None]
+    images = torch.stack([t for _, t in ok]) if ok else None
+    return ImageBatch([i for i, _, _ in items], [i for i, _ in ok], images, failures)

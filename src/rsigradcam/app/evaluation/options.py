@@ -1,0 +1,221 @@
+"""What an evaluation runs: its options, its metrics, the paper's claims and constants.
+
+Example:
+    >>> EvaluationOptions(max_images=4, sanity=False).check()
+    >>> METRICS["gridpg"].better
+    'higher'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rsigradcam import metrics
+from rsigradcam.app.loading import InputError
+from rsigradcam.core.targets import Output
+from rsigradcam.methods import METHODS
+
+__all__ = [
+    "CLAIMS",
+    "CPU_BATCH",
+    "GPU_BATCH",
+    "GRID_THRESHOLDS",
+    "METRICS",
+    "RANDOM",
+    "RANDOM_BLOCK",
+    "Better",
+    "Claim",
+    "EvaluationOptions",
+    "MetricInfo",
+    "Verdict",
+]
+
+#: make_grids thresholds tried in turn, until enough grids can be built.
+GRID_THRESHOLDS: tuple[float, ...] = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+#: The pseudo-method of random-order maps (the deletion and insertion baseline).
+RANDOM = "random"
+#: Side, in pixels, of the blocks that the random-order maps rank: contiguous patches about
+#: the size of a blocks.5 / blocks.10 cell (224 / 14), not scattered pixels, which break an
+#: image faster than any map and would make a reference that no method can beat.
+RANDOM_BLOCK = 16
+#: Images per no-grad forward pass of the metrics: small batches are fastest on a CPU.
+CPU_BATCH, GPU_BATCH = 8, 64
+
+Better = Literal["higher", "lower"]
+Verdict = Literal["holds", "does not hold", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read one metric: its label, which direction is better, and its unit."""
+
+    label: str
+    better: Better
+    unit: Literal["image", "cell"] = "image"
+    description: str = ""
+
+
+#: Every scalar metric of a run, by its key in ``EvaluationResults.metrics``.
+METRICS: dict[str, MetricInfo] = {
+    "deletion_auc": MetricInfo(
+        "Deletion AUC", "lower", description="area under the probability as the most "
+        "salient pixels are blacked out first (orders that scatter single pixels, as random "
+        "order and Integrated Gradients do, break the image's texture and score low for "
+        "that alone)"
+    ),
+    "insertion_auc": MetricInfo(
+        "Insertion AUC", "higher", description="area under the probability as the most "
+        "salient pixels are restored first into a blurred image"
+    ),
+    "average_drop": MetricInfo(
+        "Average Drop %", "lower", description="probability lost on the image masked by its map"
+    ),
+    "increase_in_confidence": MetricInfo(
+        "Increase in Confidence %", "higher", description="images whose masked probability "
+        "exceeds the original"
+    ),
+    "gridpg": MetricInfo(
+        "GridPG", "higher", "cell", "share of the positive attribution inside the explained "
+        "cell of a 2x2 grid (chance 0.25)"
+    ),
+    "sanity_spearman": MetricInfo(
+        "Sanity: Spearman under randomisation", "lower", description="rank correlation "
+        "with the trained model's map, averaged over the stages of the cascading "
+        "randomisation (from the output down to every layer random); low means the map "
+        "depends on what the model learned"
+    ),
+    "dtype_max_abs": MetricInfo(
+        "float32 vs float64: max |Δ|", "lower", description="largest heatmap difference "
+        "between float32 and float64 computation"
+    ),
+    "noise_sensitivity": MetricInfo(
+        "Max-sensitivity", "lower", description="largest relative heatmap change under "
+        "uniform input noise"
+    ),
+    "steps_max_abs": MetricInfo(
+        "m vs reference m: max |Δ|", "lower", description="largest heatmap difference "
+        "between the evaluation's m and the reference m (512 by default)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper, tested by RSI-Grad-CAM minus Grad-CAM on some metrics."""
+
+    key: str
+    text: str
+    metrics: tuple[str, ...]
+
+
+#: The paper's claims and the metrics that test them.
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "focus",
+        "RSI-Grad-CAM maps are better focused than Grad-CAM's",
+        ("gridpg", "deletion_auc", "insertion_auc"),
+    ),
+    Claim(
+        "stability",
+        "RSI-Grad-CAM's numerical computation is more stable than Grad-CAM's",
+        ("dtype_max_abs", "noise_sensitivity"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """Everything that decides the numbers of a run (all of it goes into ``results.json``).
+
+    Attributes:
+        model: ``"efficientnet_lite0"``, a ``.pt2`` file or ``module:callable`` (see
+            :func:`rsigradcam.app.loading.load_model`).
+        images: A folder of images (or a list file); ``None``: the scikit-image photos of
+            :data:`~rsigradcam.app.samples.EVALUATION_PHOTOS` and the paper samples when
+            found.
+        layers: Layers to explain; empty: blocks.5, blocks.10 and head for the embedded
+            model, the last spatial layer otherwise.
+        methods: Names from :data:`rsigradcam.methods.METHODS`.
+        steps: Path steps m of rsi, integrated-gradcam and ig.
+        output: The explained score of every method, ``"softmax"`` or ``"logits"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        seed: Seed of every random draw (grids, random maps, randomisation, noise,
+            bootstrap).
+        max_images: Use at most this many images (the first ones).
+        curve_points: Steps of the deletion and insertion curves.
+        max_grids: At most this many GridPG grids (0: no GridPG).
+        min_grids: Lower the grid threshold until this many grids exist (or fewer,
+            the most possible).
+        sanity: Run the cascading randomisation test.
+        sanity_images: Images of the randomisation test (the first ones).
+        sanity_stages: Stages of the cascade, evenly spaced from the output down; each
+            randomises every layer from the output down to it.
+        stability: Run the stability measures (Grad-CAM and RSI-Grad-CAM only).
+        stability_steps: The m compared with ``reference_steps`` (empty: skip).
+        reference_steps: The reference m.
+        steps_images: Images of the m comparison (the first ones).
+        noise_samples: Noise draws of max-sensitivity.
+        noise_radius: Noise half-width, in the normalised input space.
+        bootstrap: Bootstrap resamples of every interval.
+        gallery_images: Images shown in the report's gallery (the first ones).
+    """
+
+    model: str = "efficientnet_lite0"
+    images: Path | None = None
+    layers: tuple[str, ...] = ()
+    methods: tuple[str, ...] = tuple(METHODS)
+    steps: int = 50
+    output: Output = "softmax"
+    device: str = "cpu"
+    seed: int = 0
+    max_images: int | None = None
+    curve_points: int = 16
+    max_grids: int = 3
+    min_grids: int = 2
+    sanity: bool = True
+    sanity_images: int = 3
+    sanity_stages: int = 6
+    stability: bool = True
+    stability_steps: tuple[int, ...] = (8, 16, 32, 50, 100)
+    reference_steps: int = metrics.REFERENCE_STEPS
+    steps_images: int = 4
+    noise_samples: int = 5
+    noise_radius: float = 0.02
+    bootstrap: int = 1000
+    gallery_images: int = 24
+
+    def check(self) -> None:
+        """Raise :class:`~rsigradcam.app.loading.InputError` for a value that cannot work."""
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise InputError(
+                f"unknown method(s) {unknown or '(none)'}; use {', '.join(METHODS)}"
+            )
+        positive = {
+            "steps": self.steps, "curve_points": self.curve_points,
+            "sanity_images": self.sanity_images, "sanity_stages": self.sanity_stages,
+            "reference_steps": self.reference_steps, "steps_images": self.steps_images,
+            "noise_samples": self.noise_samples, "bootstrap": self.bootstrap,
+            "min_grids": self.min_grids,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value}")
+        if self.max_images is not None and self.max_images < 1:
+            raise InputError(f"max_images must be a positive integer, got {self.max_images}")
+        if self.max_grids < 0 or self.gallery_images < 0:
+            raise InputError("max_grids and gallery_images must not be negative")
+        if any(m < 1 for m in self.stability_steps):
+            raise InputError(f"stability_steps must be positive, got {self.stability_steps}")
+        if not self.noise_radius >= 0:
+            raise InputError(f"noise_radius must not be negative, got {self.noise_radius}")
+        if self.output not in ("softmax", "logits"):
+            raise InputError(f"output must be 'softmax' or 'logits', got {self.output!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values, ready for JSON."""
+        values = asdict(self)
+        values["images"] = None if self.images is None else str(self.images)
+        return values

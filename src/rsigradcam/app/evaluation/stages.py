@@ -1,0 +1,396 @@
+"""The stages of an evaluation: the method runner, then each metric over every method.
+
+:class:`MethodRunner` explains the images with one method at all of its layers and keeps
+each distinct computation, so that the metrics share the maps. :class:`RunState` holds a
+run's inputs and what its stages fill in; each stage (:func:`explain_all`,
+:func:`faithfulness`, :func:`localisation`, :func:`sanity`, :func:`stability`) reads the
+images, asks the runners for explanations, scores them with :mod:`rsigradcam.metrics` and
+stores one value per unit (image or grid cell) of each metric, and its details.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rsigradcam import metrics
+from rsigradcam.app.evaluation.options import (
+    CPU_BATCH,
+    GPU_BATCH,
+    GRID_THRESHOLDS,
+    RANDOM,
+    RANDOM_BLOCK,
+    EvaluationOptions,
+)
+from rsigradcam.app.evaluation.results import (
+    Curves,
+    CurveSet,
+    Details,
+    DtypeRecord,
+    GridDetails,
+    MetricValues,
+    NoiseRecord,
+    SanityDetails,
+    SpreadRecord,
+    StabilityDetails,
+    Units,
+)
+from rsigradcam.app.loading import FIXED_BUDGET_MB, model_sha256
+from rsigradcam.core.capture import model_dtype
+from rsigradcam.core.targets import Output
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods import create_cam, method_class, method_layers
+from rsigradcam.methods.integrated_gradients import INPUT_LAYER
+from rsigradcam.metrics.sanity import ORIGINAL
+from rsigradcam.metrics.stability import Explain, MakeExplainer, saturation_split
+
+__all__ = [
+    "MethodRunner",
+    "RunState",
+    "Stage",
+    "explain_all",
+    "faithfulness",
+    "localisation",
+    "sanity",
+    "sanity_stages",
+    "stability",
+]
+
+
+def _digest(tensors: Iterable[Tensor]) -> str:
+    """A hash of the tensors' shapes, dtypes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for tensor in tensors:
+        flat = tensor.detach().to("cpu").contiguous().view(-1)
+        h.update(f"{flat.dtype}{tuple(tensor.shape)};".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class MethodRunner:
+    """One method at all of its layers; each distinct computation runs once.
+
+    A call explains ``images`` for ``targets`` at every layer together (one set of path
+    passes) and keeps the result under a hash of the model's parameters, the images, the
+    targets, the steps and the dtype, so that the metrics, which ask for one layer at a
+    time, share it.
+    """
+
+    def __init__(
+        self, name: str, layers: Sequence[str], steps: int, output: Output, notes: list[str]
+    ) -> None:
+        self.name = name
+        self.layers = method_layers(name, layers)
+        self.has_steps = method_class(name).takes_steps
+        self.steps, self.output, self.notes = steps, output, notes
+        #: The stage asking for explanations, named in the notes.
+        self.stage = ""
+        self._cache: dict[tuple[Any, ...], dict[str, Explanation]] = {}
+        self._pinned: set[tuple[Any, ...]] = set()
+
+    def pin(self) -> None:
+        """Keep the results computed so far through :meth:`clear`."""
+        self._pinned = set(self._cache)
+
+    def clear(self) -> None:
+        """Forget the results that are not pinned."""
+        self._cache = {k: v for k, v in self._cache.items() if k in self._pinned}
+
+    def __call__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        targets: Tensor,
+        steps: int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Explanation]:
+        """The explanations of ``images`` at every layer, by layer name."""
+        m = (steps or self.steps) if self.has_steps else None
+        run_dtype = dtype or model_dtype(model)
+        key = (model_sha256(model), _digest([images, targets]), m, str(run_dtype))
+        if key not in self._cache:
+            cam = create_cam(
+                self.name,
+                model,
+                self.layers,
+                steps=m or self.steps,
+                output=self.output,
+                memory_budget_mb=FIXED_BUDGET_MB,
+                dtype=dtype,
+            )
+            with _recorded(self.notes, f"{self.stage}, {self.name}"):
+                found = cam(images, targets)
+            self._cache[key] = found if isinstance(found, dict) else {found.layer: found}
+        return self._cache[key]
+
+    def maker(self, model: nn.Module, layer: str) -> MakeExplainer:
+        """``make(steps, dtype) -> explain(images, targets) -> heatmaps`` at ``layer``."""
+
+        def make(steps: int, dtype: torch.dtype) -> Explain:
+            def explain(images: Tensor, targets: Tensor) -> Tensor:
+                return self(model, images, targets, steps, dtype)[layer].heatmap
+
+            return explain
+
+        return make
+
+
+@contextmanager
+def _recorded(notes: list[str], where: str) -> Iterator[None]:
+    """Keep the methods' RuntimeWarnings (e.g. an all-zero map) as notes; pass others on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning):
+            line = f"{where}: {w.message}"
+            if line not in notes:
+                notes.append(line)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+@dataclass
+class RunState:
+    """One evaluation's inputs, and the results its stages fill in.
+
+    Attributes:
+        saturated: Per image, whether its top-1 probability is saturated.
+        metrics: One value per unit, by metric, method and layer.
+        units: What each metric's values are about.
+        details: The stages' other findings.
+    """
+
+    options: EvaluationOptions
+    model: nn.Module
+    images: Tensor
+    targets: Tensor
+    names: list[str]
+    saturated: list[bool]
+    runners: dict[str, MethodRunner]
+    progress: bool
+    notes: list[str]
+    metrics: MetricValues = field(default_factory=dict)
+    units: dict[str, Units] = field(default_factory=dict)
+    details: Details = field(default_factory=Details)
+
+    def explained(self, method: str) -> dict[str, Explanation]:
+        """The method's explanations of the images, by layer (computed once)."""
+        return self.runners[method](self.model, self.images, self.targets)
+
+    def pairs(self, methods: Iterable[str] | None = None) -> Iterator[tuple[str, str]]:
+        """(method, layer) for the selected methods (all by default), in order."""
+        for name, runner in self.runners.items():
+            if methods is None or name in methods:
+                for layer in runner.layers:
+                    yield name, layer
+
+    def put(self, metric: str, method: str, layer: str, values: Tensor) -> None:
+        """Store one value per unit of ``metric`` for ``(method, layer)``."""
+        by_layer = self.metrics.setdefault(metric, {}).setdefault(method, {})
+        by_layer[layer] = values.detach().to("cpu", torch.float64).flatten().tolist()
+
+    def image_units(self, metric: str, chosen: Sequence[int] | None = None) -> None:
+        """Declare that ``metric``'s units are the images (those of ``chosen``)."""
+        indices = range(len(self.names)) if chosen is None else chosen
+        self.units[metric] = Units(
+            "image", [self.names[i] for i in indices], [self.saturated[i] for i in indices]
+        )
+
+    @property
+    def batch(self) -> int:
+        """Images per forward pass of the metrics."""
+        return CPU_BATCH if self.images.device.type == "cpu" else GPU_BATCH
+
+    def forget(self) -> None:
+        """Drop every kept explanation but the images' own."""
+        for runner in self.runners.values():
+            runner.clear()
+
+
+#: A stage: it reads the run's inputs and fills in its results.
+Stage = Callable[[RunState], None]
+
+
+def explain_all(run: RunState) -> None:
+    """Explain the images with every method, once; the metrics reuse these maps."""
+    for name, runner in run.runners.items():
+        run.explained(name)
+        runner.pin()
+
+
+def faithfulness(run: RunState) -> None:
+    """Deletion, insertion (and the random-order baseline), Average Drop and IC."""
+    o = run.options
+    h, w = run.images.shape[2:]
+    step = math.ceil(h * w / o.curve_points)
+    fractions: dict[str, list[float]] = {}
+    curves: dict[str, dict[str, dict[str, list[list[float]]]]] = {"deletion": {}, "insertion": {}}
+    shuffled = metrics.random_heatmaps(run.images, seed=o.seed, block=RANDOM_BLOCK)
+    sources = [(RANDOM, INPUT_LAYER, shuffled)]
+    sources += [(m, layer, run.explained(m)[layer].heatmap) for m, layer in run.pairs()]
+    for method, layer, maps in sources:
+        for kind, curve in (("deletion", metrics.deletion), ("insertion", metrics.insertion)):
+            found = curve(run.model, run.images, maps, run.targets, step=step,
+                          batch_size=run.batch, progress=run.progress)
+            run.put(f"{kind}_auc", method, layer, found.auc)
+            fractions[kind] = found.fractions.tolist()
+            curves[kind].setdefault(method, {})[layer] = found.curves.tolist()
+        if method != RANDOM:
+            masked = metrics.average_drop_increase(
+                run.model, run.images, maps, run.targets, batch_size=run.batch,
+                progress=run.progress,
+            )
+            run.put("average_drop", method, layer, masked.drop)
+            run.put("increase_in_confidence", method, layer, masked.increase.double() * 100)
+    for metric in ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"):
+        run.image_units(metric)
+    run.details.curves = Curves(
+        step,
+        CurveSet(fractions["deletion"], curves["deletion"]),
+        CurveSet(fractions["insertion"], curves["insertion"]),
+    )
+
+
+def _grids(run: RunState) -> tuple[metrics.GridSet, float] | None:
+    """Grids at the highest threshold that gives ``min_grids`` of them (else the most)."""
+    o = run.options
+    best: tuple[metrics.GridSet, float] | None = None
+    for threshold in GRID_THRESHOLDS:
+        try:
+            grids = metrics.make_grids(
+                run.model, run.images, threshold=threshold, n_grids=o.max_grids,
+                seed=o.seed, batch_size=run.batch, progress=False,
+            )
+        except ValueError:  # fewer than four distinct classes at this threshold
+            continue
+        if best is None or len(grids) > len(best[0]):
+            best = (grids, threshold)
+        if len(grids) >= min(o.min_grids, o.max_grids):
+            break
+    return best
+
+
+def localisation(run: RunState) -> None:
+    """The grid pointing game on 2 x 2 grids of the images."""
+    chosen = _grids(run) if run.options.max_grids > 0 else None
+    if chosen is None:
+        if run.options.max_grids > 0:
+            run.notes.append("GridPG skipped: fewer than four distinct classes among the images")
+        return
+    grids, threshold = chosen
+    if threshold < GRID_THRESHOLDS[0]:
+        run.notes.append(
+            f"GridPG: grid threshold lowered from {GRID_THRESHOLDS[0]} to {threshold} to "
+            f"build {len(grids)} grid(s) from {len(run.names)} images"
+        )
+    size = (int(grids.grids.shape[2]), int(grids.grids.shape[3]))
+    for method, layer in run.pairs():
+        runner = run.runners[method]
+
+        def explain(x: Tensor, t: Tensor, runner: MethodRunner = runner, at: str = layer) -> Tensor:
+            return metrics.attribution_map(runner(run.model, x, t)[at], size)
+
+        found = metrics.gridpg(
+            run.model, grids, explain, batch_size=4 * len(grids), progress=run.progress
+        )
+        run.put("gridpg", method, layer, found.scores)
+    run.forget()
+    sources = grids.sources.tolist()
+    run.units["gridpg"] = Units(
+        "cell",
+        [f"grid {g} cell {c}: {run.names[s]}" for g, row in enumerate(sources)
+         for c, s in enumerate(row)],
+        saturation_split(grids.confidences).saturated.tolist(),
+    )
+    run.details.gridpg = GridDetails(
+        threshold=threshold,
+        cell_images=[[run.names[s] for s in row] for row in sources],
+        **grids.to_dict(),
+    )
+
+
+def sanity_stages(model: nn.Module, count: int) -> list[str]:
+    """``count`` parameterised layers evenly spaced from the output down (the first is kept).
+
+    Example:
+        >>> sanity_stages(nn.Sequential(*[nn.Linear(2, 2) for _ in range(5)]), 3)
+        ['4', '2', '0']
+    """
+    names = metrics.parameterised_layers(model)
+    if count >= len(names) or count == 1:
+        return names[:count]
+    picks = (round(i * (len(names) - 1) / (count - 1)) for i in range(count))
+    return [names[i] for i in dict.fromkeys(picks)]
+
+
+def sanity(run: RunState) -> None:
+    """Cascading randomisation (checked at a few stages), on the first images."""
+    o = run.options
+    chosen = list(range(min(o.sanity_images, len(run.names))))
+    stages = sanity_stages(run.model, o.sanity_stages)
+    correlations: dict[str, dict[str, list[list[float]]]] = {}
+    for method, layer in run.pairs():
+        runner = run.runners[method]
+
+        def explain(
+            model: nn.Module, x: Tensor, t: Tensor, runner: MethodRunner = runner, at: str = layer
+        ) -> Tensor:
+            return runner(model, x, t)[at].heatmap
+
+        found = metrics.randomization_sanity(
+            run.model, run.images[chosen], explain, run.targets[chosen], seed=o.seed,
+            layers=stages, batch_size=run.batch, progress=run.progress,
+        )
+        run.put("sanity_spearman", method, layer, found.correlations[1:].mean(dim=0))
+        correlations.setdefault(method, {})[layer] = found.correlations.tolist()
+    run.forget()
+    run.image_units("sanity_spearman", chosen)
+    run.details.sanity = SanityDetails(
+        [ORIGINAL, *stages], [run.names[i] for i in chosen], correlations
+    )
+
+
+def stability(run: RunState) -> None:
+    """float32 vs float64, max-sensitivity and m vs the reference m: Grad-CAM and RSI."""
+    o = run.options
+    chosen = list(range(min(o.steps_images, len(run.names))))
+    steps = sorted({*o.stability_steps, o.steps}) if o.stability_steps else []
+    detail = StabilityDetails(
+        steps, o.reference_steps, [run.names[i] for i in chosen], {}, {}, {}
+    )
+    for method, layer in run.pairs(("gradcam", "rsi")):
+        make = run.runners[method].maker(run.model, layer)
+        dtype = metrics.dtype_difference(
+            run.model, run.images, make, run.targets, steps=o.steps, progress=run.progress
+        )
+        noise = metrics.max_sensitivity(
+            run.model, run.images, make, run.targets, radius=o.noise_radius,
+            n_samples=o.noise_samples, steps=o.steps, seed=o.seed, progress=run.progress,
+        )
+        run.put("dtype_max_abs", method, layer, dtype.max_abs)
+        run.put("noise_sensitivity", method, layer, noise.sensitivity)
+        detail.dtype.setdefault(method, {})[layer] = DtypeRecord.of(dtype)
+        detail.noise.setdefault(method, {})[layer] = NoiseRecord.of(noise)
+        if steps:
+            spread = metrics.steps_spread(
+                run.model, run.images[chosen], make, run.targets[chosen], steps=steps,
+                reference=o.reference_steps, progress=run.progress,
+            )
+            run.put("steps_max_abs", method, layer, spread.max_abs[steps.index(o.steps)])
+            detail.steps_spread.setdefault(method, {})[layer] = SpreadRecord.of(spread)
+    run.forget()
+    run.image_units("dtype_max_abs")
+    run.image_units("noise_sensitivity")
+    if steps:
+        run.image_units("steps_max_abs", chosen)
+    run.details.stability = detail
+

@@ -1,0 +1,145 @@
+"""Rows of (image, t) -> activations A and gradients G = dy/dA per layer.
+
+:class:`PathEvaluator` is the one place that runs the model on path points: it evaluates
+rows in chunks (one forward and one backward pass each), scores each row's target,
+keeps what the reduction needs (y(x), y(x'), A(x), A(x')) and yields A and G per layer to
+the method's accumulator. :class:`PathResult` is what a method's path pass hands to the
+CAM reduction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.path import Path
+from rsigradcam.core.targets import ScoreFn, check_target_range
+
+__all__ = ["PathEvaluator", "PathResult", "check_scores"]
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """What a method's path pass produced, per layer, before the CAM reduction."""
+
+    accumulated: dict[str, Tensor]
+    partition: Tensor
+    n_evaluations: int
+
+
+class PathEvaluator:
+    """Evaluate rows of (image index, t): forward, score, and the gradient at each layer.
+
+    It resolves each image's top-1 target at its input (t = 1; callers evaluate that row
+    first), keeps y(x), y(x'), A(x) and A(x') per image, and yields per chunk
+    ``(image_index, t, activations, gradients)`` with one (B, K, h, w) tensor per layer.
+
+    Args:
+        capture: The borrowed model, its layers attached.
+        path: The path the rows' points lie on.
+        layers: Layer names, in the capture's order.
+        target_values: One class per image, or ``None`` for each image's top-1 class.
+        score_fn: A callable target ``fn(outputs) -> scores``, or ``None``.
+        class_score_fn: The score of given classes, ``fn(outputs, classes) -> scores``.
+        chunk: Rows per forward/backward pass.
+        record_baseline: Keep y(x') and A(x') from the rows at t = 0.
+    """
+
+    def __init__(
+        self,
+        capture: LayerCapture,
+        path: Path,
+        layers: list[str],
+        target_values: Tensor | None,
+        score_fn: ScoreFn | None,
+        class_score_fn: Callable[[Tensor, Tensor], Tensor],
+        chunk: int,
+        record_baseline: bool,
+    ) -> None:
+        x = path.images
+        self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
+        self.n_images = x.shape[0]
+        self.target_values = target_values
+        self.score_fn = score_fn
+        self.class_score_fn = class_score_fn
+        self.record_baseline = record_baseline
+        nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
+        self.scores, self.baseline_scores = nan.clone(), nan.clone()
+        self.explained = (
+            target_values.clone()
+            if target_values is not None
+            else torch.full((self.n_images,), -1, dtype=torch.long, device=x.device)
+        )
+        self.activation: dict[str, Tensor] = {}
+        self.baseline_activation: dict[str, Tensor] = {}
+        self._checked = False
+
+    def __call__(
+        self, image_index: Tensor, t: Tensor
+    ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]:
+        """Evaluate the rows in order, ``chunk`` rows per forward/backward pass."""
+        x = self.path.images
+        image_index = image_index.to(x.device)
+        t = t.to(device=x.device, dtype=torch.float64)
+        for start in range(0, image_index.numel(), self.chunk):
+            n = image_index[start : start + self.chunk]
+            tc = t[start : start + self.chunk]
+            outputs, acts = self.capture.forward(self.path(n, tc.to(x.dtype)))
+            if not self._checked:
+                if self.target_values is not None:
+                    check_target_range(self.target_values, outputs.shape[1])
+                self._checked = True
+            at_input = tc == 1.0
+            at_base = (tc == 0.0) & self.record_baseline
+            if self.target_values is None and self.score_fn is None:
+                self.explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
+            if self.score_fn is not None:
+                y = self.score_fn(outputs)
+            else:
+                y = self.class_score_fn(outputs, self.explained[n])
+            check_scores(y, outputs)
+            grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
+            detached, gradients = {}, {}
+            for (name, raw), grad in zip(acts.items(), grads, strict=True):
+                act = self.capture.view(name, raw.detach())
+                detached[name] = act
+                gradients[name] = (
+                    torch.zeros_like(act) if grad is None else self.capture.view(name, grad)
+                )
+                self._keep(self.activation, name, act, n, at_input)
+                if self.record_baseline:
+                    self._keep(self.baseline_activation, name, act, n, at_base)
+            y = y.detach()
+            self.scores[n[at_input]] = y[at_input]
+            self.baseline_scores[n[at_base]] = y[at_base]
+            yield n, tc, detached, gradients
+
+    def _keep(
+        self, store: dict[str, Tensor], name: str, act: Tensor, n: Tensor, mask: Tensor
+    ) -> None:
+        if name not in store:
+            store[name] = act.new_zeros((self.n_images, *act.shape[1:]))
+        store[name][n[mask]] = act[mask]
+
+
+def check_scores(y: Tensor, outputs: Tensor) -> None:
+    """Check that the target gave one finite score per row of ``outputs``.
+
+    Raises:
+        ValueError: A callable target returned another shape, or a score is NaN or Inf.
+    """
+    if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
+        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(
+            f"the target callable must return one score per row, shape "
+            f"({outputs.shape[0]},), got {got}."
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(
+            "the model produced non-finite (NaN or Inf) scores on the integration path; "
+            "check the model and the input's normalisation."
+        )
