@@ -28,15 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from rsigradcam.app.loading import (
     INPUT_SIZE,
@@ -49,6 +40,7 @@ from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods import METHODS, BaseCAM, create_cam
+from rsigradcam.progress import make_progress
 from rsigradcam.viz import GridCell, overlay, save_grid
 
 __all__ = [
@@ -502,20 +494,8 @@ def explain_images(
         ...                lambda line, problem: print(line), str)  # doctest: +SKIP
         0
     """
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("model evaluations"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-        transient=True,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
+    progress = make_progress(unit="model evaluations")
+    console = progress.console
 
     def show(line: str, problem: bool = False) -> None:
         if console.is_terminal:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.checks import check_images
 from rsigradcam.core.targets import TargetSpec, check_target_range, resolve_targets
-from rsigradcam.metrics._progress import Advance
+from rsigradcam.progress import Advance
 
 __all__ = [
     "borrowed",

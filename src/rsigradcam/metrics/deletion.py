@@ -28,8 +28,8 @@ from rsigradcam.metrics._common import (
     class_targets,
     predict,
 )
-from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
+from rsigradcam.progress import progress_bar
 
 __all__ = [
     "REFERENCE_SIDE",

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from rsigradcam.explanation import Explanation
 from rsigradcam.metrics._common import check_batch_size, check_images, predict
-from rsigradcam.metrics._progress import progress_bar
+from rsigradcam.progress import progress_bar
 
 __all__ = [
     "CHANCE",

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from rsigradcam.core.targets import TargetSpec
 from rsigradcam.metrics._common import check_batch_size, check_images, class_targets, predict
-from rsigradcam.metrics._progress import progress_bar
 from rsigradcam.metrics.correlation import spearman
+from rsigradcam.progress import progress_bar
 
 __all__ = [
     "ORIGINAL",

@@ -13,20 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
 from rsigradcam.heatmaps import SHARD_DIR
+from rsigradcam.progress import make_progress
 
 __all__ = ["RunProgress"]
 
@@ -63,18 +57,7 @@ class RunProgress:
         self.total = sum(sizes.values())
         self.at_start = self.completed
         self.start = self._last_scan = time.perf_counter()
-        self.bar = Progress(
-            TextColumn("explaining"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("images"),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not bar,
-            transient=True,
-        )
+        self.bar = make_progress("explaining", "images", [_RateColumn()], enabled=bar)
         self.task = self.bar.add_task("", total=self.total, completed=self.at_start)
 
     def _scan(self) -> set[str]:

@@ -32,14 +32,9 @@ from typing import Any
 import numpy as np
 
 from rsigradcam.files import finite, write_atomically
-from rsigradcam.heatmaps import ERRORS, IMAGES, MANIFEST, RUN, SHARD_DIR, read_lines
+from rsigradcam.heatmaps import ERRORS, MANIFEST, SHARD_DIR, read_lines
 
 __all__ = [
-    "ERRORS",
-    "IMAGES",
-    "MANIFEST",
-    "RUN",
-    "SHARD_DIR",
     "ShardBuffer",
     "merge_shards",
     "rank_shards",
