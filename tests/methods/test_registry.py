@@ -111,3 +111,10 @@ def test_positional_order_and_defaults_are_kept():
     assert grad.output == "softmax" and GradCAM(model).output == "logits"
     with pytest.raises(TypeError, match="reshape_transform"):
         IntegratedGradients(model, reshape_transform="tokens")
+
+
+@pytest.mark.parametrize("cls", [IntegratedGradCAM, IntegratedGradients])
+def test_steps_auto_is_refused_where_the_method_has_no_adaptive_partition(cls):
+    with pytest.raises(ValueError, match=r"steps='auto' is available for RSIGradCAM only"):
+        cls(make_case(5, n=1)[0], steps="auto")
+    assert RSIGradCAM.adaptive_steps and not cls.adaptive_steps

@@ -456,6 +456,8 @@ class PathCAM(BaseCAM, ABC):
     """
 
     takes_steps: ClassVar[bool] = True
+    #: Whether ``steps="auto"`` (a partition refined by the method) is available.
+    adaptive_steps: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -481,6 +483,11 @@ class PathCAM(BaseCAM, ABC):
             raise ValueError(
                 "a path given as a tensor fixes its points, so steps='auto' and partition= "
                 "do not apply; pass a callable path(images, t) to choose the points."
+            )
+        if steps == "auto" and not self.adaptive_steps:
+            raise ValueError(
+                f"steps='auto' is available for RSIGradCAM only; {type(self).__name__} takes "
+                "an int number of steps (or partition=)."
             )
         if steps != "auto":
             uniform_partition(steps)  # validates steps

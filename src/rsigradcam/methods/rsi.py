@@ -68,6 +68,7 @@ class RSIGradCAM(PathCAM):
     method_name: ClassVar[str] = "rsi"
     label: ClassVar[str] = "RSI-Grad-CAM"
     has_completeness: ClassVar[bool] = True
+    adaptive_steps: ClassVar[bool] = True
 
     def __init__(
         self,
