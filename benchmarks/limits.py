@@ -39,6 +39,7 @@ from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.app.samples import find_paper_samples
 from rsigradcam.core.integrate import PathAccumulator
 from rsigradcam.core.reduction import cam_reduction, normalize_heatmap
+from rsigradcam.files import md_cell
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
 
@@ -182,8 +183,9 @@ def _markdown(rows: list[dict[str, object]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['image']} | {r['layer']} | {r['uniform_17']:.4f} | {r['uniform_33']:.4f} "
-            f"| {r['uniform_65']:.4f} | {r['uniform_129']:.4f} | {r['order']:.2f} "
+            f"| {md_cell(r['image'])} | {md_cell(r['layer'])} | {r['uniform_17']:.4f} "
+            f"| {r['uniform_33']:.4f} | {r['uniform_65']:.4f} | {r['uniform_129']:.4f} "
+            f"| {r['order']:.2f} "
             f"| {r['coherence']:.2f} | {r['density_33']:.4f} |"
         )
     lines += [

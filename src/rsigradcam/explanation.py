@@ -33,7 +33,10 @@ class Explanation:
         baseline_scores: (N,) the score at the baseline, y(x'); NaN for methods that use
             no baseline.
         completeness_error: (N,) ``|sum(attributions) - (y(x) - y(x'))|`` relative to
-            ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property.
+            ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property,
+            and for RSI-Grad-CAM with ``grad_relu=True`` or ``guided=True``, whose clipped
+            integrated gradients no longer sum to ``y(x) - y(x')``
+            (:data:`rsigradcam.methods.rsi.NO_COMPLETENESS_REASON`).
         layer: the name of the explained layer in the model.
         method: the method's registry name (``rsigradcam.METHODS``), e.g. ``"rsi"``.
         partition: (P,) float64, the path parameters t at which the model was evaluated;

@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "finite",
+    "md_cell",
     "one_line",
     "save_json",
     "save_npy",
@@ -52,6 +53,22 @@ def one_line(text: str) -> str:
         'bad input'
     """
     return " ".join(text.split())
+
+
+def md_cell(value: object) -> str:
+    r"""``value`` as the text of one GitHub Markdown table cell.
+
+    Newlines and runs of whitespace become one space (a newline would end the row), and
+    every ``|`` becomes ``\|``: GitHub splits a row on each unescaped ``|``, even inside a
+    code span, so an unescaped one would add a cell to the row.
+
+    Example:
+        >>> md_cell("float32 vs float64: max |Δ|")
+        'float32 vs float64: max \\|Δ\\|'
+        >>> md_cell("two\nlines")
+        'two lines'
+    """
+    return one_line(str(value)).replace("|", "\\|")
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:

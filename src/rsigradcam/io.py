@@ -98,10 +98,17 @@ class ImageLoadError(ValueError):
 # --------------------------------------------------------------------------------------
 
 
-def _check_options(size: int, mode: str, mean: Sequence[float], std: Sequence[float]) -> None:
+def _check_options(
+    size: int | tuple[int, int], mode: str, mean: Sequence[float], std: Sequence[float]
+) -> None:
     """Validate the preprocessing arguments, raising one clear error per problem."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    sides = size if isinstance(size, tuple) else (size,)
+    if len(sides) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sides
+    ):
+        raise ValueError(
+            f"size must be a positive integer or a (height, width) pair of them, got {size!r}"
+        )
     if mode not in ("resize", "crop"):
         raise ValueError(f"mode must be 'resize' or 'crop', got {mode!r}")
     for name, values in (("mean", mean), ("std", std)):
@@ -367,24 +374,27 @@ def _to_rgb(image: Image.Image, label: str = "the image") -> Image.Image:
 # --------------------------------------------------------------------------------------
 
 
-def _resize(image: Image.Image, size: int, mode: ResizeMode) -> Image.Image:
+def _resize(image: Image.Image, size: int | tuple[int, int], mode: ResizeMode) -> Image.Image:
+    out_h, out_w = size if isinstance(size, tuple) else (size, size)
     width, height = image.size
     if mode == "resize":
-        if (width, height) == (size, size):
+        if (width, height) == (out_w, out_h):
             return image
-        return image.resize((size, size), Image.Resampling.BILINEAR)
-    # "crop": the centre square of the image, resampled straight to size x size (the same
-    # as scaling the short side to `size` and cropping, without building the large image).
-    side = min(width, height)
-    left = (width - side) / 2.0
-    top = (height - side) / 2.0
-    box = (left, top, left + side, top + side)
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+        return image.resize((out_w, out_h), Image.Resampling.BILINEAR)
+    # "crop": the largest centre box of the output's aspect ratio (the centre square for a
+    # square output), resampled straight to the output size (the same as scaling the short
+    # side and cropping, without building the large image).
+    scale = min(width / out_w, height / out_h)
+    box_w, box_h = out_w * scale, out_h * scale
+    left = (width - box_w) / 2.0
+    top = (height - box_h) / 2.0
+    box = (left, top, left + box_w, top + box_h)
+    return image.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
 
 
 def preprocess(
     image: Image.Image | np.ndarray,
-    size: int = 224,
+    size: int | tuple[int, int] = 224,
     mode: ResizeMode = "resize",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
@@ -395,9 +405,10 @@ def preprocess(
         image: A PIL image (any mode; EXIF orientation and transparency are handled as in
             :func:`load_image`) or a ``uint8`` array of shape ``(H, W)``, ``(H, W, 3)`` or
             ``(H, W, 4)``.
-        size: Output height and width.
+        size: Output height and width: one number, or ``(height, width)``.
         mode: ``"resize"`` scales the whole image to ``size x size`` (aspect not kept);
-            ``"crop"`` scales the short side to ``size`` and keeps the centre square.
+            ``"crop"`` scales the short side to ``size`` and keeps the centre square (the
+            centre box of the output's aspect ratio for ``(height, width)``).
         mean: Per-channel mean (R, G, B) of images scaled to [0, 1].
         std: Per-channel standard deviation (R, G, B).
 
@@ -428,7 +439,7 @@ def preprocess(
 
 def _resize_and_normalise(
     image: Image.Image,
-    size: int,
+    size: int | tuple[int, int],
     mode: ResizeMode,
     mean: Sequence[float],
     std: Sequence[float],
@@ -444,7 +455,7 @@ def _resize_and_normalise(
 
 def load_image(
     source: ImageSource,
-    size: int = 224,
+    size: int | tuple[int, int] = 224,
     *,
     mode: ResizeMode = "resize",
     mean: Sequence[float] = IMAGENET_MEAN,
@@ -460,9 +471,10 @@ def load_image(
     Args:
         source: A file path, encoded ``bytes``, a binary file object, a PIL image, or a
             ``uint8`` array ``(H, W)`` / ``(H, W, 3)`` / ``(H, W, 4)``. No URLs.
-        size: Output height and width.
+        size: Output height and width: one number, or ``(height, width)``.
         mode: ``"resize"`` (whole image, aspect not kept) or ``"crop"`` (short side to
-            ``size``, centre square).
+            ``size``, centre square; the centre box of the output's aspect ratio for
+            ``(height, width)``).
         mean: Per-channel mean (R, G, B) of images scaled to [0, 1].
         std: Per-channel standard deviation (R, G, B).
         max_pixels: Largest accepted width x height (checked before decoding); ``None``

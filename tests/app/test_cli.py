@@ -78,8 +78,10 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def _layer_rows(stdout: str) -> dict[str, str]:
-    """``rsigradcam layers`` output (after its header line) as {name: shape and note}."""
-    return dict(line.split(None, 1) for line in stdout.splitlines()[1:])
+    """``rsigradcam layers`` output (after its header line) as {name: shape and note}
+    (the module type, the second column, left out)."""
+    rows = (line.split(None, 2) for line in stdout.splitlines()[1:])
+    return {name: rest for name, _kind, rest in rows}
 
 
 def _assert_one_clear_line(result, code: int, *fragments: str) -> None:

@@ -97,7 +97,7 @@ def test_bad_file_gives_one_line_and_no_output(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[0].startswith("error: ") and name in lines[0], lines
     assert BAD[name][1] in lines[0], lines
-    assert lines[1] == "error: 1 of 1 images could not be explained"
+    assert lines[1] == "error: 1 of 1 image could not be explained"
     assert len(lines) == 2 and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
 

@@ -39,10 +39,12 @@ from torch import Tensor, nn
 
 from rsigradcam.app.loading import check_device
 from rsigradcam.app.samples import find_paper_samples
+from rsigradcam.app.startup import cli_startup, startup_markdown
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.core.memory import proc_kib_field
 from rsigradcam.core.path import StraightLinePath, uniform_partition
+from rsigradcam.files import md_cell
 from rsigradcam.io import load_image
 from rsigradcam.methods import GradCAM, RSIGradCAM
 from rsigradcam.metrics.correlation import pearson
@@ -398,8 +400,8 @@ def _markdown(
     ]
     for r in speed:
         lines.append(
-            f"| {r.method} | {r.seconds:.3f} | {r.ratio_to_floor:.2f} | {r.ratio_to_ours:.2f} "
-            f"| {r.peak_mb:.0f} |"
+            f"| {md_cell(r.method)} | {r.seconds:.3f} | {r.ratio_to_floor:.2f} "
+            f"| {r.ratio_to_ours:.2f} | {r.peak_mb:.0f} |"
         )
     if convergence:
         steps = sorted({m for row in convergence for m in row.uniform})
@@ -423,8 +425,9 @@ def _markdown(
             needed = str(row.uniform_needed) if row.uniform_needed is not None else "> 257"
             autos = " | ".join(f"{row.auto[t][0]} / {row.auto[t][1]:.4f}" for t in tols)
             lines.append(
-                f"| {row.image} ({row.top1}, {row.probability:.2f}) | {row.layer} | {cells} "
-                f"| {needed} | {autos} | {row.completeness_512:.4f} |"
+                f"| {md_cell(row.image)} ({md_cell(row.top1)}, {row.probability:.2f}) "
+                f"| {md_cell(row.layer)} | {cells} | {needed} | {autos} "
+                f"| {row.completeness_512:.4f} |"
             )
     if precision:
         lines += [
@@ -498,10 +501,12 @@ def run_benchmark(
             model, named, ["blocks.5", "blocks.10", "head"], imagenet_classes()
         )
     precision = precision_row(model, speed_image, layer, steps)
+    startup = cli_startup()
+    progress("".join(f"{row.name:45s} {row.seconds:8.3f} s\n" for row in startup).rstrip())
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if dev.type == "cpu" else f"-{dev.type}"
     markdown = out / f"results{suffix}.md"
-    markdown.write_text(_markdown(meta, speed, rows, precision))
+    markdown.write_text(_markdown(meta, speed, rows, precision) + startup_markdown(startup))
     (out / f"results{suffix}.json").write_text(
         json.dumps(
             {
@@ -509,6 +514,7 @@ def run_benchmark(
                 "speed": [asdict(r) for r in speed],
                 "convergence": [asdict(r) for r in rows],
                 "precision": precision,
+                "cli_startup": [asdict(row) for row in startup],
             },
             indent=2,
         )

@@ -1,11 +1,12 @@
 """The ``rsigradcam`` command line, typer only: parse the arguments, call, print.
 
 The work is done by the application's modules (:mod:`rsigradcam.app.explain`,
-:mod:`~rsigradcam.app.loading`, the dataset runner, the evaluation, the demo, the
-benchmark). Commands: ``explain`` (overlays, heatmaps, JSON and figure grids for image
-files), ``layers`` (the layers of a model that can be explained), ``explain-dataset`` (a
-folder of images, in resumable shards, on one or several processes), ``evaluate`` (every
-method scored by every metric, with an HTML report), ``demo`` and ``bench``. ``--method``
+:mod:`~rsigradcam.app.outputs`, :mod:`~rsigradcam.app.loading`, the dataset runner, the
+evaluation, the demo, the benchmark). Commands: ``explain`` (overlays, heatmaps, JSON and
+figure grids for image files), ``layers`` (the layers of a model that can be explained),
+``explain-dataset`` (a folder of images, in resumable shards, on one or several
+processes), ``evaluate`` (every method scored by every metric, with an HTML report,
+registered from :mod:`~rsigradcam.app.cli_evaluate`), ``demo`` and ``bench``. ``--method``
 takes the registry's names (:data:`rsigradcam.methods.METHODS`) in every command, and
 ``all`` means all of them.
 
@@ -25,31 +26,39 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from rsigradcam.app import dataset, loading
-from rsigradcam.app import explain as explaining
+# Only typer and the light cli_support here: the commands import torch and the library
+# when they run, so that --help and a usage error answer at once (see tests).
+from rsigradcam.app.cli_evaluate import evaluate_command
 from rsigradcam.app.cli_support import (
     LAST_SPATIAL,
     DebugOption,
     DeviceOption,
+    GradReluOption,
+    GuidedOption,
     HeatmapDtypeChoice,
+    LayerFilterOption,
+    MeanOption,
     ModelOption,
+    NoNormalizeOption,
     OneLineErrors,
     OutputChoice,
     OutputOption,
+    OverlaySizeChoice,
+    OverlaySizeOption,
+    SizeOption,
+    StdOption,
+    check_steps_option,
     describe,
     error,
     fail_cleanly,
     layer_option,
     methods_option,
+    plural,
     usage_error,
 )
-from rsigradcam.app.demo import run_demo
-from rsigradcam.app.loading import InputError
-from rsigradcam.app.samples import DEMO_LAYERS, find_paper_samples
-from rsigradcam.baselines import AutoBaseline
-from rsigradcam.files import one_line
+from rsigradcam.app.errors import InputError
+from rsigradcam.app.folders import removed_if_left_empty
 
 __all__ = ["app", "main"]
 
@@ -116,33 +125,53 @@ def explain(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
     ] = Path("rsigradcam-output"),
+    overlay_size: OverlaySizeOption = OverlaySizeChoice.model,
+    grad_relu: GradReluOption = False,
+    guided: GuidedOption = False,
     device: DeviceOption = "cpu",
     model: ModelOption = "efficientnet_lite0",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
 
     Writes to --out, for each image NAME.ext and each layer and method:
     NAME_LAYER_METHOD.png (the heatmap in the jet colormap over the image) and
-    NAME_LAYER_METHOD.npy (the raw 224x224 heatmap in [0, 1]); ig explains the input,
-    as LAYER 'input'. Per image NAME.json (top-5 classes, the explained class, per layer
-    and method the steps and completeness error, the time taken) and, with several
-    layers or methods, NAME_grid.png (rows = layers, columns = the image, then one per
-    method). Images are resized to 224x224 and normalised with the ImageNet mean and std.
+    NAME_LAYER_METHOD.npy (the raw heatmap in [0, 1], at the input size); ig explains the
+    input, as LAYER 'input'. Per image NAME.json (top-5 classes, the explained class, the
+    options, per layer and method the steps and completeness error, the time taken) and,
+    with several layers or methods, NAME_grid.png (rows = layers, columns = the image,
+    then one per method). Images are resized to --size (224x224) and normalised with
+    --mean and --std (the ImageNet ones), or not with --no-normalize; the black baseline
+    is black in the same normalisation. --grad-relu and --guided (the authors' variants)
+    change rsi only; its completeness error is then null.
 
     An image that cannot be read is reported and skipped; the others are still explained
     and the exit code is 1.
     """
+    check_steps_option(steps)
+    from rsigradcam.app import explain as explaining
+    from rsigradcam.app import loading, outputs
+    from rsigradcam.baselines import AutoBaseline
+
     try:
-        explaining.check_images(images)
+        outputs.check_images(images)
     except InputError as exc:
         usage_error(str(exc))
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     with fail_cleanly(debug):
+        from rsigradcam.app.settings import Variants, input_format
+
         methods = loading.parse_methods(method or ["rsi"])
-        loaded = loading.load_model(model, device)
-        layers = loading.check_layers(layer or [], loading.probe_layers(loaded.model))
+        variants = Variants(grad_relu, guided)
+        variants.check(methods)
+        fmt = input_format(size, mean, std, no_normalize)
+        loaded = loading.load_model(model, device, fmt.size)
+        layers = loading.check_layers(layer or [], loading.probe_layers(loaded.model, fmt.size))
         class_id = (
             loading.resolve_class(target, loaded.class_names, loaded.num_classes)
             if target is not None
@@ -150,11 +179,12 @@ def explain(
         )
         baseline_spec = loading.resolve_baseline(baseline, loaded)
         explainer = explaining.ImageExplainer(
-            loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline
+            loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
+            variants=variants, input_format=fmt, overlay_size=overlay_size.value,
         )
-        out_dir = explaining.prepare_output_dir(out)
-    with fail_cleanly(debug):
-        failures = explaining.explain_images(
+    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+        out_dir = outputs.prepare_output_dir(out)
+        failures = outputs.explain_images(
             explainer,
             images,
             out_dir,
@@ -174,10 +204,9 @@ def explain(
                 baseline_spec.save(save_baseline)
             typer.echo(f"Saved the auto baseline to {save_baseline}")
     if done:
-        plural = "s" * (done != 1)
-        typer.echo(f"Wrote the outputs of {done} image{plural} to {out_dir.resolve()}")
+        typer.echo(f"Wrote the outputs of {plural(done, 'image')} to {out_dir.resolve()}")
     if failures:
-        error(f"{failures} of {len(images)} images could not be explained")
+        error(f"{failures} of {plural(len(images), 'image')} could not be explained")
         raise typer.Exit(1)
 
 
@@ -185,28 +214,46 @@ def explain(
 def layers(
     model: ModelOption = "efficientnet_lite0",
     device: DeviceOption = "cpu",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
+    pattern: LayerFilterOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """List the layers that can be explained, with their output shapes for a 224x224 image.
+    """List the layers that can be explained, their module types and output shapes.
+
+    --size gives another input size (the shapes follow it); --mean, --std and
+    --no-normalize are accepted as in the other commands and do not change the shapes.
 
     A layer can be explained when it runs once and outputs a spatial map K x h x w with
     h x w > 1. Layers are listed in the order they finish (a block after its parts); the
     last one is the default (--layer auto).
     """
+    from rsigradcam.app import loading
+    from rsigradcam.app.layer_list import layer_lines
+
     with fail_cleanly(debug):
-        loaded = loading.load_model(model, device)
-        found = [i for i in loading.probe_layers(loaded.model) if i.explainable]
+        from rsigradcam.app.settings import input_format
+
+        fmt = input_format(size, mean, std, no_normalize)
+        loaded = loading.load_model(model, device, fmt.size)
+        found = [i for i in loading.probe_layers(loaded.model, fmt.size) if i.explainable]
     if not found:
         error(f"model {model!r} has no layer with a spatial output")
         raise typer.Exit(1)
+    lines = layer_lines(loaded.model, found, pattern)
+    if not lines:
+        error(f"no layer of {model} matches --filter {pattern!r}; run without --filter to see "
+              f"all {plural(len(found), 'layer')}")
+        raise typer.Exit(1)
+    matching = f" matching {pattern!r}" if pattern else ""
     typer.echo(
-        f"# {len(found)} layers of {model} that can be explained, in the order they finish, "
-        f"with their output K x h x w for a {loading.INPUT_SIZE}x{loading.INPUT_SIZE} image:"
+        f"# {plural(len(lines), 'layer')} of {model} that can be explained{matching}, in the "
+        f"order they finish, with their type and output K x h x w for a {fmt.size_text} image:"
     )
-    width = max(len(info.name) for info in found)
-    for info in found:
-        default = "  (default)" if info is found[-1] else ""
-        typer.echo(f"{info.name:<{width}}  {info.describe_shape()}{default}")
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command("explain-dataset")
@@ -257,12 +304,19 @@ def explain_dataset(
         typer.Option("--device", help="'cpu' or 'cuda' (under torchrun: cuda:LOCAL_RANK)."),
     ] = "cpu",
     model: ModelOption = "efficientnet_lite0",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
+    grad_relu: GradReluOption = False,
+    guided: GuidedOption = False,
     threads: Annotated[
         int | None,
         typer.Option(
             "--threads",
             min=1,
-            help="Torch threads per process. Default: CPU cores / processes on this machine.",
+            help="Torch threads per process. Default: OMP_NUM_THREADS when it is set, else "
+            "the CPU cores / processes on this machine.",
             show_default=False,
         ),
     ] = None,
@@ -271,32 +325,44 @@ def explain_dataset(
     """Explain every image of a folder or list into resumable shards, on one or more processes.
 
     Writes to --out: run.json (every parameter and the package version), images.jsonl,
-    shards/shard-NNNNN.npz (compressed: the 224x224 heatmaps, ids, targets, scores and
-    completeness errors) with shards/shard-NNNNN.jsonl, and at the end manifest.jsonl (a
+    shards/shard-NNNNN.npz (compressed: the heatmaps at the input size, ids, targets,
+    scores and completeness errors) with shards/shard-NNNNN.jsonl, and at the end manifest.jsonl (a
     line per image) and errors.jsonl (images that could not be read, with the reason).
     Read them back with rsigradcam.load_heatmaps(OUT).
 
     Killed and run again with the same arguments, it skips the finished shards; a run with
-    other parameters into the same --out is refused. Under torchrun (--nproc-per-node N,
-    --nnodes) every process takes its own shards: gloo on CPU, nccl on GPU.
+    other parameters into the same --out is refused (a parameter that none of the chosen
+    methods uses, such as --steps for gradcam alone, may change). Under torchrun
+    (--nproc-per-node N, --nnodes) every process takes its own shards: gloo on CPU, nccl
+    on GPU.
     """
-    options = dataset.DatasetOptions(
-        source=source,
-        out=out,
-        model=model,
-        layers=tuple(layer or ()),
-        methods=tuple(method or ("rsi",)),
-        steps=steps,
-        output=output.value,
-        batch_size=batch_size,
-        shard_size=shard_size,
-        heatmap_dtype=dtype.value,
-        device=device,
-        workers=workers,
-        threads=threads,
-    )
-    console = Console(stderr=True)
+    from rich.console import Console
+
+    check_steps_option(steps)
+    from rsigradcam.app import dataset
+
     with fail_cleanly(debug):
+        from rsigradcam.app.settings import Variants, input_format
+
+        options = dataset.DatasetOptions(
+            source=source,
+            out=out,
+            model=model,
+            layers=tuple(layer or ()),
+            methods=tuple(method or ("rsi",)),
+            steps=steps,
+            output=output.value,
+            batch_size=batch_size,
+            shard_size=shard_size,
+            heatmap_dtype=dtype.value,
+            device=device,
+            workers=workers,
+            threads=threads,
+            variants=Variants(grad_relu, guided),
+            input_format=input_format(size, mean, std, no_normalize),
+        )
+    console = Console(stderr=True)
+    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         try:
             summary = dataset.explain_dataset(
                 options, progress=console.is_terminal, echo=typer.echo
@@ -305,17 +371,16 @@ def explain_dataset(
             raise typer.Exit(stop.exit_code) from None
     if summary.rank != 0:
         return
-    processes = f"{summary.world_size} process" + "es" * (summary.world_size != 1)
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     typer.echo(
-        f"Explained {summary.explained} of {summary.images} images in {summary.shards} shards"
-        f"{skipped} ({processes}, {summary.seconds:.1f} s, "
-        f"{summary.images_per_second:.2f} images/s) -> {summary.out.resolve()}"
+        f"Explained {summary.explained} of {plural(summary.images, 'image')} in "
+        f"{plural(summary.shards, 'shard')}{skipped} ({plural(summary.world_size, 'process')}, "
+        f"{summary.seconds:.1f} s, {summary.images_per_second:.2f} images/s) -> "
+        f"{summary.out.resolve()}"
     )
     if summary.failed:
-        plural = "s" * (summary.failed != 1)
         error(
-            f"{summary.failed} image{plural} could not be read or explained; see "
+            f"{plural(summary.failed, 'image')} could not be read or explained; see "
             f"{summary.out.resolve() / 'errors.jsonl'}"
         )
 
@@ -334,6 +399,11 @@ def demo(
     shared/data/paper-samples folder is found, writes a figure grid (layers blocks.5,
     blocks.10 and head; Grad-CAM and RSI-Grad-CAM), overlays, heatmaps and JSON to --out.
     """
+    check_steps_option(steps)
+    from rsigradcam.app.demo import run_demo
+    from rsigradcam.app.outputs import prepare_output_dir
+    from rsigradcam.app.samples import DEMO_LAYERS, find_paper_samples
+
     samples = find_paper_samples()
     typer.echo(
         "Explaining scikit-image photos"
@@ -341,9 +411,9 @@ def demo(
         + f" with EfficientNet-Lite0 (ImageNet weights), layers {', '.join(DEMO_LAYERS)}, "
         f"Grad-CAM and RSI-Grad-CAM (m={steps}, trapezoid, softmax, black baseline)."
     )
-    with fail_cleanly(debug):
+    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         results = run_demo(
-            explaining.prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
+            prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
         )
     typer.echo(f"\nWrote {len(results)} figure grids, overlays (.png), heatmaps (.npy) and")
     typer.echo(f"summaries (.json) to {out.resolve()}")
@@ -351,158 +421,7 @@ def demo(
         typer.echo(f"  {r.grid}")
 
 
-def _step_list(text: str) -> tuple[int, ...]:
-    """``--stability-steps`` as integers: ``"8,16,50"``; ``""`` or ``"none"`` for none."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        usage_error(f"--stability-steps must be a comma list of integers, got {text!r}")
-    if any(v < 1 for v in values):
-        usage_error(f"--stability-steps must be positive, got {text!r}")
-    return values
-
-
-@app.command("evaluate")
-def evaluate_command(
-    images: Annotated[
-        Path | None,
-        typer.Option(
-            "--images",
-            help="A folder of images (searched recursively) or a CSV list file. Default: "
-            "scikit-image photos, and the paper samples when a shared/data/paper-samples "
-            "folder is found.",
-            show_default=False,
-        ),
-    ] = None,
-    model: ModelOption = "efficientnet_lite0",
-    layer: Annotated[
-        list[str] | None,
-        layer_option(
-            "blocks.5, blocks.10 and head for efficientnet_lite0, the last layer with a "
-            "spatial map otherwise."
-        ),
-    ] = None,
-    methods: Annotated[
-        list[str] | None, methods_option("--methods", "--method", "-m", default="all")
-    ] = None,
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for results.json and report.html.")
-    ] = Path("rsigradcam-evaluation"),
-    steps: Annotated[
-        int, typer.Option("--steps", "-s", min=1, help="Path steps m of rsi, integrated-gradcam "
-                          "and ig.")
-    ] = 50,
-    output: OutputOption = OutputChoice.softmax,
-    max_images: Annotated[
-        int | None,
-        typer.Option("--max-images", min=1, help="Use only the first N images.",
-                     show_default=False),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    device: DeviceOption = "cpu",
-    quick: Annotated[
-        bool,
-        typer.Option(
-            "--quick",
-            help="Skip the slowest parts: the randomisation test and the m sweep; at most 2 "
-            "grids.",
-        ),
-    ] = False,
-    sanity: Annotated[
-        bool, typer.Option("--sanity/--no-sanity", help="Run the cascading randomisation test.")
-    ] = True,
-    stability: Annotated[
-        bool,
-        typer.Option("--stability/--no-stability", help="Measure Grad-CAM's and RSI's stability."),
-    ] = True,
-    curve_points: Annotated[
-        int, typer.Option("--curve-points", min=2, help="Steps of deletion/insertion curves.")
-    ] = 16,
-    max_grids: Annotated[
-        int, typer.Option("--max-grids", min=0, help="At most N GridPG grids (0: none).")
-    ] = 3,
-    sanity_images: Annotated[
-        int, typer.Option("--sanity-images", min=1, help="Images of the randomisation test.")
-    ] = 3,
-    sanity_stages: Annotated[
-        int, typer.Option(
-            "--sanity-stages", min=1,
-            help="Stages of the cascading randomisation test, evenly spaced from the output.",
-        )
-    ] = 6,
-    stability_steps: Annotated[
-        str,
-        typer.Option("--stability-steps", help="The m compared with --reference-steps "
-                     "(comma list; 'none' to skip)."),
-    ] = "8,16,32,50,100",
-    reference_steps: Annotated[
-        int, typer.Option("--reference-steps", min=1, help="The reference m.")
-    ] = 512,
-    steps_images: Annotated[
-        int, typer.Option("--steps-images", min=1, help="Images of the m comparison.")
-    ] = 4,
-    noise_samples: Annotated[
-        int, typer.Option("--noise-samples", min=1, help="Noise draws of max-sensitivity.")
-    ] = 5,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=1, help="Bootstrap resamples per interval.")
-    ] = 1000,
-    debug: DebugOption = False,
-) -> None:
-    """Score every method with every metric; write results.json and report.html.
-
-    Explains the images with each method at each layer (Integrated Gradients at the
-    input), then measures deletion and insertion AUC (and the random-order baseline),
-    Average Drop and Increase in Confidence, GridPG on 2x2 grids of the images, cascading
-    randomisation on a few images, and for Grad-CAM and RSI-Grad-CAM the float32 vs
-    float64 difference, the difference from the --reference-steps map and
-    max-sensitivity. Means come with 95% bootstrap intervals; the paper's claims (better
-    focused, more stable) get a verdict per layer from paired intervals of RSI-Grad-CAM
-    minus Grad-CAM. Writes results.json, report.html (self-contained) and summary.md to
-    --out. The same arguments and --seed give the same numbers.
-    """
-    from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
-
-    if images is not None and not images.exists():
-        usage_error(f"--images {str(images)!r} not found")
-    console = Console(stderr=True)
-    with fail_cleanly(debug):
-        options = EvaluationOptions(
-            model=model,
-            images=images,
-            layers=tuple(layer or ()),
-            methods=loading.parse_methods(methods or ["all"]),
-            steps=steps,
-            output=output.value,
-            device=device,
-            seed=seed,
-            max_images=max_images,
-            curve_points=curve_points,
-            max_grids=min(max_grids, 2) if quick else max_grids,
-            sanity=sanity and not quick,
-            sanity_images=sanity_images,
-            sanity_stages=sanity_stages,
-            stability=stability,
-            stability_steps=() if quick else _step_list(stability_steps),
-            reference_steps=reference_steps,
-            steps_images=steps_images,
-            noise_samples=noise_samples,
-            bootstrap=bootstrap,
-        )
-        options.check()
-        out_dir = explaining.prepare_output_dir(out)
-        found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
-        files = write_evaluation(found, out_dir)
-    for note in found.results.notes:
-        typer.echo(f"note: {one_line(note)}", err=True)
-    for claim in found.results.claims:
-        typer.echo(claim.verdict_line())
-    typer.echo(
-        f"Wrote {files['results'].name}, {files['report'].name} and {files['summary'].name} "
-        f"to {out_dir.resolve()} ({found.results.timings['total']:.1f} s)"
-    )
+app.command("evaluate")(evaluate_command)
 
 
 @app.command()

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsigradcam.app.explain import ImageExplainer, write_outputs
+from rsigradcam.app.explain import ImageExplainer
 from rsigradcam.app.loading import load_model
+from rsigradcam.app.outputs import write_outputs
 from rsigradcam.app.samples import DEMO_LAYERS, DEMO_PHOTOS, find_paper_samples, sample_images
 
 __all__ = ["DEMO_METHODS", "DemoResult", "run_demo"]
@@ -46,7 +47,7 @@ def run_demo(
 
     Each image is explained at :data:`DEMO_LAYERS` with Grad-CAM and RSI-Grad-CAM (both
     on the softmax probability of the top-1 class), and gets the files of
-    :func:`rsigradcam.app.explain.write_outputs`, always with the figure grid.
+    :func:`rsigradcam.app.outputs.write_outputs`, always with the figure grid.
 
     Args:
         out_dir: Folder for the figures, overlays, heatmaps and summaries.

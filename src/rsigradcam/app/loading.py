@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsigradcam.app.errors import InputError
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
 from rsigradcam.core.capture import LayerCapture, describe, is_spatial_map, model_device
 from rsigradcam.files import one_line
@@ -44,6 +45,7 @@ __all__ = [
     "EMBEDDED_MODELS",
     "FIXED_BUDGET_MB",
     "INPUT_SIZE",
+    "PROBE_SIZES",
     "InputError",
     "LayerInfo",
     "LoadedModel",
@@ -67,18 +69,6 @@ EMBEDDED_MODELS: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": eff
 INPUT_SIZE = 224
 _IMAGENET_CLASSES = 1000
 
-
-
-class InputError(ValueError):
-    """An argument that cannot work: unknown model, layer or class, unwritable folder.
-
-    Example:
-        >>> try:
-        ...     resolve_class("1000", None, 1000)
-        ... except InputError as error:
-        ...     print(error)
-        class id 1000 is out of range: the model has 1000 classes (ids 0 to 999)
-    """
 
 
 def _suggest(word: str, choices: Sequence[str], n: int = 5) -> list[str]:
@@ -178,7 +168,7 @@ def _from_callable(spec: str) -> nn.Module:
     model = obj()
     if not isinstance(model, nn.Module):
         raise InputError(
-            f"model {spec!r}: {attribute}() returned a {type(model).__name__}, not a "
+            f"model {spec!r}: {attribute}() returned {describe(model)}, not a "
             "torch.nn.Module"
         )
     return model
@@ -233,7 +223,11 @@ def _build(spec: str, device: torch.device) -> nn.Module:
     )
 
 
-def load_model(spec: str = "efficientnet_lite0", device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(
+    spec: str = "efficientnet_lite0",
+    device: str | torch.device = "cpu",
+    size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE),
+) -> LoadedModel:
     """Load the classifier that a ``--model`` argument names.
 
     Args:
@@ -243,6 +237,7 @@ def load_model(spec: str = "efficientnet_lite0", device: str | torch.device = "c
             ``nn.Module``) that returns the model, imported from the current folder or
             the Python path. Loading a model file or importing a module runs its code.
         device: ``"cpu"`` or ``"cuda"``.
+        size: ``(height, width)`` of its inputs (``--size``), checked with a probe.
 
     Returns:
         The model in eval mode with its number of classes and class names: the ImageNet
@@ -253,7 +248,9 @@ def load_model(spec: str = "efficientnet_lite0", device: str | torch.device = "c
         InputError: The model cannot be found, or the file is not a format that can be
             explained (TorchScript and ``torch.save`` checkpoints are refused, with the
             alternative), or the model is not an image classifier: it must map a batch of
-            ``(N, 3, 224, 224)`` images to ``(N, classes)`` scores.
+            ``(N, 3, height, width)`` images to ``(N, classes)`` scores. When the size is
+            what fails, the message says so and names a size that works, if one of
+            :data:`PROBE_SIZES` does.
 
     Example:
         >>> loaded = load_model("efficientnet_lite0")  # doctest: +SKIP
@@ -262,15 +259,26 @@ def load_model(spec: str = "efficientnet_lite0", device: str | torch.device = "c
     """
     dev = check_device(device)
     model = _build(spec, dev).eval()
-    probe = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE, device=dev)
+    height, width = size
     try:
-        with torch.no_grad():
-            output = model(probe)
+        output = _run_probe(model, 2, size, dev)
     except Exception as exc:
+        reason = f"({type(exc).__name__}: {one_line(str(exc))[:300]})"
+        if _fits(model, size, dev):  # one image works: the batch size is what fails
+            raise InputError(
+                f"model {spec!r} fails on a batch of two 3x{height}x{width} images {reason}; "
+                "it must accept any batch size (export .pt2 files with a dynamic batch "
+                "dimension)"
+            ) from exc
+        fitting = next((s for s in PROBE_SIZES if s != size and _fits(model, s, dev)), None)
+        hint = (
+            f"pass --size {_size_text(fitting)} if the model expects "
+            f"{fitting[0]}x{fitting[1]} images"
+            if fitting is not None
+            else "pass --size HxW with the input size the model expects"
+        )
         raise InputError(
-            f"model {spec!r} fails on a batch of two 3x{INPUT_SIZE}x{INPUT_SIZE} images "
-            f"({type(exc).__name__}: {one_line(str(exc))[:300]}); it must accept any batch "
-            "size (export .pt2 files with a dynamic batch dimension)"
+            f"model {spec!r} fails on a {height}x{width} input {reason}; {hint}"
         ) from exc
     if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 2:
         raise InputError(
@@ -280,6 +288,30 @@ def load_model(spec: str = "efficientnet_lite0", device: str | torch.device = "c
     num_classes = int(output.shape[1])
     names = imagenet_classes() if spec in EMBEDDED_MODELS or num_classes == 1000 else None
     return LoadedModel(model, spec, num_classes, names, dev)
+
+
+#: Input sizes tried, smallest first, when a model fails at the requested one.
+PROBE_SIZES: tuple[tuple[int, int], ...] = tuple(
+    (s, s) for s in (28, 32, 64, 96, 128, 160, 192, 224, 256, 299, 384)
+)
+
+
+def _run_probe(model: nn.Module, n: int, size: tuple[int, int], dev: torch.device) -> Any:
+    with torch.no_grad():
+        return model(torch.zeros(n, 3, *size, device=dev))
+
+
+def _fits(model: nn.Module, size: tuple[int, int], dev: torch.device) -> bool:
+    """Whether one black image of ``size`` gives (1, classes) scores."""
+    try:
+        output = _run_probe(model, 1, size, dev)
+    except Exception:
+        return False
+    return isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[0] == 1
+
+
+def _size_text(size: tuple[int, int]) -> str:
+    return str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
 
 
 # --------------------------------------------------------------------------------------
@@ -312,8 +344,10 @@ class LayerInfo:
         return "x".join(str(s) for s in self.shape) if self.shape is not None else "-"
 
 
-def probe_layers(model: nn.Module, size: int = INPUT_SIZE) -> list[LayerInfo]:
-    """Run one black ``size x size`` image through ``model`` and list each module's output.
+def probe_layers(
+    model: nn.Module, size: int | tuple[int, int] = INPUT_SIZE
+) -> list[LayerInfo]:
+    """Run one black image of ``size`` (a side or ``(h, w)``); list each module's output.
 
     The modules come in the order they finish (a block after its own layers); each
     module appears once, with how many times it ran.
@@ -323,7 +357,8 @@ def probe_layers(model: nn.Module, size: int = INPUT_SIZE) -> list[LayerInfo]:
         >>> [i.name for i in infos if i.explainable][-1]  # doctest: +SKIP
         'head'
     """
-    image = torch.zeros(1, 3, size, size, device=model_device(model))
+    height, width = size if isinstance(size, tuple) else (size, size)
+    image = torch.zeros(1, 3, height, width, device=model_device(model))
     with LayerCapture(model) as capture:
         records = capture.probe(image)
     infos: dict[str, LayerInfo] = {}

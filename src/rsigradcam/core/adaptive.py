@@ -10,10 +10,24 @@ change: ``|| sum_k d_k A^k(x) ||`` relative to the current layer map.
 Rounds stop when the estimated remaining error of the map is below ``tolerance``: the
 relative change of the layer map in the last round, scaled by (points after the round) /
 (points added), which is the remaining error of a sum whose error falls like 1 / m, as it
-does on deep ReLU networks. They also stop at ``max_steps + 1`` points.
+does on deep ReLU networks.
 
-Every evaluated point is kept (activations and gradients at each layer), so memory grows
-with the number of points; :func:`rsigradcam.core.path.path_rows` order is not needed here.
+Where completeness holds (the caller names the layers that cut the graph from the input to
+the score, and gives ``y(x) - y(x')``), an image also needs its completeness error
+``e = |sum(IG) - (y(x) - y(x'))| / |y(x) - y(x')|`` (the largest over those layers) to be
+at most ``min(tolerance, e_0 * (initial_steps / 50)^1.5)``, where ``e_0`` is the error of
+the first, uniform partition (m_0 = 8): what uniform m = 50 reaches if its error falls like
+1 / m^1.5 from there. The measured orders are 1.65-2.04 on ``head`` and 0.68-1.43 on the
+middle layers (``benchmarks/limits.md``), so this target is below what uniform m = 50
+reaches wherever the order is at most 1.5, and on ``head``, where the errors are tiny, it
+costs few points. So ``steps="auto"`` is not less converged than the paper's m = 50 by the
+one error that is measured exactly, at a similar cost
+(``benchmarks/auto_completeness.md``: the 18 benchmark cases).
+
+Rounds always stop at ``max_steps + 1`` points. Every evaluated point is kept (activations
+and gradients at each layer), so memory grows with the number of points: ``max_steps`` is
+at most :data:`~rsigradcam.core.path.MAX_AUTO_STEPS`.
+:func:`rsigradcam.core.path.path_rows` order is not needed here.
 """
 
 from __future__ import annotations
@@ -26,15 +40,23 @@ import torch
 from torch import Tensor
 
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule
-from rsigradcam.core.path import path_rows, uniform_partition
+from rsigradcam.core.path import MAX_AUTO_STEPS, check_steps, path_rows, uniform_partition
 
-__all__ = ["AdaptiveSchedule", "Evaluate", "run_adaptive"]
+__all__ = ["AdaptiveSchedule", "Evaluate", "ScoreGap", "run_adaptive"]
+
+#: The uniform m that ``steps="auto"`` must be at least as converged as (the paper's).
+MATCH_STEPS = 50
+#: The order of convergence assumed to scale the first round's completeness error to m = 50.
+MATCH_ORDER = 1.5
 
 #: Evaluates rows (image index, t) and yields ``(rows, t, activations, gradients)`` chunks,
 #: as :class:`rsigradcam.core.evaluator.PathEvaluator` does.
 Evaluate = Callable[
     [Tensor, Tensor], Iterable[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]
 ]
+#: Called once after the first round: the layers at which completeness holds, and each
+#: row's ``y(x) - y(x')``, (N,).
+ScoreGap = Callable[[], tuple[list[str], Tensor]]
 
 
 @dataclass(frozen=True)
@@ -42,8 +64,10 @@ class AdaptiveSchedule:
     """How an adaptive partition is refined.
 
     Args:
-        tolerance: Stop when the estimated relative error of every layer map is below this.
-        max_steps: At most ``max_steps`` intervals (``max_steps + 1`` evaluations per image).
+        tolerance: Stop when the estimated relative error of every layer map is below this
+            (and, where completeness holds, the completeness error too; see above).
+        max_steps: At most ``max_steps`` intervals (``max_steps + 1`` evaluations per image),
+            at most :data:`~rsigradcam.core.path.MAX_AUTO_STEPS`.
         initial_steps: Intervals of the first, uniform partition.
         fraction: Share of the intervals bisected in each round (at least 2).
 
@@ -60,10 +84,14 @@ class AdaptiveSchedule:
     def __post_init__(self) -> None:
         if not self.tolerance > 0:
             raise ValueError(f"tolerance must be positive, got {self.tolerance!r}.")
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int):
-            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}.")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}.")
+        check_steps(self.max_steps, "max_steps")
+        if self.max_steps > MAX_AUTO_STEPS:
+            raise ValueError(
+                f"max_steps must be at most {MAX_AUTO_STEPS} with steps='auto' (the adaptive "
+                "partition keeps every point's activations and gradients in memory; 257 points "
+                f"settle every case measured), got {self.max_steps}. For more points pass an "
+                "int steps, which streams them."
+            )
 
 
 @dataclass
@@ -74,6 +102,8 @@ class _ImagePoints:
     acts: dict[str, Tensor] = field(default_factory=dict)
     grads: dict[str, Tensor] = field(default_factory=dict)
     maps: dict[str, Tensor] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    completeness_target: float | None = None
     done: bool = False
 
     def insert(self, t: Tensor, acts: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
@@ -105,6 +135,12 @@ def _indicator(points: _ImagePoints, name: str, scale: float) -> Tensor:
     return change / scale
 
 
+def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
+    """The largest completeness error over ``layers``, as :func:`completeness_error` does."""
+    scale = max(abs(gap), float(torch.finfo(torch.float32).eps))
+    return max(abs(points.sums[name] - gap) / scale for name in layers)
+
+
 def _relative_change(new: Tensor, old: Tensor) -> float:
     norm = float(new.norm())
     if norm == 0.0:
@@ -119,8 +155,9 @@ def run_adaptive(
     rule: Rule,
     grad_relu: bool,
     schedule: AdaptiveSchedule,
+    score_gap: ScoreGap | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, int]:
-    """Refine each image's partition until its maps settle.
+    """Refine each image's partition until its maps settle (and its sum, where complete).
 
     Args:
         evaluate: A :class:`rsigradcam.core.evaluator.PathEvaluator` (called with rows of
@@ -130,6 +167,9 @@ def run_adaptive(
         rule: The Riemann–Stieltjes rule of the final sum.
         grad_relu: ReLU on the gradients before integrating.
         schedule: Tolerance, budget and refinement pace.
+        score_gap: Where completeness holds, the layers and ``y(x) - y(x')`` (asked once,
+            after the first round); ``None`` when it does not apply (e.g. with
+            ``grad_relu``).
 
     Returns:
         The (N, K, h, w) integrated gradients per layer, the partition(s) used ((P,) for
@@ -142,6 +182,19 @@ def run_adaptive(
     _evaluate_rows(evaluate, images, n, t)
     for points in images:
         _update_maps(points, layers, rule, grad_relu)
+    complete: list[str] = []
+    gaps: list[float] = []
+    if score_gap is not None:
+        applies, gap = score_gap()
+        complete = [name for name in layers if name in applies]
+        gaps = [float(g) for g in gap.double().cpu()]
+    if complete:
+        scale = (initial.numel() - 1) / MATCH_STEPS
+        for points, g in zip(images, gaps, strict=True):
+            first = _completeness(points, complete, g)
+            if math.isfinite(first):
+                target = min(schedule.tolerance, first * scale**MATCH_ORDER)
+                points.completeness_target = target
     budget = schedule.max_steps + 1
     while True:
         new_n: list[Tensor] = []
@@ -184,7 +237,11 @@ def run_adaptive(
             change = max(
                 _relative_change(points.maps[name], old_maps[index][name]) for name in layers
             )
-            if change * points.t.numel() / added <= schedule.tolerance:
+            settled = change * points.t.numel() / added <= schedule.tolerance
+            target = points.completeness_target
+            if settled and target is not None:
+                settled = _completeness(points, complete, gaps[index]) <= target
+            if settled:
                 points.done = True
             if points.t.numel() >= budget:
                 points.done = True
@@ -219,3 +276,4 @@ def _update_maps(points: _ImagePoints, layers: list[str], rule: Rule, grad_relu:
     for name in layers:
         integrated = _integrate(points, name, rule, grad_relu)
         points.maps[name] = _layer_map(integrated, points.acts[name][-1])
+        points.sums[name] = float(integrated.double().sum())

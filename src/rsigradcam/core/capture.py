@@ -32,15 +32,29 @@ __all__ = [
 ]
 
 
+def _with_article(word: str) -> str:
+    """``"an int"``, ``"a tuple"``, ``"an 8-D"``: ``word`` after its indefinite article."""
+    vowel = word[:1].lower() in "aeiou8" or word.startswith(("11-", "18-"))
+    return f"{'an' if vowel else 'a'} {word}"
+
+
 def describe(value: Any) -> str:
-    """Describe a module output for an error message (type, and shape for tensors)."""
+    """Describe a module output for an error message (type, and shape for tensors).
+
+    Example:
+        >>> describe(3), describe((1,))
+        ('an int', 'a tuple of 1 item (an int)')
+    """
     if isinstance(value, Tensor):
-        return f"a {value.dim()}-D tensor of shape {tuple(value.shape)}"
+        return f"{_with_article(f'{value.dim()}-D')} tensor of shape {tuple(value.shape)}"
+    if value is None:
+        return "None"
     if isinstance(value, (tuple, list)):
         inner = ", ".join(describe(v) for v in value[:4])
         more = ", ..." if len(value) > 4 else ""
-        return f"a {type(value).__name__} of {len(value)} items ({inner}{more})"
-    return f"a {type(value).__name__}"
+        items = f"{len(value)} item" + "s" * (len(value) != 1)
+        return f"{_with_article(type(value).__name__)} of {items} ({inner}{more})"
+    return _with_article(type(value).__name__)
 
 
 def model_device(model: nn.Module) -> torch.device:

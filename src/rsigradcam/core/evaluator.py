@@ -76,6 +76,11 @@ class PathEvaluator:
         )
         self.activation: dict[str, Tensor] = {}
         self.baseline_activation: dict[str, Tensor] = {}
+        #: Set before the first call to find which layers cut the graph (:attr:`cuts`).
+        self.detect_cuts = False
+        #: With :attr:`detect_cuts`: whether every path from the input to the score passes
+        #: through each layer, so that completeness holds there; ``None`` until known.
+        self.cuts: dict[str, bool] | None = None
         self._checked = False
 
     def __call__(
@@ -116,7 +121,38 @@ class PathEvaluator:
             y = y.detach()
             self.scores[n[at_input]] = y[at_input]
             self.baseline_scores[n[at_base]] = y[at_base]
+            if self.detect_cuts and self.cuts is None:
+                self.cuts = self._find_cuts(n[:1], tc[:1])
             yield n, tc, detached, gradients
+
+    def _find_cuts(self, n: Tensor, t: Tensor) -> dict[str, bool]:
+        """Whether each layer cuts the graph from the input to the score, at one row.
+
+        One extra forward pass with the input requiring grad, and per layer one backward
+        pass with the gradient through that layer blocked: the layer cuts the graph when no
+        gradient reaches the input. A model that cannot run so counts as not cut.
+        """
+        x = self.path.images
+        leaf = self.path(n, t.to(x.dtype)).detach().requires_grad_(True)
+        cuts: dict[str, bool] = {}
+        try:
+            outputs, acts = self.capture.forward(leaf.clone())
+            if self.score_fn is not None:
+                y = self.score_fn(outputs)
+            else:
+                y = self.class_score_fn(outputs, self.explained[n])
+            for name, act in acts.items():
+                handle = act.register_hook(torch.zeros_like)  # type: ignore[no-untyped-call]
+                try:
+                    (bypass,) = torch.autograd.grad(
+                        y.sum(), [leaf], retain_graph=True, allow_unused=True
+                    )
+                finally:
+                    handle.remove()
+                cuts[name] = bypass is None or not bool(bypass.ne(0).any())
+        except RuntimeError:
+            return {name: False for name in self.layers}
+        return cuts
 
     def _keep(
         self, store: dict[str, Tensor], name: str, act: Tensor, n: Tensor, mask: Tensor

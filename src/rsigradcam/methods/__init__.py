@@ -11,10 +11,11 @@ from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
 from rsigradcam.methods.integrated_gradients import IntegratedGradients
 from rsigradcam.methods.layercam import LayerCAM
 from rsigradcam.methods.registry import METHODS, create_cam, method_class, method_layers
-from rsigradcam.methods.rsi import RSIGradCAM
+from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON, RSIGradCAM
 
 __all__ = [
     "METHODS",
+    "NO_COMPLETENESS_REASON",
     "BaseCAM",
     "GradCAM",
     "GradCAMPlusPlus",

@@ -6,19 +6,29 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from rsigradcam.core.adaptive import AdaptiveSchedule, run_adaptive
+from rsigradcam.core.adaptive import AdaptiveSchedule, ScoreGap, run_adaptive
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.core.path import uniform_partition
+from rsigradcam.core.path import check_steps, uniform_partition
 from rsigradcam.core.targets import Output
+from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
-__all__ = ["RSIGradCAM"]
+__all__ = ["NO_COMPLETENESS_REASON", "RSIGradCAM"]
+
+#: Why ``completeness_error`` is NaN with ``grad_relu=True`` or ``guided=True`` (one line,
+#: for reports and JSON warnings).
+NO_COMPLETENESS_REASON = (
+    "completeness_error does not apply with grad_relu or guided (reported as NaN): the "
+    "integrated gradients are clipped, so they no longer sum to y(x) - y(x')"
+)
 
 
 class RSIGradCAM(PathCAM):
@@ -33,16 +43,22 @@ class RSIGradCAM(PathCAM):
 
     When every path from the input to the score passes through the layer, ``sum(IG)``
     tends to ``y(x) - y(x')`` as the number of steps grows; ``completeness_error``
-    measures the gap.
+    measures the gap. With ``grad_relu=True`` or ``guided=True`` it is NaN
+    (:data:`NO_COMPLETENESS_REASON`): clipping the gradients or the integrated gradients
+    drops terms of the sum, so it no longer tends to ``y(x) - y(x')`` and the gap would
+    measure that clipping, not convergence (it reads 0.02-2.1 there).
 
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name (``"blocks.10"``), the module itself, ``"auto"`` (last layer
             with a spatial 4-D output), or a list of these (returns a dict by name).
-        steps: m, the number of intervals; m + 1 path points ``t_i = i / m``. ``"auto"``
-            refines an adaptive partition until the maps settle (see
-            :mod:`rsigradcam.core.adaptive`); ``exp.partition`` and ``exp.n_evaluations`` then
-            report the points used.
+        steps: m, the number of intervals (at most
+            :data:`~rsigradcam.core.path.MAX_STEPS`); m + 1 path points ``t_i = i / m``.
+            ``"auto"`` refines an adaptive partition until the maps settle and, where
+            completeness holds (the layer cuts the graph, no ``grad_relu`` / ``guided``),
+            until the completeness error is at most what uniform m = 50 would reach (see
+            :mod:`rsigradcam.core.adaptive`); ``exp.partition`` and ``exp.n_evaluations``
+            then report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
         grad_relu: ReLU on the gradients before integrating (the authors' PyTorch code).
@@ -50,7 +66,9 @@ class RSIGradCAM(PathCAM):
             ``A(x) - A(x') > 0`` (the authors' Keras code).
         tolerance: With ``steps="auto"``: stop when the estimated relative error of every
             layer map is below this.
-        max_steps: With ``steps="auto"``: at most this many intervals per image.
+        max_steps: With ``steps="auto"``: at most this many intervals per image (at most
+            :data:`~rsigradcam.core.path.MAX_AUTO_STEPS`: the adaptive partition keeps
+            every point's activations and gradients in memory).
         **options: The path options ``baseline`` (the paper's is ``"black"``, the
             default), ``normalize``, ``partition`` (any partition gives a valid
             Riemann–Stieltjes sum), ``path``, ``n_samples``, and ``batch_size``, ``dtype``
@@ -69,6 +87,8 @@ class RSIGradCAM(PathCAM):
     label: ClassVar[str] = "RSI-Grad-CAM"
     has_completeness: ClassVar[bool] = True
     adaptive_steps: ClassVar[bool] = True
+    #: The authors' variants it takes (``--grad-relu``, ``--guided`` in the command line).
+    variants: ClassVar[tuple[str, ...]] = ("grad_relu", "guided")
 
     def __init__(
         self,
@@ -88,6 +108,7 @@ class RSIGradCAM(PathCAM):
         self.rule = check_rule(rule)
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
+        check_steps(max_steps, "max_steps")
         self.schedule: AdaptiveSchedule | None = None
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
@@ -100,11 +121,40 @@ class RSIGradCAM(PathCAM):
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
         if self.schedule is None or self.partition is not None:
             return super()._run_path(evaluator, partition)
+        evaluator.detect_cuts = self.completeness_applies
         integrated, used, n_evaluations = run_adaptive(
             evaluator, evaluator.n_images, evaluator.layers, self.rule, self.grad_relu,
-            self.schedule,
+            self.schedule, self._score_gap(evaluator) if self.completeness_applies else None,
         )
         return PathResult(integrated, used, n_evaluations)
+
+    @property
+    def completeness_applies(self) -> bool:
+        """Whether ``completeness_error`` is reported: not with ``grad_relu`` or ``guided``."""
+        return not (self.grad_relu or self.guided)
+
+    @staticmethod
+    def _score_gap(evaluator: PathEvaluator) -> ScoreGap:
+        def gap() -> tuple[list[str], Tensor]:
+            cuts = evaluator.cuts or {}
+            layers = [name for name, cut in cuts.items() if cut]
+            return layers, evaluator.scores - evaluator.baseline_scores
+
+        return gap
+
+    def _explain(
+        self,
+        name: str,
+        evaluator: PathEvaluator,
+        result: PathResult,
+        size: tuple[int, ...],
+        n_baselines: int = 1,
+    ) -> Explanation:
+        exp = super()._explain(name, evaluator, result, size, n_baselines)
+        if self.completeness_applies:
+            return exp
+        nan = torch.full_like(exp.completeness_error, float("nan"))
+        return dataclasses.replace(exp, completeness_error=nan)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)

@@ -29,8 +29,8 @@ from rsigradcam.app.dataset.parameters import DatasetOptions, RunParameters
 from rsigradcam.app.dataset.progress import RunProgress
 from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading import INPUT_SIZE, LoadedModel
-from rsigradcam.methods import create_cam, method_layers
+from rsigradcam.app.loading import LoadedModel
+from rsigradcam.methods import create_cam, method_class, method_layers
 
 __all__ = ["BatchExplainer", "BatchResult", "explain_shards"]
 
@@ -68,6 +68,8 @@ class BatchExplainer:
         self.model = loaded.model
         self.device = loaded.device
         layers = list(params.layers)
+        variants = params.variants
+        path_options = {"normalize": params.input_format.normalize}
         self.cams = [
             (
                 m,
@@ -78,10 +80,14 @@ class BatchExplainer:
                     steps=params.steps,
                     output=params.output,
                     memory_budget_mb=params.memory_budget_mb,
+                    **(path_options if method_class(m).takes_steps else {}),
+                    **variants.options_for(m),
                 ),
             )
             for m in params.methods
         ]
+        #: Methods a variant changes: their sums no longer telescope (completeness NaN).
+        self.no_completeness = {m for m in params.methods if variants.applies_to(m)}
         self.layers = layers
         self.heatmap_dtype = params.heatmap_dtype
 
@@ -107,7 +113,10 @@ class BatchExplainer:
                 exp = by_layer[layer]
                 columns["scores"].append(exp.scores.float())
                 columns["baseline"].append(exp.baseline_scores.float())
-                columns["completeness"].append(exp.completeness_error.float())
+                completeness = exp.completeness_error.float()
+                if method in self.no_completeness:
+                    completeness = torch.full_like(completeness, float("nan"))
+                columns["completeness"].append(completeness)
                 heatmaps.append(self._stored(exp.heatmap))
         return BatchResult(
             targets=targets.cpu().numpy(),
@@ -156,7 +165,7 @@ def explain_shards(
         return 0
     explainer = BatchExplainer(loaded, params)
     loader = DataLoader(
-        ImageFiles([e.path for e in entries]),
+        ImageFiles([e.path for e in entries], params.input_format),
         batch_sampler=batches,
         num_workers=options.workers,
         collate_fn=collate_images,
@@ -174,7 +183,7 @@ def explain_shards(
             _explain_into(buffer, explainer, batch.images, batch.ok, entries)
         done += len(batch.indices)
         if len(buffer) == sizes[names[k]]:
-            buffer.write((INPUT_SIZE, INPUT_SIZE), np.dtype(params.heatmap_dtype))
+            buffer.write(params.heatmap_size, np.dtype(params.heatmap_dtype))
             if view is not None:
                 view.update(0, finished=names[k])
             buffer = None

@@ -18,9 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rsigradcam.app.loading import INPUT_SIZE
+from rsigradcam.app.settings import InputFormat
 from rsigradcam.files import one_line
-from rsigradcam.io import load_image
 
 __all__ = ["ImageBatch", "ImageFiles", "collate_images"]
 
@@ -33,20 +32,20 @@ class ImageFiles(Dataset[tuple[int, Tensor | None, str | None]]):
 
     Args:
         paths: The image files.
-        size: Height and width of the model input (whole image resized, ImageNet
-            normalisation, as :func:`rsigradcam.io.load_image`).
+        input_format: The model input's size and normalisation (default: 224x224,
+            ImageNet); the whole image is resized, as :func:`rsigradcam.io.load_image`.
     """
 
-    def __init__(self, paths: Sequence[str], size: int = INPUT_SIZE) -> None:
+    def __init__(self, paths: Sequence[str], input_format: InputFormat | None = None) -> None:
         self.paths = paths
-        self.size = size
+        self.input_format = input_format or InputFormat()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, Tensor | None, str | None]:
         try:
-            tensor, _ = load_image(self.paths[index], size=self.size)
+            tensor, _ = self.input_format.load(self.paths[index])
         except FileNotFoundError:
             return index, None, "file not found"
         except (ValueError, OSError) as exc:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -28,16 +28,17 @@ from rsigradcam.app.dataset.shards import shard_done, shard_names, write_lines
 from rsigradcam.app.images import ImageEntry, list_images
 from rsigradcam.app.loading import (
     FIXED_BUDGET_MB,
-    INPUT_SIZE,
     InputError,
     LoadedModel,
     model_sha256,
     parse_methods,
 )
+from rsigradcam.app.settings import Channels, InputFormat, Variants
+from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.targets import Output
 from rsigradcam.files import save_json
 from rsigradcam.heatmaps import IMAGES, RUN, SHARD_DIR, read_lines
-from rsigradcam.methods import method_layers
+from rsigradcam.methods import METHODS, BaseCAM, method_layers
 
 __all__ = [
     "DatasetOptions",
@@ -70,8 +71,10 @@ class DatasetOptions:
         heatmap_dtype: ``"uint8"`` (round(255 h)) or ``"float16"``.
         device: ``"cpu"`` or ``"cuda"`` (under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``).
         workers: DataLoader worker processes decoding images (0: in the main process).
-        threads: Torch threads per process; ``None``: the CPU cores divided by the
-            processes on this machine.
+        threads: Torch threads per process; ``None``: ``OMP_NUM_THREADS`` when it is set,
+            else the CPU cores divided by the processes on this machine.
+        variants: The authors' variants of the methods that take them (``rsi``).
+        input_format: The model input's size and normalisation.
     """
 
     source: Path
@@ -87,6 +90,8 @@ class DatasetOptions:
     device: str = "cpu"
     workers: int = 2
     threads: int | None = None
+    variants: Variants = field(default_factory=Variants)
+    input_format: InputFormat = field(default_factory=InputFormat)
 
     def check(self) -> None:
         """Raise :class:`InputError` for an argument that cannot work."""
@@ -108,7 +113,7 @@ class DatasetOptions:
             )
         if self.output not in ("softmax", "logits"):
             raise InputError(f"output must be 'softmax' or 'logits', not {self.output!r}")
-        parse_methods(self.methods)
+        self.variants.check(parse_methods(self.methods))
 
 
 def explanation_pairs(methods: Sequence[str], layers: Sequence[str]) -> list[tuple[str, str]]:
@@ -135,11 +140,15 @@ class RunParameters:
         layers: The explained layers.
         methods: The methods, in order.
         explanations: The (method, layer) pairs, in the order they are stored.
-        steps: RSI-Grad-CAM steps m.
+        steps: Path steps m of the path methods.
         output: The explained score.
         baseline: The baseline of the path methods.
         rule: The quadrature rule.
+        grad_relu: The authors' PyTorch variant of ``rsi``.
+        guided: The authors' Keras variant of ``rsi``.
         input_size: Height and width of the model input.
+        mean: The normalisation's per-channel mean; ``None``: not normalised.
+        std: The normalisation's per-channel standard deviation.
         heatmap_size: Height and width of the stored heatmaps.
         heatmap_dtype: How the heatmaps are stored.
         batch_size: Images explained together.
@@ -162,7 +171,11 @@ class RunParameters:
     output: Output
     baseline: str
     rule: str
-    input_size: int
+    grad_relu: bool
+    guided: bool
+    input_size: tuple[int, int]
+    mean: Channels | None
+    std: Channels | None
     heatmap_size: tuple[int, int]
     heatmap_dtype: HeatmapDtype
     batch_size: int
@@ -175,6 +188,16 @@ class RunParameters:
     def shards(self) -> int:
         """Number of shards."""
         return math.ceil(self.images / self.shard_size)
+
+    @property
+    def variants(self) -> Variants:
+        """``grad_relu`` and ``guided``, for the methods that take them."""
+        return Variants(self.grad_relu, self.guided)
+
+    @property
+    def input_format(self) -> InputFormat:
+        """The input size and normalisation."""
+        return InputFormat(self.input_size, self.mean, self.std)
 
     def to_json(self) -> dict[str, Any]:
         """The parameters as ``run.json`` stores them (lists for sequences)."""
@@ -192,7 +215,8 @@ class RunParameters:
             "output": self.output,
             "baseline": self.baseline,
             "rule": self.rule,
-            "input_size": self.input_size,
+            **self.variants.to_json(),
+            **self.input_format.to_json(),
             "heatmap_size": list(self.heatmap_size),
             "heatmap_dtype": self.heatmap_dtype,
             "batch_size": self.batch_size,
@@ -206,6 +230,8 @@ class RunParameters:
     def from_json(cls, data: dict[str, Any]) -> RunParameters:
         """Read the parameters that :meth:`to_json` wrote."""
         height, width = data["heatmap_size"]
+        size = data["input_size"]
+        mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
         return cls(
             source=str(data["source"]),
             images=int(data["images"]),
@@ -220,7 +246,11 @@ class RunParameters:
             output=cast(Output, data["output"]),
             baseline=str(data["baseline"]),
             rule=str(data["rule"]),
-            input_size=int(data["input_size"]),
+            grad_relu=bool(data.get("grad_relu", False)),
+            guided=bool(data.get("guided", False)),
+            input_size=(int(size), int(size)) if isinstance(size, int) else (size[0], size[1]),
+            mean=None if mean is None else (float(mean[0]), float(mean[1]), float(mean[2])),
+            std=None if std is None else (float(std[0]), float(std[1]), float(std[2])),
             heatmap_size=(int(height), int(width)),
             heatmap_dtype=cast(HeatmapDtype, data["heatmap_dtype"]),
             batch_size=int(data["batch_size"]),
@@ -274,8 +304,12 @@ def _parameters(
         output=options.output,
         baseline="black",
         rule="trapezoid",
-        input_size=INPUT_SIZE,
-        heatmap_size=(INPUT_SIZE, INPUT_SIZE),
+        grad_relu=options.variants.grad_relu,
+        guided=options.variants.guided,
+        input_size=options.input_format.size,
+        mean=options.input_format.mean,
+        std=options.input_format.std,
+        heatmap_size=options.input_format.size,
         heatmap_dtype=options.heatmap_dtype,
         batch_size=options.batch_size,
         shard_size=options.shard_size,
@@ -285,9 +319,26 @@ def _parameters(
     )
 
 
+#: Parameters that only some methods use, with the test for a method's class that uses it;
+#: a resume compares them only when one of the run's methods uses them.
+_USED_BY: dict[str, Callable[[type[BaseCAM]], bool]] = {
+    "steps": lambda cls: cls.takes_steps,
+    "baseline": lambda cls: cls.takes_steps,
+    "grad_relu": lambda cls: "grad_relu" in getattr(cls, "variants", ()),
+    "guided": lambda cls: "guided" in getattr(cls, "variants", ()),
+}
+
+
+def _ignored(methods: Sequence[str]) -> set[str]:
+    """The parameters of :data:`_USED_BY` that none of ``methods`` uses."""
+    classes = [METHODS[m] for m in methods if m in METHODS]
+    return {key for key, uses in _USED_BY.items() if not any(uses(c) for c in classes)}
+
+
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     changed = []
-    for key in sorted(set(before) | set(now)):
+    ignored = _ignored(now.get("methods", ()))
+    for key in sorted((set(before) | set(now)) - ignored):
         old, new = before.get(key), now.get(key)
         if old != new:
             changed.append(
@@ -336,6 +387,7 @@ def prepare_run(
                 "format": "rsigradcam-dataset/1",
                 "parameters": params.to_json(),
                 "shards": params.shards,
+                "warnings": params.variants.warnings(params.methods),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "torch": torch.__version__,
             },

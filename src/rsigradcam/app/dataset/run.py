@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +41,11 @@ from rsigradcam.app.dataset.parameters import (
 )
 from rsigradcam.app.dataset.progress import RunProgress
 from rsigradcam.app.dataset.shards import merge_shards, rank_shards, shard_names
-from rsigradcam.app.explain import prepare_output_dir
 from rsigradcam.app.images import ImageEntry
 from rsigradcam.app.loading import InputError, check_layers, load_model, probe_layers
+from rsigradcam.app.outputs import prepare_output_dir
 
-__all__ = ["DatasetSummary", "RankZeroError", "explain_dataset"]
+__all__ = ["DatasetSummary", "RankZeroError", "explain_dataset", "torch_threads"]
 
 
 class RankZeroError(Exception):
@@ -126,13 +127,34 @@ def explain_dataset(
     options.check()
     ranks = Ranks.from_env()
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(options.threads or max(1, cpu_count() // ranks.local_world_size))
+    torch.set_num_threads(torch_threads(options.threads, ranks.local_world_size))
     try:
         device = rank_device(options.device, ranks)
         with process_group(ranks, device):
             return _run(options, ranks, device, progress, echo)
     finally:
         torch.set_num_threads(threads_before)
+
+
+def torch_threads(threads: int | None, local_processes: int) -> int:
+    """Torch threads per process: ``threads`` (``--threads``), else ``OMP_NUM_THREADS``.
+
+    Without either, the CPU cores divided by the processes on this machine. An
+    ``OMP_NUM_THREADS`` that is not a positive integer is ignored, as OpenMP does.
+
+    Example:
+        >>> torch_threads(3, 4)
+        3
+    """
+    if threads is not None:
+        return threads
+    try:
+        from_env = int(os.environ.get("OMP_NUM_THREADS", "").strip())
+    except ValueError:
+        from_env = 0
+    if from_env >= 1:
+        return from_env
+    return max(1, cpu_count() // local_processes)
 
 
 def _run(
@@ -144,8 +166,9 @@ def _run(
 ) -> DatasetSummary:
     """The run; rank 0 holds the folder's lock (in ``held``) until it returns."""
     with contextlib.ExitStack() as held:
-        loaded = load_model(options.model, device)
-        layers = check_layers(list(options.layers), probe_layers(loaded.model))
+        input_size = options.input_format.size
+        loaded = load_model(options.model, device, input_size)
+        layers = check_layers(list(options.layers), probe_layers(loaded.model, input_size))
         out = Path(options.out)
         failure: BaseException | None = None
         setup: tuple[int, str] | list[int] = []

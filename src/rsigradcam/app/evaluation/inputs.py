@@ -19,7 +19,6 @@ from rsigradcam.app.evaluation.options import EvaluationOptions
 from rsigradcam.app.images import list_images
 from rsigradcam.app.loading import (
     EMBEDDED_MODELS,
-    INPUT_SIZE,
     InputError,
     LoadedModel,
     check_layers,
@@ -31,7 +30,6 @@ from rsigradcam.app.samples import (
     find_paper_samples,
     sample_images,
 )
-from rsigradcam.io import load_image
 
 __all__ = ["EvalImage", "load_images", "resolve_layers"]
 
@@ -43,8 +41,8 @@ class EvalImage:
     Attributes:
         name: A short unique name (the file's path relative to the folder).
         source: Where it came from.
-        tensor: (1, 3, 224, 224) normalised input, on the CPU.
-        rgb: (224, 224, 3) uint8, the resized image the model saw.
+        tensor: (1, 3, H, W) normalised input (``options.input_size``), on the CPU.
+        rgb: (H, W, 3) uint8, the resized image the model saw.
         target: The class to explain, or ``None`` for the top-1 class.
     """
 
@@ -58,7 +56,7 @@ class EvalImage:
 def load_images(
     options: EvaluationOptions, loaded: LoadedModel, exclude: Path | None = None
 ) -> tuple[list[EvalImage], list[str]]:
-    """Read the images of a run, resized to 224x224 with ImageNet normalisation.
+    """Read the images of a run, resized and normalised as ``options.input_format`` says.
 
     Returns:
         The images (at most ``options.max_images``) and one warning per unreadable file,
@@ -70,11 +68,12 @@ def load_images(
     notes: list[str] = []
     found: list[EvalImage] = []
     limit = options.max_images or math.inf
+    load_image = options.input_format.load
     if options.images is None:
         for name, source, value in sample_images(EVALUATION_PHOTOS, find_paper_samples()):
             if len(found) >= limit:
                 break
-            tensor, rgb = load_image(value, INPUT_SIZE)
+            tensor, rgb = load_image(value)
             found.append(EvalImage(name, source, tensor, rgb))
         return found, notes
     entries = list_images(
@@ -85,7 +84,7 @@ def load_images(
         if len(found) >= limit:
             break
         try:
-            tensor, rgb = load_image(entry.path, INPUT_SIZE)
+            tensor, rgb = load_image(entry.path)
         except (OSError, ValueError) as exc:
             notes.append(f"skipped {entry.id}: {exc}")
             continue
@@ -95,9 +94,14 @@ def load_images(
     return found, notes
 
 
-def resolve_layers(loaded: LoadedModel, requested: Sequence[str]) -> list[str]:
-    """The layers to explain: ``requested``, else blocks.5/10 and head (embedded), else auto."""
-    infos = probe_layers(loaded.model)
+def resolve_layers(
+    loaded: LoadedModel, requested: Sequence[str], size: tuple[int, int] | None = None
+) -> list[str]:
+    """The layers to explain: ``requested``, else blocks.5/10 and head (embedded), else auto.
+
+    ``size`` is the input ``(height, width)`` the layers are probed with (default 224).
+    """
+    infos = probe_layers(loaded.model) if size is None else probe_layers(loaded.model, size)
     if requested:
         return check_layers(requested, infos)
     if loaded.name in EMBEDDED_MODELS:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rsigradcam import metrics
-from rsigradcam.app.loading import InputError
+from rsigradcam.app.loading import INPUT_SIZE, InputError
+from rsigradcam.app.settings import Channels, InputFormat, Variants
+from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.targets import Output
 from rsigradcam.methods import METHODS
 
@@ -160,6 +162,11 @@ class EvaluationOptions:
         noise_radius: Noise half-width, in the normalised input space.
         bootstrap: Bootstrap resamples of every interval.
         gallery_images: Images shown in the report's gallery (the first ones).
+        grad_relu: The authors' PyTorch variant of ``rsi`` (gradients through a ReLU).
+        guided: The authors' Keras variant of ``rsi`` (guided integrated gradients).
+        input_size: ``(height, width)`` of the model input.
+        mean: The normalisation's per-channel mean; ``None``: not normalised.
+        std: The normalisation's per-channel standard deviation; ``None`` with ``mean``.
     """
 
     model: str = "efficientnet_lite0"
@@ -185,6 +192,21 @@ class EvaluationOptions:
     noise_radius: float = 0.02
     bootstrap: int = 1000
     gallery_images: int = 24
+    grad_relu: bool = False
+    guided: bool = False
+    input_size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
+    mean: Channels | None = IMAGENET_MEAN
+    std: Channels | None = IMAGENET_STD
+
+    @property
+    def variants(self) -> Variants:
+        """``grad_relu`` and ``guided``, for the methods that take them."""
+        return Variants(self.grad_relu, self.guided)
+
+    @property
+    def input_format(self) -> InputFormat:
+        """The input size and normalisation."""
+        return InputFormat(self.input_size, self.mean, self.std)
 
     def check(self) -> None:
         """Raise :class:`~rsigradcam.app.loading.InputError` for a value that cannot work."""
@@ -213,6 +235,9 @@ class EvaluationOptions:
             raise InputError(f"noise_radius must not be negative, got {self.noise_radius}")
         if self.output not in ("softmax", "logits"):
             raise InputError(f"output must be 'softmax' or 'logits', got {self.output!r}")
+        self.variants.check(self.methods)
+        if (self.mean is None) != (self.std is None):
+            raise InputError("mean and std are both given or both None (not normalised)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values, ready for JSON."""

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from rsigradcam.app.evaluation.results import Evaluation, EvaluationResults, Interval
+from rsigradcam.files import md_cell
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import overlay
 
@@ -381,20 +382,21 @@ def markdown_summary(results: EvaluationResults) -> str:
             for m in entry.measures:
                 arrow = "↑" if m.better == "higher" else "↓"
                 lines.append(
-                    f"| {layer} | {info[m.metric].label} {arrow} | {m.group} | "
-                    f"{m.difference.n} | {_num(m.rsi)} | {_num(m.gradcam)} | "
-                    f"{_interval(m.difference)} | {m.verdict} |"
+                    f"| {md_cell(layer)} | {md_cell(info[m.metric].label)} {arrow} | "
+                    f"{md_cell(m.group)} | {m.difference.n} | {_num(m.rsi)} | "
+                    f"{_num(m.gradcam)} | {_interval(m.difference)} | {md_cell(m.verdict)} |"
                 )
-            lines.append(f"| {layer} | **claim** | | | | | | **{entry.verdict}** |")
+            lines.append(f"| {md_cell(layer)} | **claim** | | | | | | "
+                         f"**{md_cell(entry.verdict)}** |")
         lines.append("")
     for metric, by_method in results.summary.items():
         columns = _columns(results, metric)
         arrow = "↑" if info[metric].better == "higher" else "↓"
         lines += [f"**{info[metric].label}** {arrow}", "",
-                  "| method | " + " | ".join(columns) + " |",
+                  "| method | " + " | ".join(md_cell(c) for c in columns) + " |",
                   "|---|" + "---:|" * len(columns)]
         for method, by_layer in by_method.items():
             cells = [_interval(by_layer.get(layer, {}).get("all")) for layer in columns]
-            lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md_cell(_label(method))} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

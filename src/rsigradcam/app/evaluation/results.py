@@ -128,8 +128,9 @@ class RunConfig:
         names = {f.name for f in fields(EvaluationOptions)}
         values = {k: v for k, v in data.items() if k in names}
         values["images"] = None if data["images"] is None else Path(data["images"])
-        for key in ("layers", "methods", "stability_steps"):
-            values[key] = tuple(data[key])
+        for key in ("layers", "methods", "stability_steps", "input_size", "mean", "std"):
+            if data.get(key) is not None:
+                values[key] = tuple(data[key])
         extra = {f.name: data[f.name] for f in fields(cls) if f.name != "options"}
         return cls(options=EvaluationOptions(**values), **extra)
 

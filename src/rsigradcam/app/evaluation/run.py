@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -39,7 +40,9 @@ from rsigradcam.app.evaluation.stages import (
 )
 from rsigradcam.app.evaluation.stats import judge_claims, summarize
 from rsigradcam.app.loading import FIXED_BUDGET_MB, LoadedModel, load_model, model_sha256
+from rsigradcam.explanation import Explanation
 from rsigradcam.files import save_json, save_text
+from rsigradcam.methods import method_class
 from rsigradcam.metrics import SATURATION
 from rsigradcam.metrics.stability import class_probabilities, saturation_split
 
@@ -50,9 +53,10 @@ def _start(
     options: EvaluationOptions, progress: bool, out: Path | None
 ) -> tuple[RunState, LoadedModel, list[EvalImage], Tensor, list[str]]:
     """Load the model and the images, and find the classes to explain."""
-    loaded = load_model(options.model, options.device)
-    layers = resolve_layers(loaded, options.layers)
+    loaded = load_model(options.model, options.device, options.input_size)
+    layers = resolve_layers(loaded, options.layers, options.input_size)
     found, notes = load_images(options, loaded, exclude=out)
+    notes.extend(options.variants.warnings(options.methods))
     images = torch.cat([image.tensor for image in found]).to(loaded.device)
     probabilities = class_probabilities(loaded.model, images, batch_size=CPU_BATCH)
     top1 = probabilities.argmax(dim=1).tolist()
@@ -62,7 +66,14 @@ def _start(
     )
     saturated = saturation_split(probabilities.max(dim=1).values).saturated.tolist()
     runners = {
-        name: MethodRunner(name, layers, options.steps, options.output, notes)
+        name: MethodRunner(
+            name, layers, options.steps, options.output, notes,
+            {
+                **options.variants.options_for(name),
+                **({"normalize": options.input_format.normalize}
+                   if method_class(name).takes_steps else {}),
+            },
+        )
         for name in options.methods
     }
     run = RunState(
@@ -165,7 +176,7 @@ def _results(
         config=config,
         images=images,
         explanations={
-            method: {layer: ExplanationRecord.of(exp) for layer, exp in
+            method: {layer: _record(exp, o.variants.applies_to(method)) for layer, exp in
                      run.explained(method).items()}
             for method in run.runners
         },
@@ -178,6 +189,14 @@ def _results(
         claims=judge_claims(run.metrics, run.units, o.seed, o.bootstrap),
         timings=timings,
     )
+
+
+def _record(exp: Explanation, variant: bool) -> ExplanationRecord:
+    """The explanation's record; with a variant (grad_relu, guided) completeness is NaN."""
+    record = ExplanationRecord.of(exp)
+    if not variant:
+        return record
+    return replace(record, completeness_error=[math.nan] * len(record.completeness_error))
 
 
 def write_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:

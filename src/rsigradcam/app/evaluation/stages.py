@@ -85,9 +85,17 @@ class MethodRunner:
     """
 
     def __init__(
-        self, name: str, layers: Sequence[str], steps: int, output: Output, notes: list[str]
+        self,
+        name: str,
+        layers: Sequence[str],
+        steps: int,
+        output: Output,
+        notes: list[str],
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
+        #: Further options of the method (its variants, the path methods' ``normalize``).
+        self.options = dict(options or {})
         self.layers = method_layers(name, layers)
         self.has_steps = method_class(name).takes_steps
         self.steps, self.output, self.notes = steps, output, notes
@@ -125,6 +133,7 @@ class MethodRunner:
                 output=self.output,
                 memory_budget_mb=FIXED_BUDGET_MB,
                 dtype=dtype,
+                **self.options,
             )
             with _recorded(self.notes, f"{self.stage}, {self.name}"):
                 found = cam(images, targets)
@@ -240,14 +249,15 @@ def faithfulness(run: RunState) -> None:
     for method, layer, maps in sources:
         for kind, curve in (("deletion", metrics.deletion), ("insertion", metrics.insertion)):
             found = curve(run.model, run.images, maps, run.targets, step=step,
-                          batch_size=run.batch, progress=run.progress)
+                          normalize=o.input_format.normalize, batch_size=run.batch,
+                          progress=run.progress)
             run.put(f"{kind}_auc", method, layer, found.auc)
             fractions[kind] = found.fractions.tolist()
             curves[kind].setdefault(method, {})[layer] = found.curves.tolist()
         if method != RANDOM:
             masked = metrics.average_drop_increase(
-                run.model, run.images, maps, run.targets, batch_size=run.batch,
-                progress=run.progress,
+                run.model, run.images, maps, run.targets, normalize=o.input_format.normalize,
+                batch_size=run.batch, progress=run.progress,
             )
             run.put("average_drop", method, layer, masked.drop)
             run.put("increase_in_confidence", method, layer, masked.increase.double() * 100)
