@@ -125,3 +125,13 @@ def test_auto_without_completeness_stops_on_the_map_alone():
     exp = RSIGradCAM(model, "conv", steps="auto", tolerance=0.2, output="logits")(images)
     assert exp.n_evaluations < 257
     assert math.isfinite(float(exp.completeness_error[0]))
+
+
+def test_auto_defaults_match_uniform_50_within_128_evaluations():
+    """Issue 16 item 9 / issue 20 §2: the default settings, not a chosen tolerance."""
+    model, images = make_case(17, n=2)
+    uniform = RSIGradCAM(model, "conv", steps=50)(images)
+    auto = RSIGradCAM(model, "conv", steps="auto")(images)
+    assert (auto.completeness_error <= uniform.completeness_error).all()
+    assert auto.n_evaluations <= 128
+    assert auto.partition.shape[-1] <= 128

@@ -13,7 +13,13 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from rsigradcam.core.adaptive import AdaptiveSchedule, ScoreGap, run_adaptive
+from rsigradcam.core.adaptive import (
+    AUTO_MAX_STEPS,
+    AUTO_TOLERANCE,
+    AdaptiveSchedule,
+    ScoreGap,
+    run_adaptive,
+)
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
 from rsigradcam.core.path import check_steps, uniform_partition
@@ -65,7 +71,8 @@ class RSIGradCAM(PathCAM):
         guided: Keep the integrated gradient only where ``A(x) > 0``, ``IG > 0`` and
             ``A(x) - A(x') > 0`` (the authors' Keras code).
         tolerance: With ``steps="auto"``: stop when the estimated relative error of every
-            layer map is below this.
+            layer map is below this (a pessimistic estimate: the default 0.1 ends within a
+            heatmap correlation of 0.999 of the m = 512 map on every benchmark case).
         max_steps: With ``steps="auto"``: at most this many intervals per image (at most
             :data:`~rsigradcam.core.path.MAX_AUTO_STEPS`: the adaptive partition keeps
             every point's activations and gradients in memory).
@@ -100,8 +107,8 @@ class RSIGradCAM(PathCAM):
         *,
         grad_relu: bool = False,
         guided: bool = False,
-        tolerance: float = 0.01,
-        max_steps: int = 256,
+        tolerance: float = AUTO_TOLERANCE,
+        max_steps: int = AUTO_MAX_STEPS,
         **options: Unpack[PathOptions],
     ) -> None:
         super().__init__(model, layer, steps, output=output, **options)
