@@ -42,6 +42,7 @@ from rsigradcam.app.samples import find_paper_samples
 from rsigradcam.app.startup import cli_startup, startup_markdown
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.capture import logits_of
 from rsigradcam.core.memory import proc_kib_field
 from rsigradcam.core.path import StraightLinePath, uniform_partition
 from rsigradcam.files import md_cell
@@ -164,7 +165,7 @@ def official_style_loop(
     try:
         for i in range(steps + 1):
             point = baseline + (i / steps) * (image - baseline)
-            score = F.softmax(model(point.unsqueeze(0)), dim=1)[0, target]
+            score = F.softmax(logits_of(model(point.unsqueeze(0))), dim=1)[0, target]
             model.zero_grad()
             score.backward()  # type: ignore[no-untyped-call]
             acts.append(store["act"].detach()[0])
@@ -210,7 +211,7 @@ def speed_table(
     device = image.device
     baseline = BlackBaseline(*IMAGENET_NORMALIZE)(image)
     with torch.no_grad():
-        target = int(model(image).argmax(dim=1))
+        target = int(logits_of(model(image)).argmax(dim=1))
     points = StraightLinePath(image, baseline)(
         torch.zeros(steps + 1, dtype=torch.long, device=device), uniform_partition(steps)
     )
@@ -251,7 +252,7 @@ def speed_table(
             from captum.attr import LayerConductance
 
             def captum_run() -> None:
-                forward = lambda x: torch.softmax(model(x), dim=1)  # noqa: E731
+                forward = lambda x: torch.softmax(logits_of(model(x)), dim=1)  # noqa: E731
                 LayerConductance(forward, model.get_submodule(layer)).attribute(
                     image, baselines=baseline, target=target, n_steps=steps,
                     method="riemann_trapezoid",
@@ -333,7 +334,7 @@ def convergence_table(
     rows: list[ConvergenceRow] = []
     for name, image in images:
         with torch.no_grad():
-            probs = torch.softmax(model(image), dim=1)[0]
+            probs = torch.softmax(logits_of(model(image)), dim=1)[0]
         top = int(probs.argmax())
         reference = RSIGradCAM(model, list(layers), steps=reference_steps)(image)
         assert isinstance(reference, dict)

@@ -31,6 +31,7 @@ from rsigradcam.app.loading import (
 )
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
+from rsigradcam.core.capture import logits_of
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
@@ -225,7 +226,8 @@ class ImageExplainer:
         original = np.asarray(read_image(source)) if self.overlay_size == "original" else None
         image = image.to(self.loaded.device)
         with torch.no_grad():
-            probabilities = torch.softmax(self.loaded.model(image).float(), dim=1)[0].cpu()
+            logits = logits_of(self.loaded.model(image))
+            probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
         top = probabilities.topk(min(5, probabilities.numel()))
         top5 = [self._score(int(i), probabilities) for i in top.indices]
         class_id = int(top.indices[0]) if target is None else target

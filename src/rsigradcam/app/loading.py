@@ -36,7 +36,7 @@ from torch import nn
 
 from rsigradcam.app.errors import InputError
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
-from rsigradcam.core.capture import LayerCapture, describe, is_spatial_map, model_device
+from rsigradcam.core.capture import LayerCapture, describe, is_spatial_map, logits_of, model_device
 from rsigradcam.files import one_line
 from rsigradcam.methods.registry import METHODS
 from rsigradcam.models import efficientnet_lite0, imagenet_classes
@@ -280,12 +280,14 @@ def load_model(
         raise InputError(
             f"model {spec!r} fails on a {height}x{width} input {reason}; {hint}"
         ) from exc
-    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 2:
+    scores = _scores(output)
+    if scores is None or scores.dim() != 2 or scores.shape[0] != 2:
+        shown = describe(output if scores is None else scores)
         raise InputError(
-            f"model {spec!r} returned {describe(output)} for 2 images; a classifier must "
-            "return (N, classes) scores"
+            f"model {spec!r} returned {shown} for 2 images; a classifier must return (N, "
+            "classes) scores: a tensor, a ModelOutput or dict with 'logits', or a tuple of them"
         )
-    num_classes = int(output.shape[1])
+    num_classes = int(scores.shape[1])
     names = imagenet_classes() if spec in EMBEDDED_MODELS or num_classes == 1000 else None
     return LoadedModel(model, spec, num_classes, names, dev)
 
@@ -307,7 +309,15 @@ def _fits(model: nn.Module, size: tuple[int, int], dev: torch.device) -> bool:
         output = _run_probe(model, 1, size, dev)
     except Exception:
         return False
-    return isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[0] == 1
+    scores = _scores(output)
+    return scores is not None and scores.dim() == 2 and scores.shape[0] == 1
+
+
+def _scores(output: Any) -> torch.Tensor | None:
+    """:func:`logits_of` a probe's output, ``None`` when it holds no scores."""
+    with contextlib.suppress(ValueError):
+        return logits_of(output)
+    return None
 
 
 def _size_text(size: tuple[int, int]) -> str:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.baselines.simple import Baseline, CheckedNormalize, Normalize, channel_affine
-from rsigradcam.core.capture import LayerCapture, model_device
+from rsigradcam.core.capture import LayerCapture, logits_of, model_device
 from rsigradcam.files import write_atomically
 
 __all__ = ["AutoBaseline", "AutoBaselineFit"]
@@ -149,7 +149,7 @@ class AutoBaseline(Baseline):
             before = self._max_prob(cap.model, black)
             for _ in range(self.iterations):
                 optimizer.zero_grad(set_to_none=True)
-                probs = torch.softmax(cap.model(x), dim=1)
+                probs = torch.softmax(logits_of(cap.model(x)), dim=1)
                 uniform = 1.0 / probs.shape[1]
                 loss = self.prob_weight * (probs - uniform).abs().amax() + self.mse_weight * (
                     (x - black) ** 2
@@ -168,7 +168,7 @@ class AutoBaseline(Baseline):
     @staticmethod
     def _max_prob(model: nn.Module, x: Tensor) -> float:
         with torch.no_grad():
-            return float(torch.softmax(model(x), dim=1).amax())
+            return float(torch.softmax(logits_of(model(x)), dim=1).amax())
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

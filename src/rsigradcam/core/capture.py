@@ -26,6 +26,7 @@ __all__ = [
     "ModuleOutput",
     "describe",
     "is_spatial_map",
+    "logits_of",
     "model_device",
     "model_dtype",
     "resolve_layer",
@@ -55,6 +56,48 @@ def describe(value: Any) -> str:
         items = f"{len(value)} item" + "s" * (len(value) != 1)
         return f"{_with_article(type(value).__name__)} of {items} ({inner}{more})"
     return _with_article(type(value).__name__)
+
+
+def logits_of(output: Any) -> Tensor:
+    """The class scores in a model's output: the one rule used wherever a model is called.
+
+    - a tensor is the scores itself;
+    - a Hugging Face ``ModelOutput`` (e.g. ``ImageClassifierOutput``), a dict, or any
+      object with a ``logits`` tensor gives its ``logits``;
+    - a tuple or list (e.g. ``return_dict=False``) gives its first item.
+
+    The result is not checked further here; callers that need ``(N, classes)`` check it.
+
+    Raises:
+        ValueError: No scores can be found (one line naming what was returned).
+
+    Example:
+        >>> logits_of({"logits": torch.zeros(1, 3), "hidden": None}).shape
+        torch.Size([1, 3])
+        >>> logits_of((torch.zeros(2, 4), torch.ones(1))).shape
+        torch.Size([2, 4])
+    """
+    if isinstance(output, Tensor):
+        return output
+    found: Any = None
+    if isinstance(output, Mapping):
+        found = output.get("logits")
+    elif not isinstance(output, (tuple, list)):
+        found = getattr(output, "logits", None)
+    elif output:
+        found = output[0]
+    if isinstance(found, Tensor):
+        return found
+    what = describe(output)
+    if isinstance(output, Mapping):
+        keys = ", ".join(repr(k) for k in list(output)[:6]) or "none"
+        what = f"{what} with keys {keys}" + ", ..." * (len(output) > 6)
+    raise ValueError(
+        f"the model returned {what}, which holds no class scores; a classifier's forward "
+        "must return the (N, classes) logits as a tensor, a ModelOutput or dict with a "
+        "'logits' tensor (Hugging Face ...ForImageClassification models), or a tuple whose "
+        "first item is that tensor. Use a model with a classification head or wrap it."
+    )
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -283,7 +326,10 @@ class LayerCapture:
         return output
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Run the model on ``x`` and return its output and the captured activations.
+        """Run the model on ``x`` and return its logits and the captured activations.
+
+        The logits are :func:`logits_of` the model's output (a tensor, ``.logits`` of a
+        Hugging Face ``ModelOutput`` or dict, or the first item of a tuple).
 
         Raises:
             ValueError: An attached layer did not run, or the model's output is not a
@@ -299,12 +345,13 @@ class LayerCapture:
                 f"layer {missing[0]!r} did not run in the model's forward pass, so it cannot "
                 "be explained. Choose a layer that the forward pass uses."
             )
-        if not isinstance(output, Tensor) or output.dim() != 2:
+        logits = logits_of(output)
+        if logits.dim() != 2:
             raise ValueError(
-                f"the model returned {describe(output)}; a classifier must return (N, classes) "
+                f"the model returned {describe(logits)}; a classifier must return (N, classes) "
                 "scores. Wrap the model so that its forward returns the logits tensor."
             )
-        return output, captured
+        return logits, captured
 
     def probe(self, x: Tensor) -> list[ModuleOutput]:
         """Run one no-grad forward pass and report every module's output, in completion order.

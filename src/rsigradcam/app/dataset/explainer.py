@@ -30,6 +30,7 @@ from rsigradcam.app.dataset.progress import RunProgress
 from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
 from rsigradcam.app.loading import LoadedModel
+from rsigradcam.core.capture import logits_of
 from rsigradcam.methods import create_cam, method_class, method_layers
 
 __all__ = ["BatchExplainer", "BatchResult", "explain_shards"]
@@ -95,7 +96,7 @@ class BatchExplainer:
         """Explain ``images`` (B, 3, H, W) for the classes ``given`` (``None``: top-1)."""
         x = images.to(self.device)
         with torch.no_grad():
-            probabilities = torch.softmax(self.model(x).float(), dim=1)
+            probabilities = torch.softmax(logits_of(self.model(x)).float(), dim=1)
         targets = probabilities.argmax(dim=1)
         for i, target in enumerate(given):
             if target is not None:

@@ -1,0 +1,11 @@
+"""Front-ends with the call shapes of other explanation libraries, for one-import migration.
+
+- :mod:`rsigradcam.integrations.pytorch_grad_cam`: ``RSIGradCAM(model=..., target_layers=[...])``
+  called as ``cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])``, returning
+  (N, H, W) float32 NumPy maps in [0, 1], like pytorch-grad-cam's CAM classes.
+- :mod:`rsigradcam.integrations.captum`: ``LayerRSIGradCAM(forward_func, layer).attribute(...)``
+  returning the (N, 1, h, w) layer map, like Captum's ``LayerGradCam``.
+
+Neither imports the other library: they only mirror its calls. The submodules are not
+imported here, so ``import rsigradcam.integrations`` stays light.
+"""

@@ -1,0 +1,299 @@
+"""RSI-Grad-CAM with Captum's layer-attribution call shape: switch with one import.
+
+Captum (``captum.attr``) explains a layer with::
+
+    attr = LayerGradCam(model, model.features[27]).attribute(inputs, target=281)
+
+Here the same call gives RSI-Grad-CAM's layer map::
+
+    from rsigradcam.integrations.captum import LayerRSIGradCAM
+
+    attr = LayerRSIGradCAM(model, model.features[27]).attribute(inputs, target=281)
+
+``attr`` is the (N, 1, h, w) map at the layer's resolution, shaped like
+``LayerGradCam.attribute``'s, so Captum's ``LayerAttribution.interpolate`` and
+``visualization.visualize_image_attr`` take it as they take Grad-CAM's. This module does
+not import Captum.
+
+Differences from Captum's conventions, all documented on :meth:`LayerRSIGradCAM.attribute`:
+``target=None`` is each image's top-1 class (Captum needs a target for a multi-class
+output); ``n_steps`` is the number of intervals m (m + 1 forward and backward passes);
+``method`` names the Riemann–Stieltjes rule, and ``"gausslegendre"`` / ``"riemann_middle"``
+are refused, since the sum needs the activations at consecutive points from t = 0 to 1.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rsigradcam.baselines import BaselineSpec
+from rsigradcam.core.capture import resolve_layer
+from rsigradcam.core.integrate import Rule
+from rsigradcam.core.targets import Output, TargetSpec, check_output
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods import RSIGradCAM
+
+__all__ = ["METHODS", "REFUSED_METHODS", "LayerRSIGradCAM"]
+
+#: Captum's ``method`` names taken here, and the Riemann–Stieltjes rule each selects: the
+#: gradient at both ends of each interval (averaged), at its lower end, or its upper end.
+METHODS: dict[str, Rule] = {
+    "riemann_trapezoid": "trapezoid",
+    "riemann_left": "left",
+    "riemann_right": "right",
+}
+#: Captum's ``method`` names refused here, with why (the error's text).
+REFUSED_METHODS: dict[str, str] = {
+    "gausslegendre": (
+        "method='gausslegendre' is not available: RSI-Grad-CAM integrates the gradient "
+        "against the change of the layer's activation between consecutive path points from "
+        "t = 0 to t = 1, which Gauss-Legendre nodes do not include; use "
+        "method='riemann_trapezoid' (the paper's rule), 'riemann_left' or 'riemann_right'."
+    ),
+    "riemann_middle": (
+        "method='riemann_middle' is not available: a midpoint gradient needs a path point "
+        "between each pair of points whose activation change it multiplies; use "
+        "method='riemann_trapezoid' (the paper's rule), 'riemann_left' or 'riemann_right'."
+    ),
+}
+_ZERO_MAP_WARNING = r".* map at layer .* is zero everywhere"
+
+
+class _ForwardFunction(nn.Module):
+    """A callable ``forward_func`` as a module that holds the layer (and its model)."""
+
+    def __init__(self, forward_func: Callable[..., Any], owner: nn.Module) -> None:
+        super().__init__()
+        self.forward_func = forward_func
+        self.owner = owner
+
+    def forward(self, inputs: Tensor) -> Any:
+        """Run the wrapped function."""
+        return self.forward_func(inputs)
+
+
+class _MapKeepingCAM(RSIGradCAM):
+    """RSI-Grad-CAM that also keeps its layer map before the ReLU."""
+
+    before_relu: Tensor | None = None
+
+    def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
+        self.before_relu = torch.einsum("nk,nkhw->nhw", weights, activation)
+        return torch.relu(self.before_relu)
+
+
+def _as_model(forward_func: Any, layer: nn.Module) -> nn.Module:
+    """The module to borrow: ``forward_func`` itself, or a module around a callable."""
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    if not callable(forward_func):
+        raise TypeError(
+            f"forward_func must be a model (nn.Module) or a callable, not "
+            f"{type(forward_func).__name__}."
+        )
+    owner = getattr(forward_func, "__self__", None)  # e.g. model.forward
+    return _ForwardFunction(forward_func, owner if isinstance(owner, nn.Module) else layer)
+
+
+def _target_spec(target: Any, n_images: int) -> TargetSpec:
+    """Captum's ``target`` (int, 0-d / 1-d tensor, list of ints) as rsigradcam's targets."""
+    if target is None:
+        return None
+    if isinstance(target, tuple) or (
+        isinstance(target, list) and any(isinstance(t, tuple) for t in target)
+    ):
+        raise ValueError(
+            "tuple targets index model outputs with more than two dimensions; "
+            "LayerRSIGradCAM explains (N, classes) outputs: pass an int, a list of ints (one "
+            "per example) or a tensor of class indices."
+        )
+    if isinstance(target, Tensor):
+        if target.numel() == 1:
+            return target.reshape(()).expand(n_images).clone()
+        if target.dim() != 1:
+            raise ValueError(
+                f"target must be a 0-d or 1-d tensor of class indices, got shape "
+                f"{tuple(target.shape)}."
+            )
+        values = target
+    elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return operator.index(target)
+    elif isinstance(target, list):
+        values = torch.as_tensor(target)
+    else:
+        raise TypeError(
+            "target must be None (each example's top-1 class), an int, a list of ints or a "
+            f"tensor of class indices, not {type(target).__name__}."
+        )
+    if values.numel() != n_images:
+        raise ValueError(
+            f"target has {values.numel()} values but inputs has {n_images} example(s); give "
+            "one class per example, a single int, or None for each example's top-1 class."
+        )
+    return values
+
+
+def _baseline_spec(baselines: Any, inputs: Tensor) -> BaselineSpec:
+    """Captum's ``baselines`` (None = zeros, a scalar, or a tensor) as rsigradcam's."""
+    if isinstance(baselines, tuple) and len(baselines) == 1:
+        baselines = baselines[0]
+    if baselines is None:
+        return "zeros"
+    if isinstance(baselines, numbers.Real) and not isinstance(baselines, bool):
+        return torch.full_like(inputs, float(baselines))
+    if not isinstance(baselines, Tensor):
+        raise TypeError(
+            "baselines must be None (zeros), a number, or a tensor shaped like inputs; got "
+            f"{type(baselines).__name__}."
+        )
+    shape = tuple(inputs.shape)
+    if baselines.dim() == 0:
+        return torch.full_like(inputs, float(baselines))
+    if tuple(baselines.shape) in (shape, shape[1:]):
+        return baselines.to(inputs.dtype)
+    if tuple(baselines.shape) == (1, *shape[1:]):
+        return baselines.to(inputs.dtype).expand(shape).clone()
+    raise ValueError(
+        f"baselines has shape {tuple(baselines.shape)}, but inputs has shape {shape}; give a "
+        f"number, or a tensor of shape {shape}, {(1, *shape[1:])} or {shape[1:]}."
+    )
+
+
+def _rule(method: str) -> Rule:
+    if method in REFUSED_METHODS:
+        raise ValueError(REFUSED_METHODS[method])
+    if method not in METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}."
+        )
+    return METHODS[method]
+
+
+class LayerRSIGradCAM:
+    """RSI-Grad-CAM with the constructor and ``attribute`` of Captum's ``LayerGradCam``.
+
+    Args:
+        forward_func: The model (an ``nn.Module`` returning (N, classes) scores, or a
+            Hugging Face model returning ``.logits``), or a callable such as
+            ``model.forward`` or ``lambda x: model(x)``. With a callable that is not a
+            model's method, only ``layer`` is put in eval mode during the call: call
+            ``model.eval()`` first, as with Captum.
+        layer: The layer to explain, a module of the model whose output is an
+            (N, K, h, w) map.
+
+    Example:
+        >>> attr = LayerRSIGradCAM(model, model.features[27]).attribute(x)  # doctest: +SKIP
+        >>> attr.shape                                                       # doctest: +SKIP
+        torch.Size([1, 1, 14, 14])
+    """
+
+    def __init__(self, forward_func: nn.Module | Callable[..., Any], layer: nn.Module) -> None:
+        if not isinstance(layer, nn.Module):
+            raise TypeError(
+                f"layer must be a module of the model (nn.Module), not {type(layer).__name__}."
+            )
+        self.forward_func = forward_func
+        self.layer = layer
+        self.model = _as_model(forward_func, layer)
+        resolve_layer(self.model, layer)  # fails now if the layer is not in the model
+
+    def has_convergence_delta(self) -> bool:
+        """Whether ``attribute`` can return a convergence delta: it can."""
+        return True
+
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor],
+        target: Any = None,
+        baselines: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_trapezoid",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+        relu_attributions: bool = True,
+        output: Output = "logits",
+        *,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The RSI-Grad-CAM layer map ``ReLU(sum_k w_k A^k(x))``, shaped (N, 1, h, w).
+
+        Args:
+            inputs: (N, C, H, W) images (or a tuple holding that one tensor).
+            target: The class to explain: an int for every example, a 0-d tensor, a 1-d
+                tensor or list with one int per example, or ``None`` for each example's
+                top-1 class.
+            baselines: Where the straight path starts: ``None`` (zeros, as in Captum), a
+                number (a constant image), or a tensor shaped like ``inputs`` or one
+                example (``(1, C, H, W)`` or ``(C, H, W)``).
+            n_steps: m, the number of path intervals: m + 1 points ``t_i = i / m``.
+            method: The Riemann–Stieltjes rule: ``"riemann_trapezoid"`` (the paper's),
+                ``"riemann_left"`` or ``"riemann_right"`` (:data:`METHODS`).
+            internal_batch_size: Path points per forward and backward pass; ``None``
+                chooses from the free memory.
+            return_convergence_delta: Also return, per example, the signed completeness
+                gap ``sum(integrated gradients) - (y(x) - y(x'))``, as Captum's
+                ``LayerConductance`` does (it tends to 0 as ``n_steps`` grows when every
+                path from the input to the score passes through the layer).
+            relu_attributions: Apply the ReLU of the CAM (``False``: the signed map
+                ``sum_k w_k A^k(x)``).
+            output: The score: ``"logits"`` (whatever ``forward_func`` returns for the
+                target, as in Captum) or ``"softmax"`` (its softmax probability, the
+                paper's choice).
+            additional_forward_args: Not supported (wrap the model instead).
+            attribute_to_layer_input: Not supported (explain the layer's output).
+
+        Returns:
+            The (N, 1, h, w) map, and with ``return_convergence_delta`` the (N,) delta.
+        """
+        if additional_forward_args is not None:
+            raise ValueError(
+                "additional_forward_args is not supported; wrap the model so that it takes "
+                "the images alone, e.g. forward_func=lambda x: model(x, *args)."
+            )
+        if attribute_to_layer_input:
+            raise ValueError(
+                "attribute_to_layer_input=True is not supported; explain the output of the "
+                "module before this layer instead."
+            )
+        if isinstance(inputs, tuple):
+            if len(inputs) != 1:
+                raise ValueError(
+                    f"inputs is a tuple of {len(inputs)} tensors; LayerRSIGradCAM explains "
+                    "models with one image input: pass that (N, C, H, W) tensor."
+                )
+            inputs = inputs[0]
+        if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+            what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+            raise ValueError(f"inputs must be an (N, C, H, W) tensor, got {what}.")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(
+                f"n_steps must be a positive int (the number of path intervals), got {n_steps!r}."
+            )
+        cam = _MapKeepingCAM(
+            self.model,
+            self.layer,
+            n_steps,
+            _rule(method),
+            check_output(output),
+            baseline=_baseline_spec(baselines, inputs),
+            batch_size=internal_batch_size,
+        )
+        with warnings.catch_warnings():
+            if not relu_attributions:  # the signed map is returned: a zero ReLU is no news
+                warnings.filterwarnings("ignore", _ZERO_MAP_WARNING, RuntimeWarning)
+            exp = cam(inputs, _target_spec(target, inputs.shape[0]))
+        assert isinstance(exp, Explanation) and cam.before_relu is not None
+        layer_map = exp.layer_map if relu_attributions else cam.before_relu
+        attributions = layer_map.detach().unsqueeze(1)
+        if not return_convergence_delta:
+            return attributions
+        delta = exp.attributions.sum(dim=(1, 2, 3)) - (exp.scores - exp.baseline_scores)
+        return attributions, delta.detach()

@@ -1,0 +1,106 @@
+"""The migration notes' code runs as written; the README links them.
+
+A ```python block preceded by ``<!-- not run: needs PACKAGE -->`` uses the other library.
+It is compiled here, and run too where that package is installed (Captum is a dev
+dependency; pytorch-grad-cam is not). Every other block runs, in order, in one namespace.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = {
+    "pytorch-grad-cam": ROOT / "docs" / "from-pytorch-grad-cam.md",
+    "captum": ROOT / "docs" / "from-captum.md",
+}
+BLOCK = re.compile(
+    r"(?:<!-- not run: needs (?P<needs>[\w-]+) -->\n)?```python\n(?P<code>.*?)```", re.S
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    code: str
+    needs: str | None  # the package a "before" block needs, or None for a block that runs
+    line: int
+
+
+def blocks(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
+    return [
+        Block(m["code"], m["needs"], text.count("\n", 0, m.start("code")) + 1)
+        for m in BLOCK.finditer(text)
+    ]
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package.replace("-", "_")) is not None
+
+
+def run(path: Path, with_before: bool) -> dict[str, object]:
+    namespace: dict[str, object] = {"__name__": f"doc_{path.stem.replace('-', '_')}"}
+    for block in blocks(path):
+        # Blank lines pad the code so that a traceback names the line in the document.
+        code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
+        if block.needs is None or (with_before and installed(block.needs)):
+            exec(code, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("name", list(DOCS))
+def test_each_note_has_setup_before_and_after_of_about_ten_lines(name):
+    found = blocks(DOCS[name])
+    before = [b for b in found if b.needs is not None]
+    after = [b for b in found if b.needs is None]
+    assert len(before) == 1 and before[0].needs == name
+    assert len(after) == 2  # the setup (a small model), then the "after" code
+    for block in (before[0], after[1]):
+        lines = [line for line in block.code.splitlines() if line.strip()]
+        assert 3 <= len(lines) <= 12, block.code
+    assert name.replace("-", "_") in before[0].code  # the "before" uses the other library
+    assert "rsigradcam" not in before[0].code and "rsigradcam" in after[1].code
+
+
+def test_pytorch_grad_cam_note_runs_as_written():
+    # Warnings are errors: a map that is zero everywhere would make the example hollow.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        namespace = run(DOCS["pytorch-grad-cam"], with_before=True)
+    maps = namespace["grayscale_cam"]
+    assert isinstance(maps, np.ndarray) and maps.shape == (2, 32, 32)
+    assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
+    assert np.asarray(namespace["visualization"]).shape == (32, 32, 3)
+    # The front-end's maps are the library's heatmaps.
+    import rsigradcam
+
+    model, x = namespace["model"], namespace["input_tensor"]
+    exp = rsigradcam.RSIGradCAM(model, "layer4.1", steps=50)(x, [3, 7])
+    np.testing.assert_allclose(maps, exp.heatmap.numpy(), atol=1e-6)
+
+
+def test_captum_note_runs_as_written():
+    pytest.importorskip("captum")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        namespace = run(DOCS["captum"], with_before=True)
+    attr, delta = namespace["attr"], namespace["delta"]
+    assert isinstance(attr, torch.Tensor) and attr.shape == (2, 1, 16, 16)
+    assert isinstance(delta, torch.Tensor) and delta.shape == (2,)
+    assert float(attr.max()) > 0
+    assert namespace["upsampled"].shape == (2, 1, 32, 32)  # type: ignore[attr-defined]
+
+
+def test_readme_links_both_notes():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "Coming from pytorch-grad-cam or Captum" in readme
+    section = readme.split("Coming from pytorch-grad-cam or Captum", 1)[1].split("\n## ", 1)[0]
+    assert "docs/from-pytorch-grad-cam.md" in section and "docs/from-captum.md" in section
