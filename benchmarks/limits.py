@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rsigradcam import RSIGradCAM
+from rsigradcam import Explanation, RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.app.samples import find_paper_samples
+from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator
 from rsigradcam.core.reduction import cam_reduction, normalize_heatmap
 from rsigradcam.files import md_cell
@@ -50,36 +51,54 @@ DENSITY_POWERS = (0.5, 2 / 3, 1.0)
 TARGET = 0.999
 
 
-class _Recorder:
-    """Pass rows through to the real accumulator and keep a float64 copy of each."""
+class Recorder:
+    """Pass rows through to the real accumulator and keep a copy of each, in ``dtype``."""
 
-    def __init__(self, inner: PathAccumulator) -> None:
+    def __init__(self, inner: PathAccumulator, dtype: torch.dtype = torch.float64) -> None:
         self.inner = inner
+        self.dtype = dtype
         self.activations: list[Tensor] = []
         self.gradients: list[Tensor] = []
 
     def update(self, image_index: Tensor, activations: Tensor, gradients: Tensor) -> None:
-        self.activations.append(activations.detach().double())
-        self.gradients.append(gradients.detach().double())
+        """Keep a copy of the rows, then pass them on."""
+        self.activations.append(activations.detach().to(self.dtype, copy=True))
+        self.gradients.append(gradients.detach().to(self.dtype, copy=True))
         self.inner.update(image_index, activations, gradients)
 
     def result(self) -> Tensor:
+        """The real accumulator's result."""
         return self.inner.result()
 
 
-class _Recording(RSIGradCAM):
-    recorders: list[_Recorder]
+class Recording(RSIGradCAM):
+    """RSIGradCAM that keeps every row's A and G, and image 0's score gap y(x) - y(x')."""
+
+    recorders: list[Recorder]
+    record_dtype: torch.dtype = torch.float64
+    gap: float
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
-        recorder = _Recorder(super()._accumulator(n_images, partition))
+        recorder = Recorder(super()._accumulator(n_images, partition), self.record_dtype)
         self.recorders.append(recorder)
         return recorder
 
+    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+        result = super()._run_path(evaluator, partition)
+        self.gap = float((evaluator.scores - evaluator.baseline_scores)[0].double())
+        return result
 
-def record(model: torch.nn.Module, image: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-    """A and G at t = i / FINE, ascending in t, per layer: (FINE + 1, K, h, w) each."""
-    explainer = _Recording(model, list(LAYERS), steps=FINE)
+
+def record_path(
+    model: torch.nn.Module, image: Tensor, dtype: torch.dtype = torch.float64
+) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Explanation], float]:
+    """A and G at t = i / FINE, ascending in t, per layer: (FINE + 1, K, h, w) each.
+
+    Also returns the explanations at m = FINE and the score gap y(x) - y(x').
+    """
+    explainer = Recording(model, list(LAYERS), steps=FINE)
     explainer.recorders = []
+    explainer.record_dtype = dtype
     explained = explainer(image)
     assert isinstance(explained, dict)
     channels = {name: int(exp.weights.shape[1]) for name, exp in explained.items()}
@@ -90,7 +109,12 @@ def record(model: torch.nn.Module, image: Tensor) -> dict[str, tuple[Tensor, Ten
         grads = torch.cat(rec.gradients).flip(0)
         name = next(n for n, k in channels.items() if k == acts.shape[1])
         out[name] = (acts, grads)
-    return out
+    return out, explained, explainer.gap
+
+
+def record(model: torch.nn.Module, image: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """A and G at t = i / FINE, ascending in t, per layer, in float64."""
+    return record_path(model, image)[0]
 
 
 def _terms(acts: Tensor, grads: Tensor, points: Tensor) -> Tensor:
