@@ -54,12 +54,13 @@ class HeatmapRecord:
     Attributes:
         id: The image id: its path relative to the source folder (POSIX), or the path as
             written in the list file.
-        heatmap: (H, W) float32 in [0, 1], H = W = 224 (the model's input size).
+        heatmap: (H, W) float32 in [0, 1], at the run's input size (``heatmap_size``).
         target: The explained class.
         probability: Softmax probability of ``target`` at the input.
         score: The explained score y(x) (probability or logit, the run's ``output``).
         baseline_score: y(x') at the black baseline; NaN for Grad-CAM.
-        completeness: The completeness error; NaN where it does not apply (Grad-CAM).
+        completeness: The completeness error; NaN where it does not apply (Grad-CAM, or
+            rsi with ``grad_relu`` / ``guided``).
         layer: The explained layer.
         method: The method, e.g. ``"rsi"``.
     """

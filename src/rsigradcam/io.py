@@ -103,7 +103,7 @@ def _check_options(
 ) -> None:
     """Validate the preprocessing arguments, raising one clear error per problem."""
     sides = size if isinstance(size, tuple) else (size,)
-    if len(sides) not in (1, 2) or any(
+    if (isinstance(size, tuple) and len(sides) != 2) or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sides
     ):
         raise ValueError(

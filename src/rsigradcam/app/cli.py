@@ -48,6 +48,7 @@ from rsigradcam.app.cli_support import (
     OverlaySizeOption,
     SizeOption,
     StdOption,
+    check_image_files,
     check_steps_option,
     describe,
     error,
@@ -57,7 +58,6 @@ from rsigradcam.app.cli_support import (
     plural,
     usage_error,
 )
-from rsigradcam.app.errors import InputError
 from rsigradcam.app.folders import removed_if_left_empty
 
 __all__ = ["app", "main"]
@@ -153,16 +153,12 @@ def explain(
     and the exit code is 1.
     """
     check_steps_option(steps)
+    check_image_files(images)
+    if save_baseline is not None and baseline != "auto":
+        usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
     from rsigradcam.app import loading, outputs
     from rsigradcam.baselines import AutoBaseline
-
-    try:
-        outputs.check_images(images)
-    except InputError as exc:
-        usage_error(str(exc))
-    if save_baseline is not None and baseline != "auto":
-        usage_error("--save-baseline needs --baseline auto")
     with fail_cleanly(debug):
         from rsigradcam.app.settings import Variants, input_format
 
@@ -448,6 +444,7 @@ def bench(
     Captum's LayerConductance on the same points, a plain no-grad forward of the same points
     (the floor) and Grad-CAM, on the embedded model.
     """
+    check_steps_option(steps)
     from rsigradcam.app.bench import run_benchmark
 
     with fail_cleanly(debug):

@@ -42,8 +42,6 @@ def step_list(text: str) -> tuple[int, ...]:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
         usage_error(f"--stability-steps must be a comma list of integers, got {text!r}")
-    if any(v < 1 for v in values):
-        usage_error(f"--stability-steps must be positive, got {text!r}")
     for value in values:
         check_steps_option(value, "--stability-steps")
     return values
@@ -155,18 +153,18 @@ def evaluate_command(
     change rsi only; --size, --mean, --std and --no-normalize set the model's input (the
     black baseline and the black deletion substrate follow the normalisation).
     """
-    from rich.console import Console
-
     check_steps_option(steps)
     check_steps_option(reference_steps, "--reference-steps")
+    if images is not None and not images.exists():
+        usage_error(f"--images {str(images)!r} not found")
+    from rich.console import Console
+
     from rsigradcam.app import loading
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.settings import input_format
     from rsigradcam.files import one_line
 
-    if images is not None and not images.exists():
-        usage_error(f"--images {str(images)!r} not found")
     console = Console(stderr=True)
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         fmt = input_format(size, mean, std, no_normalize)

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -42,6 +43,7 @@ __all__ = [
     "SizeOption",
     "StdOption",
     "bad_value_line",
+    "check_image_files",
     "describe",
     "error",
     "fail_cleanly",
@@ -323,9 +325,10 @@ def usage_error(message: str) -> NoReturn:
 def check_steps_option(value: int, name: str = "--steps") -> int:
     """Refuse a number of intervals the library refuses (above 100,000), before any work.
 
-    The words are those of :func:`rsigradcam.core.path.check_steps`, with the option's name.
+    The words are those of :func:`rsigradcam.core.limits.check_steps`, with the option's
+    name; that module does not import torch.
     """
-    from rsigradcam.core.path import check_steps
+    from rsigradcam.core.limits import check_steps
 
     try:
         return check_steps(value, name)
@@ -338,3 +341,18 @@ class HeatmapDtypeChoice(str, Enum):
 
     uint8 = "uint8"
     float16 = "float16"
+
+
+def check_image_files(images: Sequence[Path]) -> None:
+    """Refuse, as a usage error, image arguments that are missing or are not files.
+
+    It names every missing path, or else every path that is not a file; it runs before
+    torch is imported, so a mistyped name answers at once.
+    """
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        noun = "image file" if len(missing) == 1 else "image files"
+        usage_error(f"{noun} not found: {', '.join(repr(m) for m in missing)}")
+    folders = [str(p) for p in images if not p.is_file()]
+    if folders:
+        usage_error(f"not an image file: {', '.join(repr(f) for f in folders)}")

@@ -222,8 +222,10 @@ class ImageExplainer:
             rsigradcam.io.ImageLoadError: The file is not a readable image.
         """
         start = time.perf_counter()
-        image, rgb = self.input_format.load(source)
-        original = np.asarray(read_image(source)) if self.overlay_size == "original" else None
+        # Decoded once: a file object can be read only once.
+        decoded = read_image(source) if self.overlay_size == "original" else None
+        image, rgb = self.input_format.load(source if decoded is None else decoded)
+        original = None if decoded is None else np.asarray(decoded)
         image = image.to(self.loaded.device)
         with torch.no_grad():
             logits = logits_of(self.loaded.model(image))

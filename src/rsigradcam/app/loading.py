@@ -288,7 +288,9 @@ def load_model(
             "classes) scores: a tensor, a ModelOutput or dict with 'logits', or a tuple of them"
         )
     num_classes = int(scores.shape[1])
-    names = imagenet_classes() if spec in EMBEDDED_MODELS or num_classes == 1000 else None
+    names = (
+        imagenet_classes() if spec in EMBEDDED_MODELS or num_classes == _IMAGENET_CLASSES else None
+    )
     return LoadedModel(model, spec, num_classes, names, dev)
 
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -32,7 +33,6 @@ from rsigradcam.viz import GridCell, overlay, save_grid
 __all__ = [
     "Echo",
     "OutputFiles",
-    "check_images",
     "explain_images",
     "output_names",
     "prepare_output_dir",
@@ -132,11 +132,7 @@ def write_outputs(
                 written.append(overlays[-1])
                 heatmaps.append(save_npy(heatmap, out / f"{base}.npy"))
                 written.append(heatmaps[-1])
-                error = (
-                    None
-                    if result.variants.applies_to(method)  # the sum no longer telescopes
-                    else finite(float(exp.completeness_error[0]))
-                )
+                error = finite(float(exp.completeness_error[0]))  # NaN where it does not apply
                 entries.append(
                     {
                         "method": method,
@@ -202,23 +198,6 @@ def write_outputs(
 Echo = Callable[[str, bool], None]
 
 
-def check_images(images: Sequence[Path]) -> None:
-    """Check that every path is an existing file, before any work starts.
-
-    Raises:
-        InputError: Naming every missing path, or else every path that is not a file.
-    """
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise InputError(
-            f"image file{plural} not found: {', '.join(repr(m) for m in missing)}"
-        )
-    folders = [str(p) for p in images if not p.is_file()]
-    if folders:
-        raise InputError(f"not an image file: {', '.join(repr(f) for f in folders)}")
-
-
 def output_names(images: Sequence[Path]) -> list[str]:
     """File base names: the image file names without suffix, made unique with -2, -3...
 
@@ -239,9 +218,9 @@ def output_names(images: Sequence[Path]) -> list[str]:
 def summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
     """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``."""
     errors = [
-        f"{layer} {float(exp.completeness_error[0]):.3f}"
+        f"{layer} {error:.3f}"
         for layer, exp in found.explanations.get("rsi", {}).items()
-        if not found.variants.applies_to("rsi")  # null with grad_relu or guided
+        if math.isfinite(error := float(exp.completeness_error[0]))  # NaN with the variants
     ]
     return (
         f"{path}: {found.explained.name or 'class'} {found.explained.class_id} "
@@ -268,7 +247,7 @@ def explain_images(
 
     Args:
         explainer: Built for the model, layers and methods.
-        images: Existing image files (see :func:`check_images`).
+        images: Existing image files (see :func:`rsigradcam.app.cli_support.check_image_files`).
         out_dir: A writable folder (see :func:`prepare_output_dir`).
         class_id: The class to explain; ``None``: each image's top-1 class.
         echo: Prints a line when there is no terminal.

@@ -186,7 +186,7 @@ _VARIANTS = {"grad_relu": ("--grad-relu", "grad ReLU"), "guided": ("--guided", "
 
 
 def _method_variants(method: str) -> tuple[str, ...]:
-    variants: tuple[str, ...] = getattr(METHODS[method], "variants", ())
+    variants: tuple[str, ...] = METHODS[method].variants
     return variants
 
 

@@ -48,7 +48,8 @@ import torch
 from torch import Tensor
 
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule
-from rsigradcam.core.path import MAX_AUTO_STEPS, check_steps, path_rows, uniform_partition
+from rsigradcam.core.limits import MAX_AUTO_STEPS, check_steps
+from rsigradcam.core.path import path_rows, uniform_partition
 
 __all__ = [
     "AUTO_MAX_STEPS",

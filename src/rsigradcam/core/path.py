@@ -14,6 +14,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from rsigradcam.core.limits import MAX_AUTO_STEPS, MAX_STEPS, STEPS_WHY, check_steps
+
 __all__ = [
     "MAX_AUTO_STEPS",
     "MAX_STEPS",
@@ -34,19 +36,6 @@ PathFn = Callable[[Tensor, Tensor], Tensor]
 #: What ``path=`` accepts: ``None`` (straight line), a tensor of points, or a callable.
 PathSpec = Tensor | PathFn | None
 
-#: The most intervals m of a path (m + 1 path points, each a forward and a backward pass per
-#: image). Larger values are refused before any work: 50-256 converge on every case measured.
-MAX_STEPS = 100_000
-#: The most intervals of ``steps="auto"``: the adaptive partition keeps every point's
-#: activations and gradients in memory (at a 24 x 56 x 56 layer, 1025 points are 0.6 GB per
-#: image), and uniform steps beyond this settle any map it would still refine.
-MAX_AUTO_STEPS = 1024
-
-_STEPS_WHY = (
-    "each interval costs a forward and backward pass; 50-256 converge on every case measured"
-)
-
-
 class Path(Protocol):
     """Maps rows (image index, t) to model inputs; ``images`` are the explained inputs."""
 
@@ -54,33 +43,6 @@ class Path(Protocol):
 
     def __call__(self, image_index: Tensor, t: Tensor) -> Tensor:
         """The path points of the rows, (B, C, H, W)."""
-
-
-def check_steps(value: object, name: str = "steps") -> int:
-    """Validate a number of intervals: a positive int of at most :data:`MAX_STEPS`.
-
-    The one check of ``steps=``, ``max_steps=``, partitions and the command line's step
-    options, so that all refuse the same values with the same words, before any work.
-
-    Args:
-        value: The number of intervals m (m + 1 path points).
-        name: How the message names it (``"steps"``, ``"max_steps"``, ``"--steps"``).
-
-    Returns:
-        ``value``.
-
-    Raises:
-        ValueError: It is not a positive int, or it is above :data:`MAX_STEPS`.
-
-    Example:
-        >>> check_steps(50)
-        50
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (number of intervals), got {value!r}.")
-    if value > MAX_STEPS:
-        raise ValueError(f"{name} must be at most {MAX_STEPS} ({_STEPS_WHY}), got {value}.")
-    return value
 
 
 def uniform_partition(steps: int) -> Tensor:
@@ -108,7 +70,7 @@ def check_partition(partition: Tensor | Sequence[float]) -> Tensor:
     if length - 1 > MAX_STEPS:
         raise ValueError(
             f"partition must have at most {MAX_STEPS} intervals ({MAX_STEPS + 1} values; "
-            f"{_STEPS_WHY}), got {length - 1}."
+            f"{STEPS_WHY}), got {length - 1}."
         )
     if not isinstance(partition, Tensor):
         partition = torch.as_tensor(partition, dtype=torch.float64)

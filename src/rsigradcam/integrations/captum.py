@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from rsigradcam.baselines import BaselineSpec
 from rsigradcam.core.capture import resolve_layer
 from rsigradcam.core.integrate import Rule
+from rsigradcam.core.limits import check_steps
 from rsigradcam.core.targets import Output, TargetSpec, check_output
 from rsigradcam.explanation import Explanation
 from rsigradcam.methods import RSIGradCAM
@@ -273,10 +274,7 @@ class LayerRSIGradCAM:
         if not isinstance(inputs, Tensor) or inputs.dim() != 4:
             what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError(f"inputs must be an (N, C, H, W) tensor, got {what}.")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(
-                f"n_steps must be a positive int (the number of path intervals), got {n_steps!r}."
-            )
+        check_steps(n_steps, "n_steps")
         cam = _MapKeepingCAM(
             self.model,
             self.layer,

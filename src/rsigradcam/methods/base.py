@@ -21,7 +21,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,7 @@ from rsigradcam.core.targets import (
     resolve_targets,
 )
 from rsigradcam.explanation import Explanation
+from rsigradcam.methods.options import CamOptions, LayerSpec, PathOptions
 
 __all__ = [
     "IMAGENET_NORMALIZE",
@@ -79,28 +80,6 @@ __all__ = [
     "PathOptions",
     "PathPlan",
 ]
-
-LayerSpec = str | nn.Module | Sequence[str | nn.Module]
-
-
-class CamOptions(TypedDict, total=False):
-    """The keyword options every method takes; see :class:`BaseCAM`."""
-
-    batch_size: int | None
-    dtype: torch.dtype | None
-    memory_budget_mb: float | None
-    reshape_transform: ReshapeSpec
-
-
-class PathOptions(CamOptions, total=False):
-    """The keyword options every path method takes; see :class:`PathCAM`."""
-
-    baseline: BaselineSpec
-    normalize: Normalize
-    partition: Tensor | Sequence[float] | None
-    path: PathSpec
-    n_samples: int
-
 
 @dataclass(frozen=True)
 class PathPlan:
@@ -157,6 +136,8 @@ class BaseCAM:
     explains_input: ClassVar[bool] = False
     #: Whether ``sum(attributions) = y(x) - y(x')`` holds in the limit.
     has_completeness: ClassVar[bool] = False
+    #: The authors' variants the method takes as keyword options (``grad_relu``, ``guided``).
+    variants: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -375,6 +356,11 @@ class BaseCAM:
         )
 
     # ------------------------------------------------------------------ reduction
+    @property
+    def completeness_applies(self) -> bool:
+        """Whether ``completeness_error`` is computed (else NaN): ``has_completeness`` here."""
+        return self.has_completeness
+
     def _explain(
         self,
         name: str,
@@ -404,7 +390,7 @@ class BaseCAM:
         heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
         completeness = (
             completeness_error(attributions, scores, baseline_scores)
-            if self.has_completeness
+            if self.completeness_applies
             else torch.full_like(scores, float("nan"))
         )
         return Explanation(

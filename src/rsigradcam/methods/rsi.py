@@ -6,10 +6,8 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar, Literal
 
-import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
@@ -22,9 +20,9 @@ from rsigradcam.core.adaptive import (
 )
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
-from rsigradcam.core.path import check_steps, uniform_partition
+from rsigradcam.core.limits import check_steps
+from rsigradcam.core.path import uniform_partition
 from rsigradcam.core.targets import Output
-from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
 __all__ = ["NO_COMPLETENESS_REASON", "RSIGradCAM"]
@@ -138,7 +136,7 @@ class RSIGradCAM(PathCAM):
     @property
     def completeness_applies(self) -> bool:
         """Whether ``completeness_error`` is reported: not with ``grad_relu`` or ``guided``."""
-        return not (self.grad_relu or self.guided)
+        return self.has_completeness and not (self.grad_relu or self.guided)
 
     @staticmethod
     def _score_gap(evaluator: PathEvaluator) -> ScoreGap:
@@ -148,20 +146,6 @@ class RSIGradCAM(PathCAM):
             return layers, evaluator.scores - evaluator.baseline_scores
 
         return gap
-
-    def _explain(
-        self,
-        name: str,
-        evaluator: PathEvaluator,
-        result: PathResult,
-        size: tuple[int, ...],
-        n_baselines: int = 1,
-    ) -> Explanation:
-        exp = super()._explain(name, evaluator, result, size, n_baselines)
-        if self.completeness_applies:
-            return exp
-        nan = torch.full_like(exp.completeness_error, float("nan"))
-        return dataclasses.replace(exp, completeness_error=nan)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)

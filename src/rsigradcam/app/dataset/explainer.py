@@ -87,8 +87,6 @@ class BatchExplainer:
             )
             for m in params.methods
         ]
-        #: Methods a variant changes: their sums no longer telescope (completeness NaN).
-        self.no_completeness = {m for m in params.methods if variants.applies_to(m)}
         self.layers = layers
         self.heatmap_dtype = params.heatmap_dtype
 
@@ -114,10 +112,7 @@ class BatchExplainer:
                 exp = by_layer[layer]
                 columns["scores"].append(exp.scores.float())
                 columns["baseline"].append(exp.baseline_scores.float())
-                completeness = exp.completeness_error.float()
-                if method in self.no_completeness:
-                    completeness = torch.full_like(completeness, float("nan"))
-                columns["completeness"].append(completeness)
+                columns["completeness"].append(exp.completeness_error.float())
                 heatmaps.append(self._stored(exp.heatmap))
         return BatchResult(
             targets=targets.cpu().numpy(),

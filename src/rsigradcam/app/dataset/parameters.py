@@ -324,8 +324,8 @@ def _parameters(
 _USED_BY: dict[str, Callable[[type[BaseCAM]], bool]] = {
     "steps": lambda cls: cls.takes_steps,
     "baseline": lambda cls: cls.takes_steps,
-    "grad_relu": lambda cls: "grad_relu" in getattr(cls, "variants", ()),
-    "guided": lambda cls: "guided" in getattr(cls, "variants", ()),
+    "grad_relu": lambda cls: "grad_relu" in cls.variants,
+    "guided": lambda cls: "guided" in cls.variants,
 }
 
 

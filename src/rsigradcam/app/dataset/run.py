@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -192,7 +191,7 @@ def _run(
         if params is None:
             entries, params = read_run(out)
         size = params.shard_size
-        names = shard_names(math.ceil(len(entries) / size))
+        names = shard_names(params.shards)
         sizes = {name: min(size, len(entries) - k * size) for k, name in enumerate(names)}
         mine = [todo[i] for i in rank_shards(len(todo), ranks.rank, ranks.world_size)]
         view = RunProgress(out, sizes, progress, echo) if ranks.rank == 0 else None

@@ -1,4 +1,4 @@
-"""The files of ``rsigradcam explain-dataset``: shards written atomically, read back lazily.
+"""The files of ``rsigradcam explain-dataset``, written atomically (read by rsigradcam.heatmaps).
 
 An output folder holds::
 

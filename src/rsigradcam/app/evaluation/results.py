@@ -25,7 +25,6 @@ from torch import Tensor
 from rsigradcam.app.evaluation.options import Better, EvaluationOptions, MetricInfo, Verdict
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite
-from rsigradcam.metrics import DtypeResult, SensitivityResult, StepsResult
 
 __all__ = [
     "ClaimResult",
@@ -77,6 +76,11 @@ class Record:
     def from_json(cls: type[_R], data: dict[str, Any]) -> _R:
         """Read :meth:`to_json`'s values back."""
         return cls(**{f.name: _nan(data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls: type[_R], result: Any) -> _R:
+        """The record of a library result that has ``to_dict()`` with the same fields."""
+        return cls.from_json(result.to_dict())
 
 
 def _nested(data: dict[str, dict[str, Any]], read: Any) -> dict[str, dict[str, Any]]:
@@ -264,11 +268,6 @@ class DtypeRecord(Record):
     mean_abs: list[float]
     correlation: list[float]
 
-    @classmethod
-    def of(cls, result: DtypeResult) -> DtypeRecord:
-        """The record of a library result."""
-        return cls.from_json(result.to_dict())
-
 
 @dataclass(frozen=True)
 class NoiseRecord(Record):
@@ -280,11 +279,6 @@ class NoiseRecord(Record):
     sensitivity: list[float]
     max_abs: list[float]
 
-    @classmethod
-    def of(cls, result: SensitivityResult) -> NoiseRecord:
-        """The record of a library result."""
-        return cls.from_json(result.to_dict())
-
 
 @dataclass(frozen=True)
 class SpreadRecord(Record):
@@ -294,11 +288,6 @@ class SpreadRecord(Record):
     reference: int
     max_abs: list[list[float]]
     correlation: list[list[float]]
-
-    @classmethod
-    def of(cls, result: StepsResult) -> SpreadRecord:
-        """The record of a library result."""
-        return cls.from_json(result.to_dict())
 
 
 @dataclass(frozen=True)
@@ -513,8 +502,8 @@ class Evaluation:
 
     Attributes:
         results: Every number (written to ``results.json``).
-        rgb: The images, (224, 224, 3) uint8 each, in order.
-        heatmaps: ``(method, layer) -> (N, 224, 224)`` float32 CPU heatmaps in [0, 1].
+        rgb: The images, (H, W, 3) uint8 each at the run's input size, in order.
+        heatmaps: ``(method, layer) -> (N, H, W)`` float32 CPU heatmaps in [0, 1].
     """
 
     results: EvaluationResults

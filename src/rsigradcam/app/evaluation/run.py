@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -40,7 +39,6 @@ from rsigradcam.app.evaluation.stages import (
 )
 from rsigradcam.app.evaluation.stats import judge_claims, summarize
 from rsigradcam.app.loading import FIXED_BUDGET_MB, LoadedModel, load_model, model_sha256
-from rsigradcam.explanation import Explanation
 from rsigradcam.files import save_json, save_text
 from rsigradcam.methods import method_class
 from rsigradcam.metrics import SATURATION
@@ -176,7 +174,7 @@ def _results(
         config=config,
         images=images,
         explanations={
-            method: {layer: _record(exp, o.variants.applies_to(method)) for layer, exp in
+            method: {layer: ExplanationRecord.of(exp) for layer, exp in
                      run.explained(method).items()}
             for method in run.runners
         },
@@ -189,14 +187,6 @@ def _results(
         claims=judge_claims(run.metrics, run.units, o.seed, o.bootstrap),
         timings=timings,
     )
-
-
-def _record(exp: Explanation, variant: bool) -> ExplanationRecord:
-    """The explanation's record; with a variant (grad_relu, guided) completeness is NaN."""
-    record = ExplanationRecord.of(exp)
-    if not variant:
-        return record
-    return replace(record, completeness_error=[math.nan] * len(record.completeness_error))
 
 
 def write_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:

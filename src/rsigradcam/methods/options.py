@@ -1,0 +1,42 @@
+"""The keyword options the methods share, as types: what ``**options`` may hold.
+
+Example:
+    >>> from rsigradcam.methods.options import PathOptions
+    >>> options: PathOptions = {"baseline": "blur", "batch_size": 8}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict
+
+import torch
+from torch import Tensor, nn
+
+from rsigradcam.baselines import BaselineSpec, Normalize
+from rsigradcam.core.path import PathSpec
+from rsigradcam.core.reshape import ReshapeSpec
+
+__all__ = ["CamOptions", "LayerSpec", "PathOptions"]
+
+#: What ``layer=`` accepts: a module name, the module itself, ``"auto"``, or a list of these.
+LayerSpec = str | nn.Module | Sequence[str | nn.Module]
+
+
+class CamOptions(TypedDict, total=False):
+    """The keyword options every method takes; see :class:`BaseCAM`."""
+
+    batch_size: int | None
+    dtype: torch.dtype | None
+    memory_budget_mb: float | None
+    reshape_transform: ReshapeSpec
+
+
+class PathOptions(CamOptions, total=False):
+    """The keyword options every path method takes; see :class:`PathCAM`."""
+
+    baseline: BaselineSpec
+    normalize: Normalize
+    partition: Tensor | Sequence[float] | None
+    path: PathSpec
+    n_samples: int
