@@ -118,3 +118,16 @@ def test_steps_auto_is_refused_where_the_method_has_no_adaptive_partition(cls):
     with pytest.raises(ValueError, match=r"steps='auto' is available for RSIGradCAM only"):
         cls(make_case(5, n=1)[0], steps="auto")
     assert RSIGradCAM.adaptive_steps and not cls.adaptive_steps
+
+
+def test_create_cam_gives_path_options_and_variants_only_to_the_methods_that_take_them():
+    model, _ = make_case(5, n=1)
+    common = {"path_options": {"normalize": None}, "variants": {"grad_relu": True}}
+    for name, cls in METHODS.items():
+        cam = create_cam(name, model, ["conv"], steps=3, **common)
+        assert type(cam) is cls
+        if cls.takes_steps:
+            assert cam.steps == 3 and cam.normalize is None  # type: ignore[attr-defined]
+        else:
+            assert not hasattr(cam, "normalize")
+        assert getattr(cam, "grad_relu", False) is ("grad_relu" in cls.variants)

@@ -180,8 +180,6 @@ class ImageExplainer:
         self.variants = variants or Variants()
         self.input_format = input_format or InputFormat()
         self.overlay_size = overlay_size  # "original": overlays at the image's own size
-        path_options = {"baseline": baseline, "normalize": self.input_format.normalize}
-        # The path methods (those that take steps) integrate from the baseline.
         self.cams: dict[str, BaseCAM] = {
             m: create_cam(
                 m,
@@ -189,8 +187,8 @@ class ImageExplainer:
                 self.layers,
                 steps=steps,
                 output=output,
-                **(path_options if METHODS[m].takes_steps else {}),
-                **self.variants.options_for(m),
+                path_options={"baseline": baseline, "normalize": self.input_format.normalize},
+                variants=self.variants.to_json(),
             )
             for m in dict.fromkeys(methods)
         }

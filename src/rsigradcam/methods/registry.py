@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -69,20 +69,28 @@ def create_cam(
     layers: Sequence[str],
     *,
     steps: int | None = None,
+    path_options: Mapping[str, Any] | None = None,
+    variants: Mapping[str, bool] | None = None,
     **options: Any,
 ) -> BaseCAM:
     """Build the method ``name`` for ``layers``, with ``steps`` where it integrates.
 
-    ``options`` go to every method (e.g. ``output``, ``memory_budget_mb``, ``dtype``).
-    A layer method explains ``layers`` as a list (its call returns a dict by layer); a
-    method that explains the input explains ``"input"`` (one :class:`Explanation`).
+    ``options`` go to every method (e.g. ``output``, ``memory_budget_mb``, ``dtype``);
+    ``steps`` and ``path_options`` (e.g. ``baseline``, ``normalize``) only to the path
+    methods (:attr:`~BaseCAM.takes_steps`); of ``variants`` (``grad_relu``, ``guided``), only
+    those the class lists in :attr:`~BaseCAM.variants`. A layer method explains ``layers``
+    as a list (its call returns a dict by layer); a method that explains the input explains
+    ``"input"`` (one :class:`Explanation`).
 
     Example:
         >>> cam = create_cam("rsi", model, ["head"], steps=50, output="softmax")  # doctest: +SKIP
     """
     cls = method_class(name)
-    if cls.takes_steps and steps is not None:
-        options["steps"] = steps
+    if cls.takes_steps:
+        if steps is not None:
+            options["steps"] = steps
+        options.update(path_options or {})
+    options.update({k: v for k, v in (variants or {}).items() if k in cls.variants})
     if cls.explains_input:
         return cls(model, INPUT_LAYER, **options)
     return cls(model, list(layers), **options)

@@ -31,7 +31,7 @@ from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
 from rsigradcam.app.loading import LoadedModel
 from rsigradcam.core.capture import logits_of
-from rsigradcam.methods import create_cam, method_class, method_layers
+from rsigradcam.methods import create_cam, method_layers
 
 __all__ = ["BatchExplainer", "BatchResult", "explain_shards"]
 
@@ -69,8 +69,6 @@ class BatchExplainer:
         self.model = loaded.model
         self.device = loaded.device
         layers = list(params.layers)
-        variants = params.variants
-        path_options = {"normalize": params.input_format.normalize}
         self.cams = [
             (
                 m,
@@ -81,8 +79,8 @@ class BatchExplainer:
                     steps=params.steps,
                     output=params.output,
                     memory_budget_mb=params.memory_budget_mb,
-                    **(path_options if method_class(m).takes_steps else {}),
-                    **variants.options_for(m),
+                    path_options={"normalize": params.input_format.normalize},
+                    variants=params.variants.to_json(),
                 ),
             )
             for m in params.methods

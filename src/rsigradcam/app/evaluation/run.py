@@ -40,7 +40,6 @@ from rsigradcam.app.evaluation.stages import (
 from rsigradcam.app.evaluation.stats import judge_claims, summarize
 from rsigradcam.app.loading import FIXED_BUDGET_MB, LoadedModel, load_model, model_sha256
 from rsigradcam.files import save_json, save_text
-from rsigradcam.methods import method_class
 from rsigradcam.metrics import SATURATION
 from rsigradcam.metrics.stability import class_probabilities, saturation_split
 
@@ -67,9 +66,8 @@ def _start(
         name: MethodRunner(
             name, layers, options.steps, options.output, notes,
             {
-                **options.variants.options_for(name),
-                **({"normalize": options.input_format.normalize}
-                   if method_class(name).takes_steps else {}),
+                "path_options": {"normalize": options.input_format.normalize},
+                "variants": options.variants.to_json(),
             },
         )
         for name in options.methods
