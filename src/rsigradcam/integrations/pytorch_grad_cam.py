@@ -121,6 +121,11 @@ def _category(value: Any) -> int:
     return category
 
 
+def _class_column(scores: Tensor, category: int) -> Tensor:
+    """``scores[category]`` of one row (1-D), or ``scores[:, category]`` of a batch (2-D)."""
+    return scores[category] if scores.dim() == 1 else scores[:, category]
+
+
 class ClassifierOutputTarget:
     """Explain class ``category`` (as pytorch-grad-cam's target of the same name).
 
@@ -138,9 +143,7 @@ class ClassifierOutputTarget:
 
     def __call__(self, model_output: Tensor) -> Tensor:
         """The raw score of the class in one output row (1-D) or each row of a batch (2-D)."""
-        if model_output.dim() == 1:
-            return model_output[self.category]
-        return model_output[:, self.category]
+        return _class_column(model_output, self.category)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category})"
@@ -158,9 +161,7 @@ class ClassifierOutputSoftmaxTarget:
 
     def __call__(self, model_output: Tensor) -> Tensor:
         """The class's probability in one output row (1-D) or each row of a batch (2-D)."""
-        if model_output.dim() == 1:
-            return torch.softmax(model_output, dim=-1)[self.category]
-        return torch.softmax(model_output, dim=-1)[:, self.category]
+        return _class_column(torch.softmax(model_output, dim=-1), self.category)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category})"
