@@ -6,10 +6,15 @@ Visual Explanations for Deep Convolutional Networks", WACV 2018.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
+from typing_extensions import Unpack
 
+from rsigradcam.core.targets import Output
+from rsigradcam.methods.base import CamOptions, LayerSpec
 from rsigradcam.methods.gradcam import GradCAM
 
 __all__ = ["GradCAMPlusPlus"]
@@ -22,18 +27,25 @@ class GradCAMPlusPlus(GradCAM):
     second and third derivatives are then powers of ``g``, up to the factor ``exp(S)``
     that is dropped, as in the common implementations)::
 
-        alpha_k(i, j) = g^2 / (2 g^2 + (sum_ab A^k(a, b)) g^3)    (0 where that is 0)
+        alpha_k(i, j) = g^2 / (2 g^2 + (sum_ab A^k(a, b)) g^3 + eps)    (0 where that is 0)
         w_k           = sum_ij alpha_k(i, j) ReLU(g_k(i, j))
         map           = ReLU(sum_k w_k A^k(x))
 
     ``exp.attributions`` holds ``alpha * ReLU(g)``, whose spatial *sum* gives the weights;
     ``baseline_scores`` and ``completeness_error`` are NaN.
 
+    ``eps = 0`` (the default) is the paper's Eq. 19. pytorch-grad-cam adds ``eps = 1e-6``
+    to the denominator; where the gradients are small (``g^2`` near ``1e-6`` or below, as
+    at middle layers of a trained network) that term dominates alpha and changes the map,
+    so ``eps=1e-6`` reproduces pytorch-grad-cam's maps and ``eps=0`` the paper's.
+
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
         output: ``"logits"`` (the paper's S, the score before the exponential) or
             ``"softmax"``.
+        eps: A non-negative, finite number added to alpha's denominator: ``0`` (default)
+            is the paper's formula, ``1e-6`` pytorch-grad-cam's.
         **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
             see :class:`~rsigradcam.methods.base.BaseCAM`.
 
@@ -45,12 +57,31 @@ class GradCAMPlusPlus(GradCAM):
     method_name: ClassVar[str] = "gradcam++"
     label: ClassVar[str] = "Grad-CAM++"
 
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        output: Output = "logits",
+        *,
+        eps: float = 0.0,
+        **options: Unpack[CamOptions],
+    ) -> None:
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (
+            math.isfinite(eps) and eps >= 0
+        ):
+            raise ValueError(
+                f"eps must be a finite number >= 0 (0: the paper's Grad-CAM++, 1e-6: "
+                f"pytorch-grad-cam's), got {eps!r}."
+            )
+        super().__init__(model, layer, output, **options)
+        self.eps: float = float(eps)
+
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
     ) -> Tensor:
         g = accumulated
         g2 = g * g
-        denominator = 2 * g2 + activation.sum(dim=(2, 3), keepdim=True) * g2 * g
+        denominator = 2 * g2 + activation.sum(dim=(2, 3), keepdim=True) * g2 * g + self.eps
         nonzero = denominator != 0
         safe = denominator.masked_fill(~nonzero, 1)
         alpha = (g2 / safe).masked_fill(~nonzero, 0)
