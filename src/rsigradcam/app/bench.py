@@ -1,14 +1,7 @@
 """The benchmark: speed, memory, convergence and precision, measured in one process.
 
-Speed table, on one image, one layer and one m, with warm-up and the median of repeats:
-
-* ``rsigradcam``: :class:`~rsigradcam.RSIGradCAM` (batched points, backward stops at the
-  layer);
-* ``official-style loop``: one point at a time, a full backward pass to the input through
-  parameters that require grad, as in the authors' PyTorch notebook;
-* ``captum LayerConductance``: the same m + 1 points (``method="riemann_trapezoid"``);
-* ``no-grad forward (floor)``: a plain ``torch.no_grad()`` forward of the same points;
-* ``Grad-CAM``: one point.
+Speed table (:mod:`rsigradcam.app.speed`): on one image, one layer and one m, each
+contender at its best configuration, with warm-up and the median of interleaved repeats.
 
 Convergence table: for each image and layer, the Pearson correlation of the heatmap with
 the uniform trapezoid m = 512 heatmap, for uniform m, and the smallest uniform m that
@@ -20,38 +13,39 @@ Run it with ``rsigradcam bench`` or ``python -m rsigradcam.app.bench``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import ctypes
-import gc
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsigradcam.app.loading import check_device
 from rsigradcam.app.samples import find_paper_samples
+from rsigradcam.app.speed import (
+    SPEED_CONTENDERS,
+    SWEEP_SIZES,
+    SpeedExtras,
+    SpeedRow,
+    official_style_loop,
+    peak_memory,
+    speed_table,
+)
 from rsigradcam.app.startup import cli_startup, startup_markdown
-from rsigradcam.baselines import BlackBaseline
-from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.core.capture import logits_of
-from rsigradcam.core.memory import proc_kib_field
-from rsigradcam.core.path import StraightLinePath, uniform_partition
 from rsigradcam.files import md_cell
 from rsigradcam.io import load_image
-from rsigradcam.methods import GradCAM, RSIGradCAM
+from rsigradcam.methods import RSIGradCAM
 from rsigradcam.metrics.correlation import pearson
 from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
 __all__ = [
+    "SPEED_CONTENDERS",
+    "SWEEP_SIZES",
+    "SpeedExtras",
     "SpeedRow",
     "convergence_table",
     "heatmap_correlation",
@@ -63,229 +57,6 @@ __all__ = [
 
 UNIFORM_STEPS: tuple[int, ...] = (8, 16, 32, 50, 64, 128, 256)
 AUTO_TOLERANCES: tuple[float, ...] = (0.1, 0.01)
-
-
-# --------------------------------------------------------------------------- measurement
-class _Peak:
-    """Peak memory (bytes) above the level at entry, filled in on exit."""
-
-    bytes: int = 0
-
-
-def _release_free_memory() -> None:
-    """Return freed heap memory to the OS (glibc), so that RSS starts from what is in use."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _reset_rss_high_water() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[_Peak]:
-    """Measure the peak memory used inside the block, above the level at entry.
-
-    CUDA: the allocator's peak. CPU (Linux): the process's resident-set high-water mark,
-    reset on entry through ``/proc/self/clear_refs``; 0 where that is not available.
-    """
-    peak = _Peak()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        allocated = torch.cuda.memory_allocated(device)
-        yield peak
-        torch.cuda.synchronize(device)
-        peak.bytes = torch.cuda.max_memory_allocated(device) - allocated
-        return
-    _release_free_memory()
-    ok = _reset_rss_high_water()
-    resident = proc_kib_field("/proc/self/status", "VmRSS")
-    yield peak
-    high = proc_kib_field("/proc/self/status", "VmHWM")
-    if ok and resident is not None and high is not None:
-        peak.bytes = max(0, high - resident)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _interleaved_times(
-    fns: Sequence[Callable[[], object]], device: torch.device, repeats: int
-) -> list[list[float]]:
-    """Time each function ``repeats`` times, round-robin after one warm-up of each.
-
-    Interleaving spreads slow drifts of the machine (other load, frequency changes) over
-    all contenders instead of favouring whichever ran at a quiet moment.
-    """
-    for fn in fns:
-        fn()
-    _sync(device)
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            bucket.append(time.perf_counter() - start)
-    return times
-
-
-# --------------------------------------------------------------------------- contenders
-def official_style_loop(
-    model: nn.Module, layer: str, image: Tensor, baseline: Tensor, target: int, steps: int
-) -> Tensor:
-    """RSI-Grad-CAM weights the way the authors' PyTorch notebook computes them.
-
-    One point at a time, softmax output, a full ``backward()`` through a copy of the model
-    whose parameters require grad, the activation and its gradient taken with hooks.
-    """
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    store: dict[str, Tensor] = {}
-
-    def keep_grad(grad: Tensor) -> None:
-        store["grad"] = grad
-
-    def hook(module: nn.Module, args: Any, out: Tensor) -> None:
-        store["act"] = out
-        out.register_hook(keep_grad)  # type: ignore[no-untyped-call]
-
-    handle = model.get_submodule(layer).register_forward_hook(hook)
-    acts, grads = [], []
-    try:
-        for i in range(steps + 1):
-            point = baseline + (i / steps) * (image - baseline)
-            score = F.softmax(logits_of(model(point.unsqueeze(0))), dim=1)[0, target]
-            model.zero_grad()
-            score.backward()  # type: ignore[no-untyped-call]
-            acts.append(store["act"].detach()[0])
-            grads.append(F.relu(store["grad"])[0])
-    finally:
-        handle.remove()
-    a, g = torch.stack(acts), torch.stack(grads)
-    integrated = ((g[:-1] + g[1:]) / 2 * (a[1:] - a[:-1])).sum(dim=0)
-    return integrated.mean(dim=(1, 2))
-
-
-@dataclass
-class SpeedRow:
-    """One line of the speed table."""
-
-    method: str
-    seconds: float
-    seconds_all: list[float]
-    ratio_to_floor: float = float("nan")
-    ratio_to_ours: float = float("nan")
-    peak_mb: float = float("nan")
-    note: str = ""
-
-
-def speed_table(
-    model: nn.Module,
-    image: Tensor,
-    layer: str,
-    steps: int = 50,
-    repeats: int = 5,
-    include: Sequence[str] = ("ours", "official", "captum", "floor", "gradcam"),
-) -> list[SpeedRow]:
-    """Time every contender on the same image, layer and m, in this process.
-
-    Args:
-        model: The classifier (eval mode, on its device).
-        image: One (1, C, H, W) normalised image on the model's device.
-        layer: Layer name.
-        steps: m.
-        repeats: Timed repeats after one warm-up; the median is reported.
-        include: Which contenders to run.
-    """
-    device = image.device
-    baseline = BlackBaseline(*IMAGENET_NORMALIZE)(image)
-    with torch.no_grad():
-        target = int(logits_of(model(image)).argmax(dim=1))
-    points = StraightLinePath(image, baseline)(
-        torch.zeros(steps + 1, dtype=torch.long, device=device), uniform_partition(steps)
-    )
-    cam = RSIGradCAM(model, layer, steps=steps)
-    gradcam = GradCAM(model, layer)
-
-    def forward_in(chunk: int) -> Callable[[], None]:
-        def run() -> None:
-            with torch.no_grad():
-                for start in range(0, points.shape[0], chunk):
-                    model(points[start : start + chunk])
-
-        return run
-
-    # The floor is the fastest plain forward of the same points over batch sizes: on a CPU
-    # small batches are faster per point, on a GPU large ones.
-    floor_chunk = points.shape[0]
-    if "floor" in include:
-        candidates = sorted({c for c in (1, 2, 4, 8, 16, points.shape[0]) if c <= points.shape[0]})
-        medians = [
-            statistics.median(t)
-            for t in _interleaved_times([forward_in(c) for c in candidates], device, repeats)
-        ]
-        floor_chunk = candidates[medians.index(min(medians))]
-    floor = forward_in(floor_chunk)
-
-    contenders: dict[str, tuple[str, Callable[[], object]]] = {
-        "ours": ("rsigradcam RSIGradCAM", lambda: cam(image)),
-        "official": (
-            "official-style loop",
-            lambda: official_style_loop(model, layer, image[0], baseline[0], target, steps),
-        ),
-        "floor": (f"no-grad forward of the same points, batches of {floor_chunk} (floor)", floor),
-        "gradcam": ("rsigradcam GradCAM (1 point)", lambda: gradcam(image)),
-    }
-    if "captum" in include:
-        try:
-            from captum.attr import LayerConductance
-
-            def captum_run() -> None:
-                forward = lambda x: torch.softmax(logits_of(model(x)), dim=1)  # noqa: E731
-                LayerConductance(forward, model.get_submodule(layer)).attribute(
-                    image, baselines=baseline, target=target, n_steps=steps,
-                    method="riemann_trapezoid",
-                )
-
-            contenders["captum"] = ("captum LayerConductance", captum_run)
-        except ImportError:
-            pass
-    present = [key for key in include if key in contenders]
-    all_times = dict(
-        zip(
-            present,
-            _interleaved_times([contenders[k][1] for k in present], device, repeats),
-            strict=True,
-        )
-    )
-    rows: list[SpeedRow] = []
-    for key in include:
-        if key not in contenders:
-            rows.append(SpeedRow(key, float("nan"), [], note="not installed"))
-            continue
-        name, fn = contenders[key]
-        with peak_memory(device) as peak:
-            fn()
-        times = all_times[key]
-        rows.append(SpeedRow(name, statistics.median(times), times, peak_mb=peak.bytes / 2**20))
-    by_key = dict(zip(include, rows, strict=True))
-    floor_s = by_key["floor"].seconds if "floor" in by_key else float("nan")
-    ours_s = by_key["ours"].seconds if "ours" in by_key else float("nan")
-    for row in rows:
-        row.ratio_to_floor = row.seconds / floor_s
-        row.ratio_to_ours = row.seconds / ours_s
-    return rows
 
 
 # --------------------------------------------------------------------------- convergence
@@ -386,6 +157,7 @@ def _markdown(
     speed: list[SpeedRow],
     convergence: list[ConvergenceRow],
     precision: dict[str, float],
+    extras: SpeedExtras | None = None,
 ) -> str:
     lines = [
         f"# Benchmark ({meta['device_name']}, torch {meta['torch']}, "
@@ -404,6 +176,27 @@ def _markdown(
             f"| {md_cell(r.method)} | {r.seconds:.3f} | {r.ratio_to_floor:.2f} "
             f"| {r.ratio_to_ours:.2f} | {r.peak_mb:.0f} |"
         )
+    if extras is not None:
+        sweep = ", ".join(str(c) for c in SWEEP_SIZES)
+        lines += [
+            "",
+            f"Each batching contender at its best size of {sweep} (swept first, interleaved): "
+            f"the forward floor {extras.best_floor_batch}, Captum's internal_batch_size "
+            f"{extras.best_captum_batch}, our fixed batch_size {extras.best_fixed_batch}. "
+            f"Ours with batch_size=None takes {extras.auto_vs_best_fixed:.2f}× the best "
+            "fixed size. The default call folds the BatchNorms and runs channels-last "
+            "(the embedded model on a CPU); the option rows turn one on at a time.",
+        ]
+        if extras.compile_seconds == extras.compile_seconds:
+            lines[-1] += (
+                f" compile=True compiled once in {extras.compile_seconds:.1f} s, outside "
+                "the timed runs."
+            )
+        if extras.autocast_heatmap_diff == extras.autocast_heatmap_diff:
+            lines[-1] += (
+                " bfloat16 autocast: max heatmap difference to float32 "
+                f"{extras.autocast_heatmap_diff:.2g}."
+            )
     if convergence:
         steps = sorted({m for row in convergence for m in row.uniform})
         tols = sorted({tol for row in convergence for tol in row.auto}, reverse=True)
@@ -458,11 +251,14 @@ def run_benchmark(
     out: Path = Path("benchmarks"),
     convergence: bool = True,
     progress: Callable[[str], None] = print,
+    compile: bool = True,
 ) -> Path:
     """Run the whole benchmark on the embedded model and write Markdown and JSON results.
 
     The speed rows use scikit-image's ``chelsea``; the convergence table uses the paper's
-    six sample images when they are found (else ``chelsea``).
+    six sample images when they are found (else ``chelsea``). ``compile`` adds the
+    ``compile=True`` row (its compile time is reported apart); on CUDA the autocast row is
+    added.
 
     Returns:
         The path of the Markdown file.
@@ -490,7 +286,10 @@ def run_benchmark(
         "repeats": repeats,
         "target_corr": 0.999,
     }
-    speed = speed_table(model, speed_image, layer, steps, repeats)
+    include = (*SPEED_CONTENDERS, *(("compile",) if compile else ()))
+    include += ("autocast",) if dev.type == "cuda" else ()
+    extras = SpeedExtras()
+    speed = speed_table(model, speed_image, layer, steps, repeats, include, extras)
     for r in speed:
         progress(
             f"{r.method:45s} {r.seconds:8.3f} s  x{r.ratio_to_floor:6.2f} floor  "
@@ -507,12 +306,15 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if dev.type == "cpu" else f"-{dev.type}"
     markdown = out / f"results{suffix}.md"
-    markdown.write_text(_markdown(meta, speed, rows, precision) + startup_markdown(startup))
+    markdown.write_text(
+        _markdown(meta, speed, rows, precision, extras) + startup_markdown(startup)
+    )
     (out / f"results{suffix}.json").write_text(
         json.dumps(
             {
                 "meta": meta,
                 "speed": [asdict(r) for r in speed],
+                "speed_extras": asdict(extras),
                 "convergence": [asdict(r) for r in rows],
                 "precision": precision,
                 "cli_startup": [asdict(row) for row in startup],
@@ -533,9 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
     parser.add_argument("--no-convergence", action="store_true")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile=True row")
     args = parser.parse_args(argv)
     run_benchmark(
-        args.device, args.layer, args.steps, args.repeats, args.out, not args.no_convergence
+        args.device, args.layer, args.steps, args.repeats, args.out, not args.no_convergence,
+        compile=not args.no_compile,
     )
     return 0
 

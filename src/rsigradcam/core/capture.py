@@ -187,6 +187,10 @@ class LayerCapture:
     A layer that returns a tuple or list is captured through its first item, which must
     be the feature map; the other items pass through unchanged.
 
+    With :attr:`grad_from_layer` set, :meth:`forward` runs under ``torch.no_grad()`` up to
+    the first captured layer and records the graph only from there on (nothing before it
+    needs one: the parameters and the input do not require grad).
+
     Args:
         model: The model to borrow.
 
@@ -206,6 +210,9 @@ class LayerCapture:
         self._modes: list[tuple[nn.Module, bool]] = []
         self._flags: list[tuple[nn.Parameter, bool]] = []
         self._active = False
+        #: Run the model without a graph up to the first captured layer (see above).
+        self.grad_from_layer = False
+        self._grad_after: bool | None = None
 
     def __enter__(self) -> LayerCapture:
         self._modes = [(m, m.training) for m in self.model.modules()]
@@ -279,6 +286,8 @@ class LayerCapture:
                 )
             first, rebuild = _first_tensor(output)
             tensor = self._check_output(name, first)
+            if self._grad_after is not None:  # the graph starts here (grad_from_layer)
+                torch.set_grad_enabled(self._grad_after)
             if tensor.requires_grad:
                 # Downstream of an earlier captured layer: keep the graph node itself and
                 # hand the model a copy, so in-place ops after the layer cannot change it.
@@ -337,7 +346,15 @@ class LayerCapture:
         """
         self._check_active()
         self._captured = {}
-        output = self.model(x)
+        grad = torch.is_grad_enabled()
+        if self.grad_from_layer:
+            self._grad_after = grad
+        try:
+            torch.set_grad_enabled(grad and not self.grad_from_layer)
+            output = self.model(x)
+        finally:
+            torch.set_grad_enabled(grad)
+            self._grad_after = None
         captured, self._captured = self._captured, {}
         missing = [name for name in self._layers if name not in captured]
         if missing:

@@ -47,6 +47,10 @@ class PathEvaluator:
         class_score_fn: The score of given classes, ``fn(outputs, classes) -> scores``.
         chunk: Rows per forward/backward pass.
         record_baseline: Keep y(x') and A(x') from the rows at t = 0.
+        channels_last: Give the model its points in the NHWC memory format (activations
+            and gradients are handed on in the usual contiguous layout).
+        autocast: Run the passes under CUDA autocast in this dtype; activations,
+            gradients and scores are handed on in the images' dtype.
     """
 
     def __init__(
@@ -59,6 +63,9 @@ class PathEvaluator:
         class_score_fn: Callable[[Tensor, Tensor], Tensor],
         chunk: int,
         record_baseline: bool,
+        *,
+        channels_last: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
         x = path.images
         self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
@@ -67,6 +74,7 @@ class PathEvaluator:
         self.score_fn = score_fn
         self.class_score_fn = class_score_fn
         self.record_baseline = record_baseline
+        self.channels_last, self.autocast = channels_last, autocast
         nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
         self.scores, self.baseline_scores = nan.clone(), nan.clone()
         self.explained = (
@@ -93,7 +101,7 @@ class PathEvaluator:
         for start in range(0, image_index.numel(), self.chunk):
             n = image_index[start : start + self.chunk]
             tc = t[start : start + self.chunk]
-            outputs, acts = self.capture.forward(self.path(n, tc.to(x.dtype)))
+            outputs, acts = self._forward(self.path(n, tc.to(x.dtype)))
             if not self._checked:
                 if self.target_values is not None:
                     check_target_range(self.target_values, outputs.shape[1])
@@ -110,10 +118,12 @@ class PathEvaluator:
             grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
             detached, gradients = {}, {}
             for (name, raw), grad in zip(acts.items(), grads, strict=True):
-                act = self.capture.view(name, raw.detach())
+                act = self._plain(self.capture.view(name, raw.detach()))
                 detached[name] = act
                 gradients[name] = (
-                    torch.zeros_like(act) if grad is None else self.capture.view(name, grad)
+                    torch.zeros_like(act)
+                    if grad is None
+                    else self._plain(self.capture.view(name, grad))
                 )
                 self._keep(self.activation, name, act, n, at_input)
                 if self.record_baseline:
@@ -125,6 +135,25 @@ class PathEvaluator:
                 self.cuts = self._find_cuts(n[:1], tc[:1])
             yield n, tc, detached, gradients
 
+    def _forward(self, points: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The capture's forward on ``points``, in the memory format and autocast asked for."""
+        if self.channels_last and points.dim() == 4:
+            points = points.contiguous(memory_format=torch.channels_last)
+        if self.autocast is None:
+            return self.capture.forward(points)
+        with torch.autocast(points.device.type, dtype=self.autocast):
+            outputs, acts = self.capture.forward(points)
+        return outputs.to(points.dtype), acts
+
+    def _plain(self, tensor: Tensor) -> Tensor:
+        """A contiguous tensor in the images' dtype, as the accumulators expect it."""
+        return tensor.to(dtype=self.path.images.dtype, memory_format=torch.contiguous_format)
+
+    def warm_up(self, points: Tensor) -> None:
+        """One forward and backward pass on ``points``, results discarded (compiling)."""
+        outputs, acts = self._forward(points)
+        torch.autograd.grad(outputs.sum(), list(acts.values()), allow_unused=True)
+
     def _find_cuts(self, n: Tensor, t: Tensor) -> dict[str, bool]:
         """Whether each layer cuts the graph from the input to the score, at one row.
 
@@ -135,6 +164,7 @@ class PathEvaluator:
         x = self.path.images
         leaf = self.path(n, t.to(x.dtype)).detach().requires_grad_(True)
         cuts: dict[str, bool] = {}
+        grad_from_layer, self.capture.grad_from_layer = self.capture.grad_from_layer, False
         try:
             outputs, acts = self.capture.forward(leaf.clone())
             if self.score_fn is not None:
@@ -152,6 +182,8 @@ class PathEvaluator:
                 cuts[name] = bypass is None or not bool(bypass.ne(0).any())
         except RuntimeError:
             return {name: False for name in self.layers}
+        finally:
+            self.capture.grad_from_layer = grad_from_layer
         return cuts
 
     def _keep(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -22,6 +23,7 @@ __all__ = [
     "CallablePath",
     "Path",
     "PathFn",
+    "PathPlan",
     "PathSpec",
     "StraightLinePath",
     "TensorPath",
@@ -43,6 +45,23 @@ class Path(Protocol):
 
     def __call__(self, image_index: Tensor, t: Tensor) -> Tensor:
         """The path points of the rows, (B, C, H, W)."""
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """The points one call evaluates.
+
+    Attributes:
+        path: The path over every (image, baseline) row.
+        partition: The increasing float64 parameters t in [0, 1] to evaluate.
+        n_baselines: J baselines per image; row ``n * J + j`` is image n from baseline j.
+        from_baseline: Whether t = 0 is a baseline whose y(x') and A(x') are kept.
+    """
+
+    path: Path
+    partition: Tensor
+    n_baselines: int = 1
+    from_baseline: bool = False
 
 
 def uniform_partition(steps: int) -> Tensor:

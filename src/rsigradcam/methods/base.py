@@ -16,11 +16,9 @@ how attributions, weights and the map follow from that (:meth:`BaseCAM._attribut
 
 from __future__ import annotations
 
-import copy
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -41,16 +39,22 @@ from rsigradcam.core.capture import (
     LayerCapture,
     ModuleOutput,
     is_spatial_map,
-    model_dtype,
     resolve_layer,
 )
 from rsigradcam.core.checks import check_images
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
+from rsigradcam.core.inference import (
+    PreparedModel,
+    SpeedOptions,
+    check_speed_options,
+    prepare_model,
+    warm_up,
+)
 from rsigradcam.core.integrate import GradientAtInput, PathAccumulator
-from rsigradcam.core.memory import chunk_size, default_budget_bytes, point_bytes
+from rsigradcam.core.memory import auto_chunk_size
 from rsigradcam.core.path import (
     CallablePath,
-    Path,
+    PathPlan,
     PathSpec,
     StraightLinePath,
     TensorPath,
@@ -81,23 +85,6 @@ __all__ = [
     "PathPlan",
 ]
 
-@dataclass(frozen=True)
-class PathPlan:
-    """The points one call evaluates.
-
-    Attributes:
-        path: The path over every (image, baseline) row.
-        partition: The increasing float64 parameters t in [0, 1] to evaluate.
-        n_baselines: J baselines per image; row ``n * J + j`` is image n from baseline j.
-        from_baseline: Whether t = 0 is a baseline whose y(x') and A(x') are kept.
-    """
-
-    path: Path
-    partition: Tensor
-    n_baselines: int = 1
-    from_baseline: bool = False
-
-
 class BaseCAM:
     """Template of every CAM method; on its own it evaluates the input point only.
 
@@ -123,6 +110,16 @@ class BaseCAM:
             ``"tokens"`` drops the class and register tokens and lays the patches on their
             square grid; or :class:`~rsigradcam.core.reshape.TokenGrid` / any callable
             ``(N, T, D) -> (N, D, h, w)`` that only selects and rearranges elements.
+        fold_batchnorm: Fold eval-mode BatchNorms into their convolutions in a cached
+            private copy (never the user's model), keeping an explained layer's pair;
+            ``None``: for the embedded EfficientNet-Lite0 in the path methods only.
+        channels_last: Run the path points (and the private copy) in NHWC; ``None``: as
+            ``fold_batchnorm``, on a CPU only.
+        compile: ``torch.compile`` the private copy; the first call compiles (its seconds
+            in :attr:`compile_seconds`, apart from the explanation's).
+        autocast: ``torch.bfloat16`` or ``torch.float16``: the passes run under CUDA
+            autocast (maps differ from float32's by that precision; see
+            :mod:`rsigradcam.core.inference`; the others move maps by rounding only).
     """
 
     #: The method's one name: in :data:`~rsigradcam.methods.registry.METHODS`, the CLI's
@@ -149,6 +146,10 @@ class BaseCAM:
         dtype: torch.dtype | None = None,
         memory_budget_mb: float | None = None,
         reshape_transform: ReshapeSpec = None,
+        fold_batchnorm: bool | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}.")
@@ -173,6 +174,13 @@ class BaseCAM:
         self.batch_size = batch_size
         self.dtype = dtype
         self.memory_budget_mb = memory_budget_mb
+        one_point = False if not self.takes_steps else None  # one point: not worth a copy
+        self.speed = check_speed_options(SpeedOptions(
+            one_point if fold_batchnorm is None else fold_batchnorm,
+            one_point if channels_last is None else channels_last, compile, autocast,
+        ))
+        #: Seconds the last call spent compiling (``compile=True``; 0.0 once compiled).
+        self.compile_seconds = 0.0
         self._layer_names = self._check_layer_spec(layer)
         self._probe_cache: dict[tuple[Any, ...], list[ModuleOutput]] = {}
 
@@ -223,8 +231,8 @@ class BaseCAM:
             An :class:`Explanation`, or ``dict[str, Explanation]`` when ``layer`` is a list.
         """
         images = check_images(images, self.model)
-        model, run_dtype = self._run_model()
-        x = images.to(run_dtype)
+        model, prepared = self._run_model(images)
+        x = images.to(prepared.dtype)
         n_images = x.shape[0]
         target_values = resolve_targets(targets, n_images, x.device)
         score_fn: ScoreFn | None = (
@@ -234,7 +242,14 @@ class BaseCAM:
         n_baselines = plan.n_baselines
         if n_baselines > 1 and target_values is not None:
             target_values = target_values.repeat_interleave(n_baselines)
+        with torch.inference_mode(False), torch.enable_grad():
+            if prepared.folded and "auto" in self._layer_names:
+                with LayerCapture(model) as capture:
+                    names = list(self._resolve_layers(capture, model, x))
+                if prepared.folded & set(names):  # keep the explained layer's own pair
+                    model, prepared = self._run_model(images, names)
         with torch.inference_mode(False), torch.enable_grad(), LayerCapture(model) as capture:
+            capture.grad_from_layer = True
             layers = self._resolve_layers(capture, model, x)
             capture.attach(layers, self.reshape_transform)
             n_rows = n_images * n_baselines * plan.partition.numel()
@@ -248,7 +263,11 @@ class BaseCAM:
                 lambda out, tgt: class_score(out, tgt, self.output),
                 chunk,
                 plan.from_baseline,
+                channels_last=prepared.channels_last,
+                autocast=prepared.autocast,
             )
+            sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
+            self.compile_seconds = warm_up(prepared, evaluator.warm_up, x[:1], sizes)
             result = self._run_path(evaluator, plan.partition)
         explanations = {
             name: self._explain(name, evaluator, result, tuple(x.shape[2:]), n_baselines)
@@ -284,11 +303,14 @@ class BaseCAM:
                 resolve_layer(self.model, item)  # fail early on unknown names
         return items
 
-    def _run_model(self) -> tuple[nn.Module, torch.dtype]:
-        own = model_dtype(self.model)
-        if self.dtype is None or self.dtype == own:
-            return self.model, own
-        return copy.deepcopy(self.model).to(self.dtype), self.dtype
+    def _run_model(
+        self, images: Tensor, keep: Sequence[str] = ()
+    ) -> tuple[nn.Module, PreparedModel]:
+        """The model to run (the user's, or a private copy), keeping the layers' own pairs."""
+        named = [i if isinstance(i, str) else resolve_layer(self.model, i)[0]
+                 for i in self._layer_names]
+        prepared = prepare_model(self.model, images, self.speed, self.dtype, [*named, *keep])
+        return prepared.module, prepared
 
     def _resolve_layers(
         self, capture: LayerCapture, model: nn.Module, x: Tensor
@@ -330,15 +352,7 @@ class BaseCAM:
         if self.batch_size is not None:
             return self.batch_size
         records = self._probe(capture, x)
-        per_point = point_bytes(records, layers, x[0].numel() * x.element_size())
-        budget = (
-            int(self.memory_budget_mb * 1024**2)
-            if self.memory_budget_mb is not None
-            else default_budget_bytes(x.device)
-        )
-        largest = max((r.nbytes for r in records if r.is_leaf), default=0)
-        cpu_cap = largest if x.device.type == "cpu" else None
-        return chunk_size(per_point, budget, total_points, cpu_cap)
+        return auto_chunk_size(records, layers, x, self.memory_budget_mb, total_points)
 
     # ------------------------------------------------------------------ the path pass
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:

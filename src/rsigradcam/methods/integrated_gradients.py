@@ -10,6 +10,7 @@ the path, the chunking and the integration are those of :class:`RSIGradCAM`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.inference import PreparedModel
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule, check_rule
 from rsigradcam.core.targets import Output
 from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
@@ -120,9 +122,11 @@ class IntegratedGradients(PathCAM):
             )
         return [INPUT_LAYER]
 
-    def _run_model(self) -> tuple[nn.Module, torch.dtype]:
-        model, dtype = super()._run_model()
-        return (self._tap if model is self.model else _InputTap(model)), dtype
+    def _run_model(
+        self, images: Tensor, keep: Sequence[str] = ()
+    ) -> tuple[nn.Module, PreparedModel]:
+        model, prepared = super()._run_model(images, keep)
+        return (self._tap if model is self.model else _InputTap(model)), prepared
 
     def _resolve_layers(
         self, capture: LayerCapture, model: nn.Module, x: Tensor

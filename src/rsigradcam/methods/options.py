@@ -30,6 +30,10 @@ class CamOptions(TypedDict, total=False):
     dtype: torch.dtype | None
     memory_budget_mb: float | None
     reshape_transform: ReshapeSpec
+    fold_batchnorm: bool | None
+    channels_last: bool | None
+    compile: bool
+    autocast: torch.dtype | None
 
 
 class PathOptions(CamOptions, total=False):

@@ -1,0 +1,171 @@
+"""The faster point: no speed option moves a map beyond float rounding, and none touches
+the user's model (BatchNorm folding, channels-last, compile, autocast, the no-grad prefix).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rsigradcam import RSIGradCAM
+from rsigradcam.app.bench import heatmap_correlation
+from rsigradcam.baselines import BlackBaseline
+from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.inference import SpeedOptions, conv_bn_pairs, prepare_model
+from rsigradcam.io import load_image
+from rsigradcam.models import efficientnet_lite0
+from tests.conftest import assert_same_state, make_case, make_cnn, model_state
+from tests.reference.loop import reference_rsi
+
+OFF = {"fold_batchnorm": False, "channels_last": False}
+ON = {"fold_batchnorm": True, "channels_last": True}
+LAYERS = ["blocks.5", "blocks.10", "head"]
+
+
+@pytest.fixture(scope="module")
+def lite0() -> torch.nn.Module:
+    return efficientnet_lite0().eval()
+
+
+@pytest.fixture(scope="module")
+def small_images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(2, 3, 8, 8, generator=g), size=(64, 64), mode="bilinear")
+    return (smooth - 0.45) / 0.25
+
+
+def _maps(model, layers, x, **options):
+    exps = RSIGradCAM(model, list(layers), steps=8, **options)(x)
+    return {name: exp.heatmap for name, exp in exps.items()}
+
+
+def test_every_option_keeps_float32_maps_on_a_tiny_model():
+    model, images = make_case(14)
+    before = model_state(model)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    prepared = prepare_model(model, images, SpeedOptions(**ON))
+    assert prepared.folded == {"features.2", "features.3"} and prepared.channels_last
+    off = _maps(model, ["conv", "act", "features"], images, **OFF)
+    on = _maps(model, ["conv", "act", "features"], images, **ON)
+    for name in off:
+        torch.testing.assert_close(on[name], off[name], rtol=0, atol=1e-5)
+    assert_same_state(before, model_state(model))  # the user's model is borrowed
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]) and value.is_contiguous()
+    assert isinstance(model.features[3], torch.nn.BatchNorm2d)
+
+
+def test_embedded_model_maps_do_not_move_with_the_default_options(lite0, small_images):
+    """float64: the options are exact transformations, every map within 1e-5.
+
+    float32 changes the order of the sums, so a map moves as far as float32 rounding moves
+    it: at head within 1e-5; at blocks.5 and blocks.10 a ReLU6 kink that rounding pushes
+    across a path point moves the map by up to ~1e-3 (float32 vs float64 of today's map
+    moves it as far), so there the maps agree to a correlation of 0.99999.
+    """
+    for dtype in (torch.float64, torch.float32):
+        off = _maps(lite0, LAYERS, small_images, dtype=dtype, **OFF)
+        on = _maps(lite0, LAYERS, small_images, dtype=dtype)  # default: fold + NHWC (CPU)
+        for name in LAYERS:
+            diff = float((on[name] - off[name]).abs().max())
+            if dtype == torch.float64:
+                assert diff <= 1e-5, name
+            else:
+                assert diff < 1e-3, name
+                for a, b in zip(on[name], off[name], strict=True):
+                    assert heatmap_correlation(a, b) > 0.99999, name
+    assert len(prepare_model(lite0, small_images, SpeedOptions()).folded) == 2 * 49
+
+
+def test_embedded_model_head_map_in_float32_within_1e5(lite0):
+    from skimage import data
+
+    image = load_image(data.chelsea())[0]  # type: ignore[no-untyped-call]
+    off = _maps(lite0, ["head"], image, **OFF)["head"]
+    on = _maps(lite0, ["head"], image)["head"]
+    torch.testing.assert_close(on, off, rtol=0, atol=1e-5)
+
+
+def test_an_explained_batchnorm_or_convolution_keeps_its_pair():
+    model, images = make_case(14)
+    for layer in ("features.2", "features.3"):
+        prepared = prepare_model(model, images, SpeedOptions(**ON), keep=[layer])
+        assert prepared.folded == frozenset()
+        off = _maps(model, [layer], images, **OFF)[layer]
+        on = _maps(model, [layer], images, **ON)[layer]
+        torch.testing.assert_close(on, off, rtol=0, atol=1e-6)
+
+
+def test_pairs_are_found_only_where_the_batchnorm_reads_the_convolution_alone():
+    model = make_cnn()
+    assert conv_bn_pairs(model) == [("features.2", "features.3")]
+    model.features[2].register_forward_hook(lambda *args: None)  # someone reads the conv
+    assert conv_bn_pairs(model) == []
+
+
+def test_the_cached_copy_follows_changed_weights():
+    model, images = make_case(14)
+    cam = RSIGradCAM(model, "conv", steps=4, **ON)
+    first = cam(images).heatmap
+    assert prepare_model(model, images, SpeedOptions(**ON), keep=["conv"]).module is (
+        prepare_model(model, images, SpeedOptions(**ON), keep=["conv"]).module
+    )
+    with torch.no_grad():
+        model.features[3].running_mean.add_(0.5)  # in place: the version counter moves
+    changed = cam(images).heatmap
+    reference = RSIGradCAM(model, "conv", steps=4, **OFF)(images).heatmap
+    torch.testing.assert_close(changed, reference, rtol=0, atol=1e-5)
+    assert float((changed - first).abs().max()) > 1e-3
+
+
+def test_autocast_on_a_cpu_and_bad_values_are_refused_in_one_line(images):
+    model = make_cnn()
+    with pytest.raises(ValueError, match=r"^autocast=torch\.bfloat16 runs on CUDA only") as err:
+        RSIGradCAM(model, "conv", steps=2, autocast=torch.bfloat16)(images)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="fold_batchnorm must be True, False or None"):
+        RSIGradCAM(model, "conv", fold_batchnorm="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"autocast must be torch\.bfloat16"):
+        RSIGradCAM(model, "conv", autocast=torch.float64)
+
+
+def test_completeness_and_auto_steps_are_unchanged_by_the_options():
+    model, images = make_case(14)
+    off = RSIGradCAM(model, "conv", steps="auto", tolerance=0.1, **OFF)(images)
+    on = RSIGradCAM(model, "conv", steps="auto", tolerance=0.1, **ON)(images)
+    assert on.n_evaluations == off.n_evaluations
+    torch.testing.assert_close(on.completeness_error, off.completeness_error, atol=1e-5, rtol=0)
+    torch.testing.assert_close(on.heatmap, off.heatmap, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+def test_compile_matches_eager_and_reports_its_compile_time_apart():
+    model, images = make_case(14)
+    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, compile=True, **OFF)
+    first = cam(images)
+    assert cam.compile_seconds > 0
+    again = cam(images)
+    assert cam.compile_seconds == 0.0
+    reference = RSIGradCAM(model, "conv", steps=4, batch_size=5, **OFF)(images)
+    for exp in (first, again):
+        torch.testing.assert_close(exp.heatmap, reference.heatmap, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("output", ["softmax", "logits"])
+@pytest.mark.parametrize("rule", ["trapezoid", "left", "right"])
+def test_the_reference_loop_still_agrees_with_every_option_on(rule, output):
+    """tests/reference/loop.py, as tests/methods/test_reference_loop.py checks it (the
+    embedded model's cases there already run with its default folding and NHWC)."""
+    model, images = make_case(5, n=2)
+    exp = RSIGradCAM(model, "conv", steps=12, rule=rule, output=output, **ON)(images)
+    baselines = BlackBaseline(*IMAGENET_NORMALIZE)(images)
+    for n in range(images.shape[0]):
+        ref = reference_rsi(model, "conv", images[n], baselines[n], 12, rule, output)
+        assert int(exp.targets[n]) == ref["target"]
+        assert (exp.heatmap[n] - ref["heatmap"]).abs().max() < 1e-5
+        for field in ("weights", "attributions", "layer_map"):
+            got, want = getattr(exp, field)[n], ref[field]
+            assert float((got - want).norm() / want.norm().clamp(min=1e-30)) < 1e-4, field
