@@ -6,7 +6,8 @@ evaluation, the demo, the benchmark). Commands: ``explain`` (overlays, heatmaps,
 figure grids for image files), ``layers`` (the layers of a model that can be explained),
 ``explain-dataset`` (a folder of images, in resumable shards, on one or several
 processes), ``evaluate`` (every method scored by every metric, with an HTML report,
-registered from :mod:`~rsigradcam.app.cli_evaluate`), ``demo`` and ``bench``. ``--method``
+registered from :mod:`~rsigradcam.app.cli_evaluate`), ``demo``, ``bench`` and ``app``
+(the explorer in the browser, :mod:`rsigradcam.app.web`). ``--method``
 takes the registry's names (:data:`rsigradcam.methods.METHODS`) in every command, and
 ``all`` means all of them.
 
@@ -32,8 +33,10 @@ import typer
 from rsigradcam.app.cli_evaluate import evaluate_command
 from rsigradcam.app.cli_support import (
     LAST_SPATIAL,
+    CompileOption,
     DebugOption,
     DeviceOption,
+    FoldBatchnormOption,
     GradReluOption,
     GuidedOption,
     HeatmapDtypeChoice,
@@ -134,6 +137,8 @@ def explain(
     mean: MeanOption = None,
     std: StdOption = None,
     no_normalize: NoNormalizeOption = False,
+    compile_model: CompileOption = False,
+    fold_batchnorm: FoldBatchnormOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
@@ -177,6 +182,7 @@ def explain(
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
             variants=variants, input_format=fmt, overlay_size=overlay_size.value,
+            speed={"compile": compile_model, "fold_batchnorm": fold_batchnorm},
         )
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         out_dir = outputs.prepare_output_dir(out)
@@ -449,6 +455,46 @@ def bench(
 
     with fail_cleanly(debug):
         run_benchmark(device, layer, steps, repeats, out, convergence, progress=typer.echo)
+
+
+@app.command("app")
+def app_command(
+    model: ModelOption = "efficientnet_lite0",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on; 127.0.0.1 serves this machine only, 0.0.0.0 every "
+            "network it is on.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 7860,
+    device: DeviceOption = "cpu",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Explore explanations in the browser: classes, layers, methods, steps, the path.
+
+    Serves a page (Gradio) at http://HOST:PORT/: upload or drop an image or pick a
+    sample, click one of its top-5 classes, choose layers, methods, steps (or auto),
+    output, baseline and the rsi variants; see the overlays side by side, the completeness
+    error and evaluations of each map, the class score along the path with the points
+    each path method evaluated, and on request the maps' convergence as m grows; download
+    PNG, NPY and JSON. Scripts call the endpoint /explain with gradio_client. The model is
+    loaded once; one request runs at a time, the others wait in a queue. Needs the app
+    extra: pip install 'rsigradcam[app]'. Stop with Ctrl+C.
+    """
+    from rsigradcam.app.web.server import check_gradio, serve
+
+    with fail_cleanly(debug):
+        check_gradio()
+        from rsigradcam.app.settings import input_format
+
+        fmt = input_format(size, mean, std, no_normalize)
+        serve(model, host, port, device, fmt, echo=typer.echo)
 
 
 def main() -> None:

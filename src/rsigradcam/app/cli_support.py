@@ -26,8 +26,10 @@ __all__ = [
     "ERRORS_HELP",
     "LAST_SPATIAL",
     "METHOD_NAMES",
+    "CompileOption",
     "DebugOption",
     "DeviceOption",
+    "FoldBatchnormOption",
     "GradReluOption",
     "GuidedOption",
     "HeatmapDtypeChoice",
@@ -277,6 +279,24 @@ GuidedOption = Annotated[
         help="rsi only: keep the integrated gradient where the activation, it and the "
         "activation's change are positive, as in the authors' Keras notebook "
         "(completeness no longer applies).",
+    ),
+]
+# How the model runs (maps move by float rounding only).
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile a private copy of the model (needs a C++ compiler on a CPU); "
+        "the first image pays the compile time (up to minutes), the others run faster.",
+    ),
+]
+FoldBatchnormOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--fold-batchnorm/--no-fold-batchnorm",
+        help="Fold BatchNorms into their convolutions in a private copy of the model. "
+        "Default: on for efficientnet_lite0, off for other models.",
+        show_default=False,
     ),
 ]
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from rsigradcam.app.loading import (
 )
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
+from rsigradcam.core.adaptive import AUTO_MAX_STEPS
 from rsigradcam.core.capture import logits_of
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
@@ -38,7 +39,11 @@ from rsigradcam.files import one_line
 from rsigradcam.io import ImageSource, read_image
 from rsigradcam.methods import METHODS, BaseCAM, create_cam
 
-__all__ = ["ClassScore", "ImageExplainer", "ImageExplanation"]
+__all__ = ["ClassScore", "ImageExplainer", "ImageExplanation", "Steps", "top_classes"]
+
+#: Path steps m of the methods that integrate, or ``"auto"`` (rsi only: an adaptive
+#: partition; see :class:`~rsigradcam.methods.RSIGradCAM`).
+Steps = int | Literal["auto"]
 
 
 # --------------------------------------------------------------------------------------
@@ -74,7 +79,7 @@ class ImageExplanation:
             methods were given; a method that explains the input (``ig``) has the one
             layer ``"input"``.
         steps: Path steps m of the methods that integrate (``rsi``, ``integrated-gradcam``,
-            ``ig``).
+            ``ig``), or ``"auto"`` (``rsi`` alone).
         output: ``"softmax"`` or ``"logits"``: the explained score.
         seconds: Wall time for decoding, classifying and explaining.
         warnings: Warnings raised while explaining (e.g. a map that is zero everywhere).
@@ -93,7 +98,7 @@ class ImageExplanation:
     explained: ClassScore
     layers: tuple[str, ...]
     explanations: dict[str, dict[str, Explanation]]
-    steps: int
+    steps: Steps
     output: Output
     seconds: float
     warnings: tuple[str, ...] = ()
@@ -139,7 +144,8 @@ class ImageExplainer:
         layers: Layer names, checked with :func:`check_layers`.
         methods: Names from :data:`rsigradcam.methods.METHODS`, in the order of the
             figure columns; default Grad-CAM and RSI-Grad-CAM.
-        steps: Path steps m of the methods that integrate (trapezoid rule).
+        steps: Path steps m of the methods that integrate (trapezoid rule), or
+            ``"auto"``, which only ``rsi`` takes (the library refuses it for the others).
         output: Explain the ``"softmax"`` probability (the paper) or the ``"logits"``;
             used by every method so that their maps explain the same score.
         baseline: The path methods' baseline (see :mod:`rsigradcam.baselines`).
@@ -149,6 +155,9 @@ class ImageExplainer:
             (``rsi``); the others ignore them.
         input_format: The input size and normalisation (default 224x224, ImageNet); the
             path methods' black baseline uses the same normalisation.
+        overlay_size: ``"model"`` or ``"original"``: the overlays' size.
+        speed: How every method runs the model (``compile``, ``fold_batchnorm``, ...;
+            see :class:`~rsigradcam.methods.BaseCAM`); the maps move by rounding only.
 
     Example:
         >>> explainer = ImageExplainer(load_model(), ["head"], steps=50)  # doctest: +SKIP
@@ -161,13 +170,14 @@ class ImageExplainer:
         loaded: LoadedModel,
         layers: Sequence[str],
         methods: Sequence[str] = ("gradcam", "rsi"),
-        steps: int = 50,
+        steps: Steps = 50,
         output: Output = "softmax",
         baseline: BaselineSpec = "black",
         baseline_name: str | None = None,
         variants: Variants | None = None,
         input_format: InputFormat | None = None,
         overlay_size: str = "model",
+        speed: Mapping[str, Any] | None = None,
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -189,14 +199,19 @@ class ImageExplainer:
                 output=output,
                 path_options={"baseline": baseline, "normalize": self.input_format.normalize},
                 variants=self.variants.to_json(),
+                **(speed or {}),  # compile, fold_batchnorm: see BaseCAM
             )
             for m in dict.fromkeys(methods)
         }
 
     @property
     def evaluations_per_image(self) -> int:
-        """Model evaluations per image: m + 1 path points per path method, 1 per other."""
-        return sum(self.steps + 1 if METHODS[m].takes_steps else 1 for m in self.cams)
+        """Model evaluations per image: m + 1 path points per path method, 1 per other.
+
+        With ``steps="auto"``, the most the adaptive partition may use.
+        """
+        points = AUTO_MAX_STEPS + 1 if self.steps == "auto" else self.steps + 1
+        return sum(points if METHODS[m].takes_steps else 1 for m in self.cams)
 
     def __call__(
         self,
@@ -225,12 +240,8 @@ class ImageExplainer:
         image, rgb = self.input_format.load(source if decoded is None else decoded)
         original = None if decoded is None else np.asarray(decoded)
         image = image.to(self.loaded.device)
-        with torch.no_grad():
-            logits = logits_of(self.loaded.model(image))
-            probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
-        top = probabilities.topk(min(5, probabilities.numel()))
-        top5 = [self._score(int(i), probabilities) for i in top.indices]
-        class_id = int(top.indices[0]) if target is None else target
+        top5, probabilities = top_classes(self.loaded, image)
+        class_id = top5[0].class_id if target is None else target
         explanations: dict[str, dict[str, Explanation]] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -263,10 +274,33 @@ class ImageExplainer:
         )
 
     def _score(self, class_id: int, probabilities: torch.Tensor) -> ClassScore:
-        names = self.loaded.class_names
-        return ClassScore(
-            class_id, names[class_id] if names else None, float(probabilities[class_id])
-        )
+        return _class_score(self.loaded, class_id, probabilities)
+
+
+def _class_score(loaded: LoadedModel, class_id: int, probabilities: torch.Tensor) -> ClassScore:
+    names = loaded.class_names
+    return ClassScore(class_id, names[class_id] if names else None, float(probabilities[class_id]))
+
+
+def top_classes(
+    loaded: LoadedModel, image: torch.Tensor, k: int = 5
+) -> tuple[list[ClassScore], torch.Tensor]:
+    """The ``k`` most probable classes of one image (fewer when the model has fewer).
+
+    Args:
+        loaded: The model.
+        image: One preprocessed image ``(1, C, H, W)`` on the model's device.
+        k: How many classes.
+
+    Returns:
+        The classes, most probable first, and the softmax probabilities of every class
+        (on the CPU).
+    """
+    with torch.no_grad():
+        logits = logits_of(loaded.model(image))
+        probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
+    top = probabilities.topk(min(k, probabilities.numel()))
+    return [_class_score(loaded, int(i), probabilities) for i in top.indices], probabilities
 
 
 def _default_name(source: ImageSource) -> str:

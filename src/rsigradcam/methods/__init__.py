@@ -10,6 +10,7 @@ from rsigradcam.methods.gradcampp import GradCAMPlusPlus
 from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
 from rsigradcam.methods.integrated_gradients import IntegratedGradients
 from rsigradcam.methods.layercam import LayerCAM
+from rsigradcam.methods.path_scores import path_scores
 from rsigradcam.methods.registry import METHODS, create_cam, method_class, method_layers
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON, RSIGradCAM
 
@@ -27,4 +28,5 @@ __all__ = [
     "create_cam",
     "method_class",
     "method_layers",
+    "path_scores",
 ]

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -68,7 +68,7 @@ def create_cam(
     model: nn.Module,
     layers: Sequence[str],
     *,
-    steps: int | None = None,
+    steps: int | Literal["auto"] | None = None,
     path_options: Mapping[str, Any] | None = None,
     variants: Mapping[str, bool] | None = None,
     **options: Any,
