@@ -238,7 +238,12 @@ def test_claims_are_judged_per_layer(full_run: Path) -> None:
         for entry in claim["layers"].values():
             assert entry["verdict"] in ("holds", "does not hold", "inconclusive")
             for m in entry["measures"]:
-                assert m["verdict"] == verdict(m["low"], m["high"], m["better"])
+                # On all units the p-values are Holm-adjusted: no verdict above 0.05.
+                holm_fails = m["group"] == "all" and (m["p_holm"] is None or m["p_holm"] >= 0.05)
+                expected = verdict(m["low"], m["high"], m["better"])
+                assert m["verdict"] == ("inconclusive" if holm_fails else expected)
+                if m["group"] != "all":
+                    assert m["p_holm"] is None
                 if m["group"] == "all":
                     assert m["mean"] == pytest.approx(m["rsi"] - m["gradcam"])
 
@@ -407,7 +412,7 @@ def test_report_is_self_contained(full_run: Path) -> None:
     # 3 rows (2 layers and the input) of the image, plus 11 overlays (method x layer).
     assert len(_data_images(text)) == 5 + N_IMAGES * (3 + 2 * 5 + 1)
     for title in ("Verdicts on the paper", "Deletion AUC", "GridPG", "Max-sensitivity",
-                  "Gallery", "Stability vs m", "RSI − Grad-CAM [95% CI]"):
+                  "Gallery", "Stability vs m", "difference [95% CI]", "Holm p"):
         assert title in text
     assert text.count("<table") >= 2 + len(METRICS) + N_IMAGES
     for encoded in _data_images(text)[:5]:
@@ -468,12 +473,12 @@ def test_report_renders_in_headless_chromium(
 
     shot = tmp_path / "report.png"
     found = _headless(
-        chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1200,6000",
+        chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1200,12000",
         "--hide-scrollbars", url,
     )
     assert found.returncode == 0 and shot.exists(), found.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
-    assert pixels.shape[:2] == (6000, 1200)
+    assert pixels.shape[:2] == (12000, 1200)
     assert pixels.std() > 20  # not a blank page
     top = pixels[:2000]
     assert (top.max(axis=2) < 100).mean() > 0.005  # text and table lines were drawn

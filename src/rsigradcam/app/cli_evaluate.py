@@ -6,8 +6,9 @@ torch and the library only when it runs.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,7 +32,24 @@ from rsigradcam.app.cli_support import (
 )
 from rsigradcam.app.folders import removed_if_left_empty
 
-__all__ = ["evaluate_command", "step_list"]
+__all__ = ["PresetChoice", "evaluate_command", "step_list"]
+
+#: ``EvaluationOptions`` fields set by command-line parameters of another name.
+_PARAMETER_OF = {"methods": "methods", "stability_steps": "stability_steps", "arms": "arm"}
+
+
+def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:
+    """``options`` with the preset's values, except where the command line set one."""
+    from dataclasses import replace
+
+    from rsigradcam.app.evaluation.options import PRESETS
+
+    def given(field: str) -> bool:
+        source = ctx.get_parameter_source(_PARAMETER_OF.get(field, field))
+        return source is not None and source.name != "DEFAULT"
+
+    chosen = {k: v for k, v in PRESETS[name].items() if not given(k)}
+    return replace(options, **chosen, preset=name)
 
 
 def step_list(text: str) -> tuple[int, ...]:
@@ -47,7 +65,14 @@ def step_list(text: str) -> tuple[int, ...]:
     return values
 
 
+class PresetChoice(str, Enum):
+    """``--preset`` values (see :data:`rsigradcam.app.evaluation.options.PRESETS`)."""
+
+    claims = "claims"
+
+
 def evaluate_command(
+    ctx: typer.Context,
     images: Annotated[
         Path | None,
         typer.Option(
@@ -133,13 +158,51 @@ def evaluate_command(
     ] = 1000,
     grad_relu: GradReluOption = False,
     guided: GuidedOption = False,
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arm",
+            help="An arm METHOD[+grad_relu|+guided][@softmax|@logits], e.g. rsi@logits; "
+            "repeat for several. The claims compare each rsi arm with the gradcam arm on the "
+            "same output. Default: each --method on --output.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        PresetChoice | None,
+        typer.Option(
+            "--preset",
+            help="claims: what the paper's two claims need, sized for 500 images in 2.5 h on "
+            "2 CPU cores (five arms, coarser curves, >= 100 grids, stability on the first 40 "
+            "images, no randomisation test or m sweep); the flags you give still win.",
+            show_default=False,
+        ),
+    ] = None,
+    stability_images: Annotated[
+        int | None,
+        typer.Option("--stability-images", min=1, show_default=False,
+                     help="Images of the float32/float64 and max-sensitivity measures (the "
+                     "first ones). Default: all."),
+    ] = None,
+    min_grids: Annotated[
+        int, typer.Option("--min-grids", min=1, help="Lower the grid threshold until this "
+                          "many grids exist (or the most possible).")
+    ] = 2,
+    grid_rounds: Annotated[
+        int, typer.Option("--grid-rounds", min=1, help="Rounds of grid building: an image is "
+                          "in at most this many grids.")
+    ] = 1,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", min=1, help="Images per shard (the unit a resumed "
+                          "run skips when finished).")
+    ] = 16,
     size: SizeOption = None,
     mean: MeanOption = None,
     std: StdOption = None,
     no_normalize: NoNormalizeOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Score every method with every metric; write results.json and report.html.
+    """Score every method (or arm) with every metric; write results.json and report.html.
 
     Explains the images with each method at each layer (Integrated Gradients at the
     input), then measures deletion and insertion AUC (and the random-order baseline),
@@ -152,6 +215,11 @@ def evaluate_command(
     --out. The same arguments and --seed give the same numbers. --grad-relu and --guided
     change rsi only; --size, --mean, --std and --no-normalize set the model's input (the
     black baseline and the black deletion substrate follow the normalisation).
+
+    A CSV --images list with a target column explains the labelled classes: the report
+    gives the top-1 and top-5 accuracy and judges the claims on the correctly classified
+    images. The work is done in shards under --out/shards: run the same command again to
+    resume a run that was stopped, or start it with torchrun to share the shards out.
     """
     check_steps_option(steps)
     check_steps_option(reference_steps, "--reference-steps")
@@ -160,6 +228,8 @@ def evaluate_command(
     from rich.console import Console
 
     from rsigradcam.app import loading
+    from rsigradcam.app.dataset.distributed import Ranks
+    from rsigradcam.app.dataset.run import RankZeroError
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.settings import input_format
@@ -191,13 +261,25 @@ def evaluate_command(
             bootstrap=bootstrap,
             grad_relu=grad_relu,
             guided=guided,
+            arms=tuple(arm or ()),
+            stability_images=stability_images,
+            min_grids=min_grids,
+            grid_rounds=grid_rounds,
+            shard_size=shard_size,
             input_size=fmt.size,
             mean=fmt.mean,
             std=fmt.std,
         )
+        if preset is not None:
+            options = _with_preset(ctx, options, preset.value)
         options.check()
         out_dir = prepare_output_dir(out)
-        found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
+        try:
+            found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
+        except RankZeroError as stop:  # rank 0 reports why
+            raise typer.Exit(stop.exit_code) from None
+        if Ranks.from_env().rank != 0:
+            return
         files = write_evaluation(found, out_dir)
     for note in found.results.notes:
         typer.echo(f"note: {one_line(note)}", err=True)

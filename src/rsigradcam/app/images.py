@@ -60,7 +60,8 @@ def list_images(
         source: A folder (searched recursively for files with an image suffix, skipping
             hidden files and folders and not following links to folders; sorted by
             relative path) or a CSV list file
-            (``path[,target]`` per row, an optional header, ``#`` comments; ``.tsv``
+            (``path[,target]`` per row, an optional header (after which further columns
+            are ignored, e.g. ``path,target,synset,name``), ``#`` comments; ``.tsv``
             files are tab-separated; relative paths start at the list file's folder).
         exclude: A folder not to search (the output folder).
         class_names: Class names, to read targets given by name.
@@ -123,6 +124,8 @@ def _read_list(
             if not entries and not seen and cells[0].casefold() in _LIST_HEADERS:
                 seen[""] = number  # a header row
                 continue
+            if len(cells) > 2 and "" in seen:
+                cells = cells[:2]  # after a header, further columns are ignored
             if len(cells) > 2:
                 raise InputError(
                     f"{where}: expected 'path' or 'path,target', got {len(cells)} fields "

@@ -45,7 +45,9 @@ from rsigradcam.metrics.gridpg import (
     cell_boxes,
     gridpg,
     gridpg_scores,
+    group_cells,
     make_grids,
+    tile_grids,
 )
 from rsigradcam.metrics.sanity import (
     ORIGINAL,
@@ -107,6 +109,7 @@ __all__ = [
     "dtype_difference",
     "gridpg",
     "gridpg_scores",
+    "group_cells",
     "insertion",
     "make_grids",
     "make_substrate",
@@ -122,4 +125,5 @@ __all__ = [
     "stability",
     "stage_modules",
     "steps_spread",
+    "tile_grids",
 ]

@@ -35,7 +35,9 @@ __all__ = [
     "cell_boxes",
     "gridpg",
     "gridpg_scores",
+    "group_cells",
     "make_grids",
+    "tile_grids",
 ]
 
 CHANCE = 0.25
@@ -170,7 +172,7 @@ def make_grids(
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}.")
     if n_grids is not None and (isinstance(n_grids, bool) or n_grids < 1):
         raise ValueError(f"n_grids must be a positive integer or None, got {n_grids!r}.")
-    n, _, h, w = images.shape
+    n = images.shape[0]
     with progress_bar("gridpg: classify", n, progress) as advance:
         probs = predict(model, images, batch_size, advance)
     confidence, top1 = (v.cpu() for v in probs.max(dim=1))
@@ -179,8 +181,7 @@ def make_grids(
         if not isinstance(labels, Tensor) or labels.shape != (n,):
             raise ValueError(f"labels must be an (N,) = ({n},) tensor of classes, or None.")
         eligible &= top1 == labels.cpu()
-    generator = torch.Generator().manual_seed(seed)
-    picked = _pick(top1, eligible, n_grids, generator)
+    picked = group_cells(top1, eligible, n_grids, seed)
     if not picked:
         found = len(set(top1[eligible].tolist()))
         raise ValueError(
@@ -188,24 +189,51 @@ def make_grids(
             f"with probability >= {threshold}; a grid needs four. Pass more images or lower "
             "threshold."
         )
-    sources = torch.tensor(picked, dtype=torch.long)
+    return tile_grids(images, picked, top1, confidence)
+
+
+def tile_grids(
+    images: Tensor, picked: list[list[int]], classes: Tensor, confidences: Tensor
+) -> GridSet:
+    """Tile ``images[picked[g]]`` into 2 x 2 grids (cells in reading order).
+
+    Args:
+        images: (N, C, H, W) images of one size.
+        picked: For each grid, the indices of its four images.
+        classes: (N,) the class each image's cell explains.
+        confidences: (N,) each image's probability of that class.
+
+    Returns:
+        A :class:`GridSet` of ``len(picked)`` grids, (G, C, 2H, 2W).
+    """
+    h, w = images.shape[2:]
+    sources = torch.tensor(picked, dtype=torch.long).view(-1, 4)
     cells = images[sources.flatten().to(images.device)].view(len(picked), 4, -1, h, w)
     top = torch.cat([cells[:, 0], cells[:, 1]], dim=3)
     bottom = torch.cat([cells[:, 2], cells[:, 3]], dim=3)
-    grids = torch.cat([top, bottom], dim=2)
     return GridSet(
-        grids=grids,
-        classes=top1[sources],
+        grids=torch.cat([top, bottom], dim=2),
+        classes=classes.cpu()[sources],
         sources=sources,
-        confidences=confidence[sources].double(),
-        cell_size=(h, w),
+        confidences=confidences.cpu()[sources].double(),
+        cell_size=(int(h), int(w)),
     )
 
 
-def _pick(
-    classes: Tensor, eligible: Tensor, n_grids: int | None, generator: torch.Generator
+def group_cells(
+    classes: Tensor, eligible: Tensor, n_grids: int | None, seed: int
 ) -> list[list[int]]:
-    """Greedy grouping of eligible image indices into fours of distinct classes."""
+    """Group eligible image indices greedily into fours of distinct classes.
+
+    Each image is used at most once; grids are filled from the classes with the most
+    eligible images left (as many grids as the classes allow), ties and the order of the
+    cells decided by ``seed``.
+
+    Example:
+        >>> group_cells(torch.tensor([0, 1, 2, 3, 0]), torch.ones(5, dtype=torch.bool), None, 0)
+        [[2, 1, 0, 3]]
+    """
+    generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(classes.numel(), generator=generator).tolist()
     buckets: dict[int, list[int]] = {}
     for index in order:

@@ -24,7 +24,7 @@ from typing import Any, Literal, cast, get_args
 
 import torch
 
-from rsigradcam.app.dataset.shards import shard_done, shard_names, write_lines
+from rsigradcam.app.dataset.shards import remove_stale, shard_done, shard_names, write_lines
 from rsigradcam.app.images import ImageEntry, list_images
 from rsigradcam.app.loading import (
     FIXED_BUDGET_MB,
@@ -335,7 +335,12 @@ def _ignored(methods: Sequence[str]) -> set[str]:
     return {key for key, uses in _USED_BY.items() if not any(uses(c) for c in classes)}
 
 
-def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The parameters of a stored run that differ now, as ``"key old -> new"`` lines.
+
+    Parameters that none of ``now["methods"]`` uses (e.g. ``steps`` of a Grad-CAM-only
+    run) are not compared; ``*sha256`` values are only said to differ.
+    """
     changed = []
     ignored = _ignored(now.get("methods", ()))
     for key in sorted((set(before) | set(now)) - ignored):
@@ -372,7 +377,7 @@ def prepare_run(
             stored = json.loads(run_path.read_text(encoding="utf-8"))["parameters"]
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"'{run_path}' is not a run.json of explain-dataset: {exc}") from exc
-        changed = _differences(stored, params.to_json())
+        changed = differences(stored, params.to_json())
         if changed:
             raise InputError(
                 f"--out '{out}' holds a run with other parameters ({'; '.join(changed)}); "
@@ -394,8 +399,7 @@ def prepare_run(
             run_path,
         )
     shards.mkdir(exist_ok=True)
-    for stale in (*shards.glob(".*.tmp"), *out.glob(".*.tmp")):
-        stale.unlink(missing_ok=True)
+    remove_stale(out)
     names = shard_names(params.shards)
     todo = [k for k, name in enumerate(names) if not shard_done(out, name)]
     return entries, params, todo

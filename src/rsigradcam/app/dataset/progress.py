@@ -28,9 +28,13 @@ __all__ = ["RunProgress"]
 class _RateColumn(ProgressColumn):
     """``12.3 images/s``."""
 
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f} images/s" if speed else "- images/s")
+        return Text(f"{speed:.2f} {self.unit}/s" if speed else f"- {self.unit}/s")
 
 
 class RunProgress:
@@ -44,11 +48,20 @@ class RunProgress:
         sizes: Images per shard, by shard name.
         bar: Draw the bar (else print lines through ``echo``).
         echo: Where the lines go; ``None``: nowhere.
+        unit: What the shards hold, in the plural (``"images"``).
+        task: What the bar says is being done.
     """
 
     def __init__(
-        self, out: Path, sizes: dict[str, int], bar: bool, echo: Callable[[str], None] | None
+        self,
+        out: Path,
+        sizes: dict[str, int],
+        bar: bool,
+        echo: Callable[[str], None] | None,
+        unit: str = "images",
+        task: str = "explaining",
     ) -> None:
+        self.unit = unit
         self.folder = out / SHARD_DIR
         self.sizes = sizes
         self.echo = echo
@@ -57,7 +70,7 @@ class RunProgress:
         self.total = sum(sizes.values())
         self.at_start = self.completed
         self.start = self._last_scan = time.perf_counter()
-        self.bar = make_progress("explaining", "images", [_RateColumn()], enabled=bar)
+        self.bar = make_progress(task, unit, [_RateColumn(unit)], enabled=bar)
         self.task = self.bar.add_task("", total=self.total, completed=self.at_start)
 
     def _scan(self) -> set[str]:
@@ -91,8 +104,8 @@ class RunProgress:
             left = (self.total - self.completed) / rate if rate > 0 else float("nan")
             eta = f"{left:.0f} s" if math.isfinite(left) else "-"
             self.echo(
-                f"{finished}: {self.completed}/{self.total} images, "
-                f"{rate:.2f} images/s, ETA {eta}"
+                f"{finished}: {self.completed}/{self.total} {self.unit}, "
+                f"{rate:.2f} {self.unit}/s, ETA {eta}"
             )
 
     def __enter__(self) -> RunProgress:

@@ -38,6 +38,7 @@ __all__ = [
     "ShardBuffer",
     "merge_shards",
     "rank_shards",
+    "remove_stale",
     "shard_done",
     "shard_names",
     "write_lines",
@@ -71,6 +72,12 @@ def rank_shards(n_shards: int, rank: int, world_size: int) -> list[int]:
 def shard_done(out: Path, name: str) -> bool:
     """Whether a shard is finished: its ``.npz``, written last, exists."""
     return (out / SHARD_DIR / f"{name}.npz").is_file()
+
+
+def remove_stale(out: Path) -> None:
+    """Remove the temporary files that a killed process left in ``out`` and its shards."""
+    for stale in (*(out / SHARD_DIR).glob(".*.tmp"), *out.glob(".*.tmp")):
+        stale.unlink(missing_ok=True)
 
 
 def write_lines(path: Path, lines: Iterable[dict[str, Any]]) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rsigradcam import metrics
+from rsigradcam.app.evaluation.arms import PRESET_ARMS, Arm, run_arms
 from rsigradcam.app.loading import INPUT_SIZE, InputError
 from rsigradcam.app.settings import Channels, InputFormat, Variants
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -25,6 +26,7 @@ __all__ = [
     "GPU_BATCH",
     "GRID_THRESHOLDS",
     "METRICS",
+    "PRESETS",
     "RANDOM",
     "RANDOM_BLOCK",
     "Better",
@@ -127,6 +129,27 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+#: ``--preset`` name -> the options it sets (the command's own flags still win). ``claims``
+#: keeps what the paper's two claims need, sized for 500 images in at most 2.5 hours on a
+#: 2-core CPU: the five arms of :data:`~rsigradcam.app.evaluation.arms.PRESET_ARMS`, coarser
+#: deletion/insertion curves, GridPG on at least 100 grids, float32/float64 and
+#: max-sensitivity on the first images only, and no randomisation test or m sweep.
+PRESETS: dict[str, dict[str, Any]] = {
+    "claims": {
+        "arms": PRESET_ARMS["claims"],
+        "methods": ("gradcam", "rsi"),
+        "curve_points": 8,
+        "sanity": False,
+        "stability_steps": (),
+        "stability_images": 40,
+        "noise_samples": 3,
+        "max_grids": 1000,
+        "min_grids": 100,
+        "grid_rounds": 2,
+    },
+}
+
+
 @dataclass(frozen=True)
 class EvaluationOptions:
     """Everything that decides the numbers of a run (all of it goes into ``results.json``).
@@ -150,11 +173,15 @@ class EvaluationOptions:
         max_grids: At most this many GridPG grids (0: no GridPG).
         min_grids: Lower the grid threshold until this many grids exist (or fewer,
             the most possible).
+        grid_rounds: Rounds of grid building: each round groups the eligible images anew
+            (another draw of the seed), so an image is in at most this many grids.
         sanity: Run the cascading randomisation test.
         sanity_images: Images of the randomisation test (the first ones).
         sanity_stages: Stages of the cascade, evenly spaced from the output down; each
             randomises every layer from the output down to it.
         stability: Run the stability measures (Grad-CAM and RSI-Grad-CAM only).
+        stability_images: Images of the float32/float64 and max-sensitivity measures (the
+            first ones); ``None``: all.
         stability_steps: The m compared with ``reference_steps`` (empty: skip).
         reference_steps: The reference m.
         steps_images: Images of the m comparison (the first ones).
@@ -167,6 +194,12 @@ class EvaluationOptions:
         input_size: ``(height, width)`` of the model input.
         mean: The normalisation's per-channel mean; ``None``: not normalised.
         std: The normalisation's per-channel standard deviation; ``None`` with ``mean``.
+        arms: The arms (``METHOD[+VARIANT][@OUTPUT]``, see
+            :mod:`rsigradcam.app.evaluation.arms`); empty: each of ``methods`` on
+            ``output``, with ``grad_relu`` / ``guided`` where they apply.
+        preset: The ``--preset`` the options came from, or ``None``.
+        shard_size: Images per shard: the unit of work that a resumed run skips when done.
+        grid_shard_size: GridPG grids per shard.
     """
 
     model: str = "efficientnet_lite0"
@@ -181,10 +214,12 @@ class EvaluationOptions:
     curve_points: int = 16
     max_grids: int = 3
     min_grids: int = 2
+    grid_rounds: int = 1
     sanity: bool = True
     sanity_images: int = 3
     sanity_stages: int = 6
     stability: bool = True
+    stability_images: int | None = None
     stability_steps: tuple[int, ...] = (8, 16, 32, 50, 100)
     reference_steps: int = metrics.REFERENCE_STEPS
     steps_images: int = 4
@@ -197,6 +232,10 @@ class EvaluationOptions:
     input_size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
     mean: Channels | None = IMAGENET_MEAN
     std: Channels | None = IMAGENET_STD
+    arms: tuple[str, ...] = ()
+    preset: str | None = None
+    shard_size: int = 16
+    grid_shard_size: int = 4
 
     @property
     def variants(self) -> Variants:
@@ -220,13 +259,16 @@ class EvaluationOptions:
             "sanity_images": self.sanity_images, "sanity_stages": self.sanity_stages,
             "reference_steps": self.reference_steps, "steps_images": self.steps_images,
             "noise_samples": self.noise_samples, "bootstrap": self.bootstrap,
-            "min_grids": self.min_grids,
+            "min_grids": self.min_grids, "grid_rounds": self.grid_rounds,
+            "shard_size": self.shard_size, "grid_shard_size": self.grid_shard_size,
         }
         for name, value in positive.items():
             if value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value}")
-        if self.max_images is not None and self.max_images < 1:
-            raise InputError(f"max_images must be a positive integer, got {self.max_images}")
+        for name in ("max_images", "stability_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value}")
         if self.max_grids < 0 or self.gallery_images < 0:
             raise InputError("max_grids and gallery_images must not be negative")
         if any(m < 1 for m in self.stability_steps):
@@ -236,8 +278,13 @@ class EvaluationOptions:
         if self.output not in ("softmax", "logits"):
             raise InputError(f"output must be 'softmax' or 'logits', got {self.output!r}")
         self.variants.check(self.methods)
+        self.run_arms()
         if (self.mean is None) != (self.std is None):
             raise InputError("mean and std are both given or both None (not normalised)")
+
+    def run_arms(self) -> list[Arm]:
+        """The arms of the run (see :func:`~rsigradcam.app.evaluation.arms.run_arms`)."""
+        return run_arms(self.methods, self.arms, self.output, self.variants)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values, ready for JSON."""

@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from rsigradcam.app.evaluation.results import Evaluation, EvaluationResults, Interval
+from rsigradcam.app.evaluation.results import ClaimResult, Evaluation, EvaluationResults, Interval
 from rsigradcam.files import md_cell
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import overlay
@@ -51,8 +51,11 @@ img.plot { max-width: 100%; }
 """
 
 
-def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+def _label(results: EvaluationResults, key: str) -> str:
+    """An arm's caption (a plain method: its label)."""
+    if key in METHOD_LABELS:
+        return METHOD_LABELS[key]
+    return results.arms.get(key, key)
 
 
 def _missing(value: float | None) -> bool:
@@ -142,7 +145,7 @@ def _curves_plot(results: EvaluationResults, kind: str) -> bytes | None:
             if found is None:
                 continue
             style = "--" if method in ("ig", "random") else "-"
-            ax.plot(fractions, np.mean(found, axis=0), style, label=_label(method))
+            ax.plot(fractions, np.mean(found, axis=0), style, label=_label(results, method))
         ax.set_title(layer)
         ax.set_xlabel("fraction of pixels " + ("removed" if kind == "deletion" else "restored"))
         ax.set_ylabel("probability of the class")
@@ -159,8 +162,8 @@ def _gridpg_plot(results: EvaluationResults) -> bytes | None:
     for ax, layer in zip(axes, layers, strict=True):
         methods = [m for m in scores if layer in scores[m]]
         ax.boxplot([scores[m][layer] for m in methods])
-        ax.set_xticks(range(1, len(methods) + 1), [_label(m) for m in methods], rotation=35,
-                      ha="right", fontsize="small")
+        ax.set_xticks(range(1, len(methods) + 1), [_label(results, m) for m in methods],
+                      rotation=35, ha="right", fontsize="small")
         ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(layer)
@@ -178,7 +181,7 @@ def _sanity_plot(results: EvaluationResults) -> bytes | None:
         for method, by_layer in sanity.correlations.items():
             if layer in by_layer:
                 ax.plot(range(len(stages)), np.mean(by_layer[layer], axis=1), "o-",
-                        label=_label(method), markersize=3)
+                        label=_label(results, method), markersize=3)
         ax.set_xticks(range(len(stages)), stages, rotation=60, ha="right", fontsize="x-small")
         ax.set_ylim(-1.05, 1.05)
         ax.set_title(layer)
@@ -198,7 +201,7 @@ def _steps_plot(results: EvaluationResults) -> bytes | None:
             if layer in by_layer:
                 found = by_layer[layer]
                 ax.plot(found.steps, np.mean(found.max_abs, axis=1), "o-",
-                        label=_label(method))
+                        label=_label(results, method))
         ax.set_xscale("log")
         ax.set_xticks(stability.steps, [str(m) for m in stability.steps])
         ax.minorticks_off()
@@ -220,7 +223,8 @@ def _claims_section(results: EvaluationResults) -> str:
     parts = []
     info = results.metrics_info
     for claim in results.claims:
-        parts.append(f"<h3>“{html.escape(claim.claim)}”</h3>")
+        parts.append(f"<h3>“{html.escape(claim.claim)}”: {html.escape(_versus(results, claim))}"
+                     "</h3>")
         if not claim.layers:
             parts.append('<p class="note">Not tested: needs both rsi and gradcam, and the '
                          "metrics of this claim.</p>")
@@ -235,14 +239,48 @@ def _claims_section(results: EvaluationResults) -> str:
                 rows.append([
                     f"{html.escape(info[m.metric].label)} {arrow}",
                     m.group, str(m.difference.n), _num(m.rsi), _num(m.gradcam),
-                    _interval(m.difference), m.verdict,
+                    _interval(m.difference), _num(m.p_holm), m.verdict,
                 ])
                 classes.append(_VERDICT_CLASS[m.verdict] if m.group == "all" else "")
         parts.append(_table(
-            ["layer / metric", "group", "n", "RSI-Grad-CAM", "Grad-CAM",
-             "RSI − Grad-CAM [95% CI]", "verdict"], rows, classes,
+            ["layer / metric", "group", "n", html.escape(_label(results, claim.arm)),
+             html.escape(_label(results, claim.versus)), "difference [95% CI]", "Holm p",
+             "verdict"], rows, classes,
         ))
     return "".join(parts)
+
+
+def _versus(results: EvaluationResults, claim: ClaimResult) -> str:
+    return f"{_label(results, claim.arm)} vs {_label(results, claim.versus)}"
+
+
+def _family_note(results: EvaluationResults) -> str:
+    """How many comparisons were corrected for, and the accuracy on labelled images."""
+    count = max((c.comparisons for c in results.claims), default=0)
+    found = [f"The measures on all units form one family of {count} comparisons "
+             "(claims x metrics x layers x arm pairs), Holm-adjusted together: a verdict "
+             "needs an adjusted p below 0.05. The saturated / unsaturated groups and the "
+             "bins of p are exploratory (unadjusted)."]
+    if results.accuracy is not None:
+        found.append(f"Accuracy on the {results.accuracy.labelled} labelled images: "
+                     f"{results.accuracy.line}; the claims use the correctly classified ones.")
+    return " ".join(found)
+
+
+def _bins_section(results: EvaluationResults) -> str:
+    if not results.p_bins:
+        return "<p>None: no probabilities recorded.</p>"
+    info = results.metrics_info
+    rows = [
+        [html.escape(f"{_label(results, r.arm)} − {_label(results, r.versus)}"),
+         html.escape(info[r.metric].label), html.escape(r.layer), html.escape(r.bin),
+         str(r.difference.n), _interval(r.difference)]
+        for r in results.p_bins
+    ]
+    return ('<p class="note">The paper\'s argument: gradients vanish as the explained '
+            "class's probability p approaches 1. Each difference by bins of p (exploratory, "
+            "unadjusted 95% intervals).</p>"
+            + _table(["comparison", "metric", "layer", "p", "n", "difference [95% CI]"], rows))
 
 
 def _metric_tables(results: EvaluationResults) -> str:
@@ -256,7 +294,7 @@ def _metric_tables(results: EvaluationResults) -> str:
         parts.append(f"<h3>{html.escape(info.label)}</h3><p class=\"note\">"
                      f"{html.escape(info.description)}; {arrow}; {n} {unit}.</p>")
         rows = [
-            [html.escape(_label(method))]
+            [html.escape(_label(results, method))]
             + [_interval(by_method[method].get(layer, {}).get("all")) for layer in columns]
             for method in by_method
         ]
@@ -294,7 +332,7 @@ def _gallery(evaluation: Evaluation) -> str:
     for k, rgb in enumerate(evaluation.rgb[:limit]):
         image = results.images[k]
         name = image.name
-        head = ["layer", "image", *(html.escape(_label(m)) for m in methods)]
+        head = ["layer", "image", *(html.escape(_label(results, m)) for m in methods)]
         original = _thumbnail(rgb, name)
         rows = []
         for layer in rows_of:
@@ -350,8 +388,10 @@ def render_report(evaluation: Evaluation) -> str:
          "mean difference. <i>holds</i>: the interval lies on the better side of 0; <i>does "
          "not hold</i>: on the worse side; <i>inconclusive</i>: it contains 0. A claim holds "
          "at a layer when one of its metrics supports it (all images) and none contradicts "
-         f"it. Saturated: top-1 probability above {config.saturation}.</p>"
+         f"it. Saturated: top-1 probability above {config.saturation}. "
+         f"{html.escape(_family_note(results))}</p>"
          + _claims_section(results)),
+        ("Differences by the probability p", _bins_section(results)),
         ("Images", _images_section(results)),
         ("Plots", _plots_section(results)),
         ("Means with 95% bootstrap intervals", _metric_tables(results)),
@@ -372,22 +412,35 @@ def render_report(evaluation: Evaluation) -> str:
 def markdown_summary(results: EvaluationResults) -> str:
     """The verdicts and the claims' metrics as GitHub Markdown tables."""
     info = results.metrics_info
-    lines = []
+    lines = [md_cell(_family_note(results)), ""]
     for claim in results.claims:
-        lines += [f"**{claim.claim}**", "",
-                  "| layer | metric | group | n | RSI-Grad-CAM | Grad-CAM | "
-                  "RSI − Grad-CAM [95% CI] | verdict |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
+        lines += [f"**{md_cell(claim.claim)}: {md_cell(_versus(results, claim))}**", "",
+                  f"| layer | metric | group | n | {md_cell(_label(results, claim.arm))} | "
+                  f"{md_cell(_label(results, claim.versus))} | difference [95% CI] | "
+                  "Holm p | verdict |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
         for layer, entry in claim.layers.items():
             for m in entry.measures:
                 arrow = "↑" if m.better == "higher" else "↓"
                 lines.append(
                     f"| {md_cell(layer)} | {md_cell(info[m.metric].label)} {arrow} | "
                     f"{md_cell(m.group)} | {m.difference.n} | {_num(m.rsi)} | "
-                    f"{_num(m.gradcam)} | {_interval(m.difference)} | {md_cell(m.verdict)} |"
+                    f"{_num(m.gradcam)} | {_interval(m.difference)} | {_num(m.p_holm)} | "
+                    f"{md_cell(m.verdict)} |"
                 )
-            lines.append(f"| {md_cell(layer)} | **claim** | | | | | | "
+            lines.append(f"| {md_cell(layer)} | **claim** | | | | | | | "
                          f"**{md_cell(entry.verdict)}** |")
+        lines.append("")
+    if results.p_bins:
+        lines += ["**Differences by the probability p of the explained class** (exploratory)",
+                  "", "| comparison | metric | layer | p | n | difference [95% CI] |",
+                  "|---|---|---|---|---:|---:|"]
+        lines += [
+            f"| {md_cell(r.arm)} − {md_cell(r.versus)} | {md_cell(info[r.metric].label)} | "
+            f"{md_cell(r.layer)} | {md_cell(r.bin)} | {r.difference.n} | "
+            f"{_interval(r.difference)} |"
+            for r in results.p_bins
+        ]
         lines.append("")
     for metric, by_method in results.summary.items():
         columns = _columns(results, metric)
@@ -397,6 +450,6 @@ def markdown_summary(results: EvaluationResults) -> str:
                   "|---|" + "---:|" * len(columns)]
         for method, by_layer in by_method.items():
             cells = [_interval(by_layer.get(layer, {}).get("all")) for layer in columns]
-            lines.append(f"| {md_cell(_label(method))} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md_cell(_label(results, method))} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

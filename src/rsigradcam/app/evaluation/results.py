@@ -14,19 +14,30 @@ Example:
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from rsigradcam.app.evaluation.options import Better, EvaluationOptions, MetricInfo, Verdict
+from rsigradcam.app.evaluation.options import EvaluationOptions, MetricInfo
+from rsigradcam.app.evaluation.records import MetricValues, Record, Rows, nan_lists, nested, plain
+from rsigradcam.app.evaluation.verdicts import (
+    Accuracy,
+    BinRow,
+    ClaimResult,
+    Interval,
+    LayerVerdict,
+    Measure,
+    Summary,
+)
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite
 
 __all__ = [
+    "Accuracy",
+    "BinRow",
     "ClaimResult",
     "CurveSet",
     "Curves",
@@ -49,48 +60,6 @@ __all__ = [
     "Summary",
     "Units",
 ]
-
-#: ``metric -> method -> layer -> one value per unit`` (image or grid cell).
-MetricValues = dict[str, dict[str, dict[str, list[float]]]]
-#: ``method -> layer -> one curve (or correlation row) per image``.
-Rows = dict[str, dict[str, list[list[float]]]]
-
-_R = TypeVar("_R", bound="Record")
-
-
-def _nan(value: Any) -> Any:
-    """``null`` inside (nested) lists back to NaN: the inverse of :func:`finite` there."""
-    if isinstance(value, list):
-        return [math.nan if v is None else _nan(v) for v in value]
-    return value
-
-
-class Record:
-    """A flat dataclass whose JSON form is its fields, in order."""
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON (NaN stays NaN until :func:`finite`)."""
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
-
-    @classmethod
-    def from_json(cls: type[_R], data: dict[str, Any]) -> _R:
-        """Read :meth:`to_json`'s values back."""
-        return cls(**{f.name: _nan(data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
-
-    @classmethod
-    def of(cls: type[_R], result: Any) -> _R:
-        """The record of a library result that has ``to_dict()`` with the same fields."""
-        return cls.from_json(result.to_dict())
-
-
-def _nested(data: dict[str, dict[str, Any]], read: Any) -> dict[str, dict[str, Any]]:
-    """``read`` applied to each value of a ``method -> layer -> value`` mapping."""
-    return {m: {layer: read(v) for layer, v in by.items()} for m, by in data.items()}
-
-
-def _plain(data: dict[str, dict[str, Record]]) -> dict[str, dict[str, Any]]:
-    return _nested(data, lambda record: record.to_json())
-
 
 # --------------------------------------------------------------------------------------
 # The run's configuration and inputs
@@ -150,6 +119,10 @@ class ImageResult:
     probability: float
     top1_probability: float
     saturated: bool
+    top1: int | None = None
+    label: int | None = None
+    correct: bool | None = None
+    top5: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain values; the class name goes under ``"class"``."""
@@ -183,11 +156,22 @@ class ExplanationRecord(Record):
 
 @dataclass(frozen=True)
 class Units(Record):
-    """What one metric's values are about: images or grid cells, and which are saturated."""
+    """What one metric's values are about: images or grid cells.
+
+    Attributes:
+        unit: ``"image"`` or ``"cell"``.
+        ids: One name per unit.
+        saturated: Per unit, whether the explained class's probability is saturated.
+        probability: Per unit, the explained class's probability (empty: not recorded).
+        correct: Per unit, whether the model's top-1 class is the labelled one (empty: no
+            labels). The claims are judged on the correct units only.
+    """
 
     unit: str
     ids: list[str]
     saturated: list[bool]
+    probability: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -214,7 +198,7 @@ class CurveSet:
     def from_json(cls, data: dict[str, Any]) -> CurveSet:
         """Read :meth:`to_json`'s values back."""
         curves = {k: v for k, v in data.items() if k != "fractions"}
-        return cls(_nan(data["fractions"]), _nested(curves, _nan))
+        return cls(nan_lists(data["fractions"]), nested(curves, nan_lists))
 
 
 @dataclass(frozen=True)
@@ -305,8 +289,8 @@ class StabilityDetails:
         """Plain Python values, ready for JSON."""
         return {
             "steps": self.steps, "reference": self.reference, "steps_images": self.steps_images,
-            "dtype": _plain(self.dtype), "noise": _plain(self.noise),  # type: ignore[arg-type]
-            "steps_spread": _plain(self.steps_spread),  # type: ignore[arg-type]
+            "dtype": plain(self.dtype), "noise": plain(self.noise),  # type: ignore[arg-type]
+            "steps_spread": plain(self.steps_spread),  # type: ignore[arg-type]
         }
 
     @classmethod
@@ -314,9 +298,9 @@ class StabilityDetails:
         """Read :meth:`to_json`'s values back."""
         return cls(
             data["steps"], data["reference"], data["steps_images"],
-            _nested(data["dtype"], DtypeRecord.from_json),
-            _nested(data["noise"], NoiseRecord.from_json),
-            _nested(data["steps_spread"], SpreadRecord.from_json),
+            nested(data["dtype"], DtypeRecord.from_json),
+            nested(data["noise"], NoiseRecord.from_json),
+            nested(data["steps_spread"], SpreadRecord.from_json),
         )
 
 
@@ -343,95 +327,6 @@ class Details:
 
 
 # --------------------------------------------------------------------------------------
-# Statistics and verdicts
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Interval(Record):
-    """A mean over ``n`` units and its 95 % bootstrap interval.
-
-    The interval is ``None`` for fewer than two units, and the mean too for none.
-    """
-
-    n: int
-    mean: float | None
-    low: float | None
-    high: float | None
-
-
-#: ``metric -> method -> layer -> group -> Interval`` (groups: all, saturated, unsaturated).
-Summary = dict[str, dict[str, dict[str, dict[str, Interval]]]]
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One metric's paired comparison, RSI-Grad-CAM minus Grad-CAM, on one group of units."""
-
-    metric: str
-    group: str
-    better: Better
-    rsi: float
-    gradcam: float
-    difference: Interval
-    verdict: Verdict
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields, with the interval's ``n, mean, low, high`` inline."""
-        return {"metric": self.metric, "group": self.group, "better": self.better,
-                "rsi": self.rsi, "gradcam": self.gradcam, **self.difference.to_json(),
-                "verdict": self.verdict}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Measure:
-        """Read :meth:`to_json`'s values back."""
-        return cls(data["metric"], data["group"], data["better"], data["rsi"], data["gradcam"],
-                   Interval.from_json(data), data["verdict"])
-
-
-@dataclass(frozen=True)
-class LayerVerdict:
-    """A claim at one layer: its measures and the combined verdict."""
-
-    measures: list[Measure]
-    verdict: Verdict
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {"measures": [m.to_json() for m in self.measures], "verdict": self.verdict}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LayerVerdict:
-        """Read :meth:`to_json`'s values back."""
-        return cls([Measure.from_json(m) for m in data["measures"]], data["verdict"])
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """A claim of the paper and its verdict per layer (no layers: not tested)."""
-
-    key: str
-    claim: str
-    layers: dict[str, LayerVerdict]
-
-    def verdict_line(self) -> str:
-        """One line: ``"focus: blocks.5 holds, head does not hold"``."""
-        layers = ", ".join(f"{layer} {entry.verdict}" for layer, entry in self.layers.items())
-        return f"{self.key}: {layers or 'not tested (needs rsi and gradcam)'}"
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        layers = {layer: entry.to_json() for layer, entry in self.layers.items()}
-        return {"key": self.key, "claim": self.claim, "layers": layers}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClaimResult:
-        """Read :meth:`to_json`'s values back."""
-        layers = {k: LayerVerdict.from_json(v) for k, v in data["layers"].items()}
-        return cls(data["key"], data["claim"], layers)
-
-
-# --------------------------------------------------------------------------------------
 # The whole
 # --------------------------------------------------------------------------------------
 
@@ -451,26 +346,32 @@ class EvaluationResults:
     summary: Summary
     claims: list[ClaimResult]
     timings: dict[str, float]
+    arms: dict[str, str] = field(default_factory=dict)
+    p_bins: list[BinRow] = field(default_factory=list)
+    accuracy: Accuracy | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON values of ``results.json`` (NaN and infinities are ``None``)."""
         return finite({  # type: ignore[no-any-return]
             "config": self.config.to_json(),
             "images": [image.to_json() for image in self.images],
-            "explanations": _plain(self.explanations),  # type: ignore[arg-type]
+            "explanations": plain(self.explanations),  # type: ignore[arg-type]
             "metrics_info": {key: asdict(info) for key, info in self.metrics_info.items()},
             "units": {key: units.to_json() for key, units in self.units.items()},
             "metrics": self.metrics,
             "details": self.details.to_json(),
             "notes": self.notes,
             "summary": {
-                metric: _nested(by_method, lambda groups: {
+                metric: nested(by_method, lambda groups: {
                     group: stats.to_json() for group, stats in groups.items()
                 })
                 for metric, by_method in self.summary.items()
             },
             "claims": [claim.to_json() for claim in self.claims],
             "timings": self.timings,
+            "arms": self.arms,
+            "p_bins": [row.to_json() for row in self.p_bins],
+            "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
         })
 
     @classmethod
@@ -479,20 +380,23 @@ class EvaluationResults:
         return cls(
             config=RunConfig.from_json(data["config"]),
             images=[ImageResult.from_json(image) for image in data["images"]],
-            explanations=_nested(data["explanations"], ExplanationRecord.from_json),
+            explanations=nested(data["explanations"], ExplanationRecord.from_json),
             metrics_info={k: MetricInfo(**v) for k, v in data["metrics_info"].items()},
             units={k: Units.from_json(v) for k, v in data["units"].items()},
-            metrics={k: _nested(v, _nan) for k, v in data["metrics"].items()},
+            metrics={k: nested(v, nan_lists) for k, v in data["metrics"].items()},
             details=Details.from_json(data["details"]),
             notes=list(data["notes"]),
             summary={
-                metric: _nested(by_method, lambda groups: {
+                metric: nested(by_method, lambda groups: {
                     group: Interval.from_json(stats) for group, stats in groups.items()
                 })
                 for metric, by_method in data["summary"].items()
             },
             claims=[ClaimResult.from_json(claim) for claim in data["claims"]],
             timings=dict(data["timings"]),
+            arms=dict(data.get("arms", {})),
+            p_bins=[BinRow.from_json(row) for row in data.get("p_bins", [])],
+            accuracy=None if data.get("accuracy") is None else Accuracy.from_json(data["accuracy"]),
         )
 
 
@@ -503,7 +407,8 @@ class Evaluation:
     Attributes:
         results: Every number (written to ``results.json``).
         rgb: The images, (H, W, 3) uint8 each at the run's input size, in order.
-        heatmaps: ``(method, layer) -> (N, H, W)`` float32 CPU heatmaps in [0, 1].
+        heatmaps: ``(arm, layer) -> (G, H, W)`` float32 CPU heatmaps in [0, 1] of the first
+            ``G = min(N, gallery_images)`` images (the report's gallery), in steps of 1/255.
     """
 
     results: EvaluationResults

@@ -35,7 +35,6 @@ from rsigradcam.app.evaluation.results import (
     CurveSet,
     Details,
     DtypeRecord,
-    GridDetails,
     MetricValues,
     NoiseRecord,
     SanityDetails,
@@ -53,12 +52,14 @@ from rsigradcam.metrics.sanity import ORIGINAL
 from rsigradcam.metrics.stability import Explain, MakeExplainer, saturation_split
 
 __all__ = [
+    "GridPlan",
     "MethodRunner",
     "RunState",
     "Stage",
     "explain_all",
     "faithfulness",
     "localisation",
+    "plan_grids",
     "sanity",
     "sanity_stages",
     "stability",
@@ -169,10 +170,15 @@ def _recorded(notes: list[str], where: str) -> Iterator[None]:
 
 @dataclass
 class RunState:
-    """One evaluation's inputs, and the results its stages fill in.
+    """One evaluation's inputs (or one shard's), and the results its stages fill in.
 
     Attributes:
+        runners: The arms' method runners, by arm key.
         saturated: Per image, whether its top-1 probability is saturated.
+        offset: The run's index of the first image (a shard's images are a slice).
+        shard: The shard's number (it varies the random-order maps' seed).
+        probability: Per image, the explained class's probability (empty: not known).
+        correct: Per image, whether the top-1 class is the labelled one (empty: no labels).
         metrics: One value per unit, by metric, method and layer.
         units: What each metric's values are about.
         details: The stages' other findings.
@@ -187,6 +193,10 @@ class RunState:
     runners: dict[str, MethodRunner]
     progress: bool
     notes: list[str]
+    offset: int = 0
+    shard: int = 0
+    probability: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
     metrics: MetricValues = field(default_factory=dict)
     units: dict[str, Units] = field(default_factory=dict)
     details: Details = field(default_factory=Details)
@@ -196,9 +206,10 @@ class RunState:
         return self.runners[method](self.model, self.images, self.targets)
 
     def pairs(self, methods: Iterable[str] | None = None) -> Iterator[tuple[str, str]]:
-        """(method, layer) for the selected methods (all by default), in order."""
+        """(arm, layer) for the arms of the selected methods (all by default), in order."""
+        chosen = None if methods is None else set(methods)
         for name, runner in self.runners.items():
-            if methods is None or name in methods:
+            if chosen is None or runner.name in chosen:
                 for layer in runner.layers:
                     yield name, layer
 
@@ -211,8 +222,15 @@ class RunState:
         """Declare that ``metric``'s units are the images (those of ``chosen``)."""
         indices = range(len(self.names)) if chosen is None else chosen
         self.units[metric] = Units(
-            "image", [self.names[i] for i in indices], [self.saturated[i] for i in indices]
+            "image", [self.names[i] for i in indices], [self.saturated[i] for i in indices],
+            [self.probability[i] for i in indices] if self.probability else [],
+            [self.correct[i] for i in indices] if self.correct else [],
         )
+
+    def first(self, count: int | None) -> list[int]:
+        """The indices of this run's images among the run's first ``count`` (all: ``None``)."""
+        stop = len(self.names) if count is None else max(0, count - self.offset)
+        return list(range(min(stop, len(self.names))))
 
     @property
     def batch(self) -> int:
@@ -243,7 +261,7 @@ def faithfulness(run: RunState) -> None:
     step = math.ceil(h * w / o.curve_points)
     fractions: dict[str, list[float]] = {}
     curves: dict[str, dict[str, dict[str, list[list[float]]]]] = {"deletion": {}, "insertion": {}}
-    shuffled = metrics.random_heatmaps(run.images, seed=o.seed, block=RANDOM_BLOCK)
+    shuffled = metrics.random_heatmaps(run.images, seed=o.seed + run.shard, block=RANDOM_BLOCK)
     sources = [(RANDOM, INPUT_LAYER, shuffled)]
     sources += [(m, layer, run.explained(m)[layer].heatmap) for m, layer in run.pairs()]
     for method, layer, maps in sources:
@@ -270,38 +288,63 @@ def faithfulness(run: RunState) -> None:
     )
 
 
-def _grids(run: RunState) -> tuple[metrics.GridSet, float] | None:
-    """Grids at the highest threshold that gives ``min_grids`` of them (else the most)."""
-    o = run.options
-    best: tuple[metrics.GridSet, float] | None = None
+@dataclass(frozen=True)
+class GridPlan:
+    """The GridPG grids of a run: the images of each grid's cells, and the threshold.
+
+    Attributes:
+        threshold: The top-1 probability an image needed (the highest of
+            :data:`GRID_THRESHOLDS` that gives ``min_grids`` grids, else the one giving most).
+        picked: For each grid, the run's indices of its four images, in reading order.
+        classes: Per image of the run, its top-1 class (the class its cell explains).
+        confidences: Per image of the run, its top-1 probability.
+    """
+
+    threshold: float
+    picked: list[list[int]]
+    classes: Tensor
+    confidences: Tensor
+
+    def grids(self, images: Tensor, first: int = 0, stop: int | None = None) -> metrics.GridSet:
+        """The grids ``first`` to ``stop``, tiled from ``images`` (all the run's images)."""
+        return metrics.tile_grids(
+            images, self.picked[first:stop], self.classes, self.confidences
+        )
+
+
+def plan_grids(
+    options: EvaluationOptions, probabilities: Tensor, labels: Sequence[int | None]
+) -> GridPlan | None:
+    """Choose the grids: confident images (correct ones, where labelled) of four classes.
+
+    Each of ``options.grid_rounds`` rounds groups the eligible images anew (seeds
+    ``seed``, ``seed + 1``...), so an image is in at most that many grids. ``None``: fewer
+    than four distinct classes are eligible at any threshold, or no grids are asked for.
+    """
+    if options.max_grids == 0:
+        return None
+    confidence, top1 = (v.cpu() for v in probabilities.max(dim=1))
+    known = torch.tensor([label is not None for label in labels], dtype=torch.bool)
+    label = torch.tensor([-1 if v is None else v for v in labels], dtype=torch.long)
+    correct = ~known | (top1 == label)
+    best: GridPlan | None = None
     for threshold in GRID_THRESHOLDS:
-        try:
-            grids = metrics.make_grids(
-                run.model, run.images, threshold=threshold, n_grids=o.max_grids,
-                seed=o.seed, batch_size=run.batch, progress=False,
-            )
-        except ValueError:  # fewer than four distinct classes at this threshold
-            continue
-        if best is None or len(grids) > len(best[0]):
-            best = (grids, threshold)
-        if len(grids) >= min(o.min_grids, o.max_grids):
+        eligible = (confidence >= threshold) & correct
+        picked: list[list[int]] = []
+        for round_ in range(options.grid_rounds):
+            left = options.max_grids - len(picked)
+            if left <= 0:
+                break
+            picked += metrics.group_cells(top1, eligible, left, options.seed + round_)
+        if picked and (best is None or len(picked) > len(best.picked)):
+            best = GridPlan(threshold, picked, top1, confidence.double())
+        if len(picked) >= min(options.min_grids, options.max_grids):
             break
     return best
 
 
-def localisation(run: RunState) -> None:
-    """The grid pointing game on 2 x 2 grids of the images."""
-    chosen = _grids(run) if run.options.max_grids > 0 else None
-    if chosen is None:
-        if run.options.max_grids > 0:
-            run.notes.append("GridPG skipped: fewer than four distinct classes among the images")
-        return
-    grids, threshold = chosen
-    if threshold < GRID_THRESHOLDS[0]:
-        run.notes.append(
-            f"GridPG: grid threshold lowered from {GRID_THRESHOLDS[0]} to {threshold} to "
-            f"build {len(grids)} grid(s) from {len(run.names)} images"
-        )
+def localisation(run: RunState, grids: metrics.GridSet, ids: Sequence[str]) -> None:
+    """The grid pointing game on ``grids``, whose cells are named ``ids``."""
     size = (int(grids.grids.shape[2]), int(grids.grids.shape[3]))
     for method, layer in run.pairs():
         runner = run.runners[method]
@@ -314,17 +357,10 @@ def localisation(run: RunState) -> None:
         )
         run.put("gridpg", method, layer, found.scores)
     run.forget()
-    sources = grids.sources.tolist()
+    confidences = grids.confidences.flatten()
     run.units["gridpg"] = Units(
-        "cell",
-        [f"grid {g} cell {c}: {run.names[s]}" for g, row in enumerate(sources)
-         for c, s in enumerate(row)],
-        saturation_split(grids.confidences).saturated.tolist(),
-    )
-    run.details.gridpg = GridDetails(
-        threshold=threshold,
-        cell_images=[[run.names[s] for s in row] for row in sources],
-        **grids.to_dict(),
+        "cell", list(ids), saturation_split(confidences).saturated.tolist(),
+        confidences.tolist(),
     )
 
 
@@ -372,25 +408,29 @@ def sanity(run: RunState) -> None:
 def stability(run: RunState) -> None:
     """float32 vs float64, max-sensitivity and m vs the reference m: Grad-CAM and RSI."""
     o = run.options
-    chosen = list(range(min(o.steps_images, len(run.names))))
+    chosen = run.first(o.steps_images)
+    measured = run.first(o.stability_images)
     steps = sorted({*o.stability_steps, o.steps}) if o.stability_steps else []
     detail = StabilityDetails(
         steps, o.reference_steps, [run.names[i] for i in chosen], {}, {}, {}
     )
+    if not measured:
+        return
+    images, targets = run.images[measured], run.targets[measured]
     for method, layer in run.pairs(("gradcam", "rsi")):
         make = run.runners[method].maker(run.model, layer)
         dtype = metrics.dtype_difference(
-            run.model, run.images, make, run.targets, steps=o.steps, progress=run.progress
+            run.model, images, make, targets, steps=o.steps, progress=run.progress
         )
         noise = metrics.max_sensitivity(
-            run.model, run.images, make, run.targets, radius=o.noise_radius,
+            run.model, images, make, targets, radius=o.noise_radius,
             n_samples=o.noise_samples, steps=o.steps, seed=o.seed, progress=run.progress,
         )
         run.put("dtype_max_abs", method, layer, dtype.max_abs)
         run.put("noise_sensitivity", method, layer, noise.sensitivity)
         detail.dtype.setdefault(method, {})[layer] = DtypeRecord.of(dtype)
         detail.noise.setdefault(method, {})[layer] = NoiseRecord.of(noise)
-        if steps:
+        if steps and chosen:
             spread = metrics.steps_spread(
                 run.model, run.images[chosen], make, run.targets[chosen], steps=steps,
                 reference=o.reference_steps, progress=run.progress,
@@ -398,9 +438,9 @@ def stability(run: RunState) -> None:
             run.put("steps_max_abs", method, layer, spread.max_abs[steps.index(o.steps)])
             detail.steps_spread.setdefault(method, {})[layer] = SpreadRecord.of(spread)
     run.forget()
-    run.image_units("dtype_max_abs")
-    run.image_units("noise_sensitivity")
-    if steps:
+    run.image_units("dtype_max_abs", measured)
+    run.image_units("noise_sensitivity", measured)
+    if steps and chosen:
         run.image_units("steps_max_abs", chosen)
     run.details.stability = detail
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from rsigradcam.app.evaluation.options import CLAIMS, METRICS, Better, Verdict
+from rsigradcam.app.evaluation.options import CLAIMS, METRICS, Better, Claim, Verdict
 from rsigradcam.app.evaluation.results import (
+    BinRow,
     ClaimResult,
     Interval,
     LayerVerdict,
@@ -34,10 +36,13 @@ from rsigradcam.app.evaluation.results import (
 from rsigradcam.metrics.stability import saturation_groups
 
 __all__ = [
+    "P_BINS",
     "bootstrap_mean",
     "combine",
+    "holm",
     "judge_claims",
     "paired_bootstrap_mean",
+    "probability_bins",
     "seeded",
     "summarize",
     "unit_groups",
@@ -58,9 +63,21 @@ def _interval(
     paired: bool,
 ) -> Interval:
     """The percentile bootstrap interval (scipy) of the mean of data[0] (minus data[1])."""
+    return _bootstrap(data, mean, resamples, rng, paired)[0]
+
+
+def _bootstrap(
+    data: tuple[np.ndarray, ...], mean: float, resamples: int, rng: np.random.Generator,
+    paired: bool,
+) -> tuple[Interval, float | None]:
+    """:func:`_interval`, and the two-sided bootstrap p-value of "the mean is 0".
+
+    The p-value is twice the smaller share of resampled means on either side of 0 (at most
+    1): below 0.05 exactly when 0 lies outside the 95 % percentile interval.
+    """
     n = int(data[0].size)
     if n < 2:
-        return Interval(n, mean, None, None)
+        return Interval(n, mean, None, None), None
 
     def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
         found = samples[0] - samples[1] if len(samples) == 2 else samples[0]
@@ -71,8 +88,13 @@ def _interval(
         found = stats.bootstrap(
             data, statistic, n_resamples=resamples, vectorized=True, paired=paired,
             confidence_level=CONFIDENCE, method="percentile", rng=rng,
-        ).confidence_interval
-    return Interval(n, mean, float(found.low), float(found.high))
+        )
+    low, high = float(found.confidence_interval.low), float(found.confidence_interval.high)
+    spread = np.asarray(found.bootstrap_distribution)
+    p = None
+    if np.isfinite(spread).all():
+        p = float(min(1.0, 2 * min((spread <= 0).mean(), (spread >= 0).mean())))
+    return Interval(n, mean, low, high), p
 
 
 def bootstrap_mean(
@@ -174,43 +196,132 @@ def summarize(
     return summary
 
 
-def judge_claims(
-    metrics: MetricValues, units: dict[str, Units], seed: int, resamples: int
-) -> list[ClaimResult]:
-    """Each claim's verdict per layer, from paired intervals of RSI minus Grad-CAM.
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of ``p_values`` (``None`` stays ``None``, not counted).
 
-    A metric's verdict per layer and group (all, saturated and unsaturated units; empty
-    groups are left out) comes from the bootstrap interval of the mean per-unit
-    difference; the claim's verdict per layer combines its metrics on all the units: it
-    holds when some metric supports it and none contradicts it.
+    Example:
+        >>> holm([0.01, 0.04, None, 0.03])
+        [0.03, 0.06, None, 0.06]
     """
-    claims = []
+    tested = sorted((p, k) for k, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, k) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[k] = round(running, 12)
+    return adjusted
+
+
+def _masks(units: Units) -> dict[str, np.ndarray]:
+    """:func:`unit_groups`, restricted to the correctly classified units where labelled."""
+    masks = unit_groups(units)
+    if units.correct:
+        correct = np.asarray(units.correct, dtype=bool)
+        masks = {group: mask & correct for group, mask in masks.items()}
+    return masks
+
+
+def judge_claims(
+    metrics: MetricValues,
+    units: dict[str, Units],
+    seed: int,
+    resamples: int,
+    pairs: Sequence[tuple[str, str]] = (("rsi", "gradcam"),),
+) -> list[ClaimResult]:
+    """Each claim's verdict per layer and comparison, from paired intervals of the difference.
+
+    ``pairs`` lists the comparisons (an RSI-Grad-CAM arm, the Grad-CAM arm on the same
+    output). A metric's verdict per layer and group (all, saturated and unsaturated units;
+    empty groups are left out; only the correctly classified units where there are labels)
+    comes from the bootstrap interval of the mean per-unit difference. The measures on all
+    the units are the confirmatory family: their p-values are Holm-adjusted together, and
+    one holds (or does not) only when its adjusted p-value is below 0.05; the saturated and
+    unsaturated groups are exploratory (unadjusted). The claim's verdict per layer combines
+    its metrics on all the units: it holds when some metric supports it and none
+    contradicts it.
+    """
+    found: list[tuple[Claim, str, str, dict[str, list[Measure]]]] = []
     for claim in CLAIMS:
-        measures: dict[str, list[Measure]] = {}
-        for metric in claim.metrics:
-            pair = metrics.get(metric, {})
-            if "rsi" not in pair or "gradcam" not in pair:
-                continue
-            masks = unit_groups(units[metric])
-            better = METRICS[metric].better
-            for layer in pair["rsi"]:
-                if layer not in pair["gradcam"]:
+        for arm, versus in pairs:
+            measures: dict[str, list[Measure]] = {}
+            for metric in claim.metrics:
+                pair = metrics.get(metric, {})
+                if arm not in pair or versus not in pair:
                     continue
-                rsi, grad = np.asarray(pair["rsi"][layer]), np.asarray(pair["gradcam"][layer])
-                for group, mask in masks.items():
-                    if not mask.any():
+                masks = _masks(units[metric])
+                better = METRICS[metric].better
+                for layer in pair[arm]:
+                    if layer not in pair[versus]:
                         continue
-                    found = paired_bootstrap_mean(
-                        rsi[mask], grad[mask], resamples,
-                        seeded(seed, f"claim/{metric}/{layer}/{group}"),
-                    )
-                    measures.setdefault(layer, []).append(Measure(
-                        metric, group, better, float(rsi[mask].mean()),
-                        float(grad[mask].mean()), found, verdict(found.low, found.high, better),
-                    ))
+                    a, b = np.asarray(pair[arm][layer]), np.asarray(pair[versus][layer])
+                    for group, mask in masks.items():
+                        if not mask.any():
+                            continue
+                        key = f"claim/{metric}/{layer}/{group}"
+                        if (arm, versus) != ("rsi", "gradcam"):
+                            key = f"{key}/{arm}/{versus}"
+                        interval, p = _bootstrap(
+                            (a[mask], b[mask]), float((a[mask] - b[mask]).mean()), resamples,
+                            seeded(seed, key), paired=True,
+                        )
+                        measures.setdefault(layer, []).append(Measure(
+                            metric, group, better, float(a[mask].mean()),
+                            float(b[mask].mean()), interval,
+                            verdict(interval.low, interval.high, better), p,
+                        ))
+            found.append((claim, arm, versus, measures))
+    family = [m for *_, by_layer in found for ms in by_layer.values() for m in ms
+              if m.group == "all"]
+    for m, adjusted in zip(family, holm([m.p_value for m in family]), strict=True):
+        m.p_holm = adjusted
+        if adjusted is None or adjusted >= 1 - CONFIDENCE:
+            m.verdict = "inconclusive"
+    claims = []
+    for claim, arm, versus, measures in found:
         layers = {
-            layer: LayerVerdict(found, combine([m.verdict for m in found if m.group == "all"]))
-            for layer, found in measures.items()
+            layer: LayerVerdict(ms, combine([m.verdict for m in ms if m.group == "all"]))
+            for layer, ms in measures.items()
         }
-        claims.append(ClaimResult(claim.key, claim.text, layers))
+        claims.append(ClaimResult(claim.key, claim.text, layers, arm, versus, len(family)))
     return claims
+
+
+#: The bins of the explained class's probability p that the differences are reported by.
+P_BINS: tuple[tuple[float, float, str], ...] = (
+    (0.0, 0.5, "p < 0.5"), (0.5, 0.9, "0.5 ≤ p < 0.9"), (0.9, 0.99, "0.9 ≤ p < 0.99"),
+    (0.99, math.inf, "p ≥ 0.99"),
+)
+
+
+def probability_bins(
+    metrics: MetricValues,
+    units: dict[str, Units],
+    seed: int,
+    resamples: int,
+    pairs: Sequence[tuple[str, str]],
+) -> list[BinRow]:
+    """Each comparison's mean difference by bins of p (:data:`P_BINS`), with counts.
+
+    Only the metrics of the claims, on units whose probability was recorded (correct
+    units only where labelled); exploratory, unadjusted 95 % intervals.
+    """
+    rows = []
+    for metric in dict.fromkeys(m for claim in CLAIMS for m in claim.metrics):
+        if metric not in units or not units[metric].probability:
+            continue
+        p = np.asarray(units[metric].probability, dtype=np.float64)
+        keep = np.asarray(units[metric].correct, dtype=bool) if units[metric].correct else True
+        for arm, versus in pairs:
+            pair = metrics.get(metric, {})
+            for layer in pair.get(arm, {}):
+                if layer not in pair.get(versus, {}):
+                    continue
+                a, b = np.asarray(pair[arm][layer]), np.asarray(pair[versus][layer])
+                for low, high, label in P_BINS:
+                    mask = (p >= low) & (p < high) & keep
+                    found = paired_bootstrap_mean(
+                        a[mask], b[mask], resamples,
+                        seeded(seed, f"bins/{metric}/{layer}/{arm}/{versus}/{label}"),
+                    )
+                    rows.append(BinRow(arm, versus, metric, layer, label, found))
+    return rows
