@@ -322,6 +322,8 @@ def explain_dataset(
             show_default=False,
         ),
     ] = None,
+    compile_model: CompileOption = False,
+    fold_batchnorm: FoldBatchnormOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain every image of a folder or list into resumable shards, on one or more processes.
@@ -362,6 +364,8 @@ def explain_dataset(
             threads=threads,
             variants=Variants(grad_relu, guided),
             input_format=input_format(size, mean, std, no_normalize),
+            compile=compile_model,
+            fold_batchnorm=fold_batchnorm,
         )
     console = Console(stderr=True)
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,9 +64,13 @@ class BatchExplainer:
     Args:
         loaded: The model.
         params: The run's parameters (methods, layers, steps, output, budget, dtype).
+        speed: How the methods run the model (``compile``, ``fold_batchnorm``; see
+            :class:`rsigradcam.methods.base.BaseCAM`): the maps move by float rounding only.
     """
 
-    def __init__(self, loaded: LoadedModel, params: RunParameters) -> None:
+    def __init__(
+        self, loaded: LoadedModel, params: RunParameters, speed: dict[str, Any] | None = None
+    ) -> None:
         self.model = loaded.model
         self.device = loaded.device
         layers = list(params.layers)
@@ -81,6 +86,7 @@ class BatchExplainer:
                     memory_budget_mb=params.memory_budget_mb,
                     path_options={"normalize": params.input_format.normalize},
                     variants=params.variants.to_json(),
+                    **(speed or {}),
                 ),
             )
             for m in params.methods
@@ -157,7 +163,7 @@ def explain_shards(
         batches.extend(list(images[i : i + batch_size]) for i in range(0, len(images), batch_size))
     if not batches:
         return 0
-    explainer = BatchExplainer(loaded, params)
+    explainer = BatchExplainer(loaded, params, options.speed)
     loader = DataLoader(
         ImageFiles([e.path for e in entries], params.input_format),
         batch_sampler=batches,

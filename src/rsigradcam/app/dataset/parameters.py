@@ -75,6 +75,10 @@ class DatasetOptions:
             else the CPU cores divided by the processes on this machine.
         variants: The authors' variants of the methods that take them (``rsi``).
         input_format: The model input's size and normalisation.
+        compile: ``torch.compile`` the methods' private copy of the model.
+        fold_batchnorm: Fold BatchNorms into their convolutions in that copy; ``None``: on
+            for the embedded model. Neither is compared on a resume: they move the maps by
+            float rounding only.
     """
 
     source: Path
@@ -92,6 +96,16 @@ class DatasetOptions:
     threads: int | None = None
     variants: Variants = field(default_factory=Variants)
     input_format: InputFormat = field(default_factory=InputFormat)
+    compile: bool = False
+    fold_batchnorm: bool | None = None
+
+    @property
+    def speed(self) -> dict[str, Any]:
+        """The options of how the model runs, for ``create_cam``."""
+        found: dict[str, Any] = {"compile": self.compile}
+        if self.fold_batchnorm is not None:
+            found["fold_batchnorm"] = self.fold_batchnorm
+        return found
 
     def check(self) -> None:
         """Raise :class:`InputError` for an argument that cannot work."""
