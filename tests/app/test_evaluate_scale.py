@@ -289,3 +289,13 @@ def test_preset_sets_what_the_flags_leave(folder: Path) -> None:
     assert config["grid_rounds"] == PRESETS["claims"]["grid_rounds"]
     assert config["sanity"] is False and config["stability_steps"] == []
     assert "focus (rsi+grad_relu vs gradcam)" in result.stdout
+
+
+def test_a_bad_arm_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["evaluate", "--arm", "rsi+relu", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: arm 'rsi+relu': rsi has no variant 'relu' (it takes +grad_relu, +guided)"
+    )
+    assert not out.exists()
