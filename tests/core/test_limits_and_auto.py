@@ -135,3 +135,21 @@ def test_auto_defaults_match_uniform_50_within_128_evaluations():
     assert (auto.completeness_error <= uniform.completeness_error).all()
     assert auto.n_evaluations <= 128
     assert auto.partition.shape[-1] <= 128
+
+
+def test_auto_is_as_complete_as_uniform_50_on_chelsea_blocks5() -> None:
+    """Issue 16's own case: auto bisects where the sum departs from the score's change."""
+    from skimage import data
+
+    from rsigradcam import RSIGradCAM
+    from rsigradcam.io import load_image
+    from rsigradcam.models import efficientnet_lite0
+
+    model = efficientnet_lite0()
+    image = load_image(data.chelsea())[0]
+    uniform = RSIGradCAM(model, "blocks.5", steps=50)(image)
+    auto = RSIGradCAM(model, "blocks.5", steps="auto")(image)
+    assert auto.n_evaluations <= 64
+    assert float(auto.completeness_error[0]) <= float(uniform.completeness_error[0])
+    assert float(torch.corrcoef(torch.stack([auto.heatmap.flatten(),
+                                             uniform.heatmap.flatten()]))[0, 1]) > 0.99

@@ -5,7 +5,14 @@ can go where they matter. Starting from a coarse uniform partition, each round b
 intervals whose *error indicator* is largest. The indicator of ``[t_i, t_j]`` is the
 difference between the trapezoid and the left rule on that interval,
 ``mean_spatial(1/2 (G_j - G_i) * (A_j - A_i))`` per channel, seen through the map it would
-change: ``|| sum_k d_k A^k(x) ||`` relative to the current layer map.
+change: ``|| sum_k d_k A^k(x) ||`` relative to the current layer map. Where completeness
+holds, it is the larger of that and ``RESIDUAL_WEIGHT = 3`` times the interval's share of
+the completeness error, ``|sum(1/2 (G_i + G_j)(A_j - A_i)) - (y(t_j) - y(t_i))| /
+|y(x) - y(x')|``, known exactly from the scores y(t) the evaluator computes anyway: the
+points go where the sum departs from the score's own change. On the 18 benchmark cases
+this cut the mean cost from 60.3 to 52.3 evaluations at the same convergence, and on
+``chelsea`` ``blocks.5`` from 128 evaluations (completeness error 0.0131, worse than
+uniform m = 50's 0.005) to 46 (below 1e-4).
 
 Rounds stop when the estimated remaining error of the map is below ``tolerance``: the
 relative change of the layer map in the last round, scaled by (points after the round) /
@@ -64,6 +71,9 @@ __all__ = [
 MATCH_STEPS = 50
 #: The order of convergence assumed to scale the first round's completeness error to m = 50.
 MATCH_ORDER = 1.5
+#: Where completeness holds, an interval's bisection score is the larger of its map
+#: indicator and this times its share of the completeness error (see :func:`_residual`).
+RESIDUAL_WEIGHT = 3.0
 #: The default ``tolerance`` of ``steps="auto"`` (see the module docstring).
 AUTO_TOLERANCE = 0.1
 #: The default ``max_steps`` of ``steps="auto"``: at most 128 evaluations per image.
@@ -72,7 +82,8 @@ AUTO_MAX_STEPS = 127
 #: Evaluates rows (image index, t) and yields ``(rows, t, activations, gradients)`` chunks,
 #: as :class:`rsigradcam.core.evaluator.PathEvaluator` does.
 Evaluate = Callable[
-    [Tensor, Tensor], Iterable[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]
+    [Tensor, Tensor],
+    Iterable[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor], Tensor]],
 ]
 #: Called once after the first round: the layers at which completeness holds, and each
 #: row's ``y(x) - y(x')``, (N,).
@@ -119,6 +130,7 @@ class _ImagePoints:
     """Every evaluated point of one image, sorted by t."""
 
     t: Tensor
+    scores: Tensor | None = None
     acts: dict[str, Tensor] = field(default_factory=dict)
     grads: dict[str, Tensor] = field(default_factory=dict)
     maps: dict[str, Tensor] = field(default_factory=dict)
@@ -126,9 +138,13 @@ class _ImagePoints:
     completeness_target: float | None = None
     done: bool = False
 
-    def insert(self, t: Tensor, acts: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+    def insert(
+        self, t: Tensor, acts: dict[str, Tensor], grads: dict[str, Tensor], scores: Tensor
+    ) -> None:
         order = torch.argsort(torch.cat([self.t, t]))
         self.t = torch.cat([self.t, t])[order]
+        old_y = scores[:0] if self.scores is None else self.scores
+        self.scores = torch.cat([old_y, scores])[order]
         for name in acts:
             old_a = self.acts.get(name, acts[name][:0])
             old_g = self.grads.get(name, grads[name][:0])
@@ -153,6 +169,19 @@ def _indicator(points: _ImagePoints, name: str, scale: float) -> Tensor:
     d = (0.5 * (g[1:] - g[:-1]) * (a[1:] - a[:-1])).mean(dim=(2, 3))
     change: Tensor = torch.einsum("ik,khw->ihw", d, a[-1]).flatten(1).norm(dim=1)
     return change / scale
+
+
+def _residual(points: _ImagePoints, name: str, gap: float) -> Tensor:
+    """Per interval, its trapezoid term's departure from the score's change, over ``|gap|``.
+
+    Where the layer cuts the graph, ``sum(1/2 (G_i + G_j)(A_j - A_i)) - (y_j - y_i)`` is the
+    interval's share of the completeness error: it is 0 where the trapezoid is exact.
+    """
+    a, g = points.acts[name], points.grads[name]
+    terms = (0.5 * (g[1:] + g[:-1]) * (a[1:] - a[:-1])).flatten(1).sum(dim=1).double().cpu()
+    assert points.scores is not None
+    change = points.scores[1:] - points.scores[:-1]
+    return (terms - change).abs() / max(abs(gap), float(torch.finfo(torch.float32).eps))
 
 
 def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
@@ -223,14 +252,16 @@ def run_adaptive(
             if points.done:
                 continue
             widths = points.t[1:] - points.t[:-1]
-            scores = torch.stack(
-                [
-                    _indicator(points, name, max(float(points.maps[name].norm()), 1e-30))
-                    .double()
-                    .cpu()
-                    for name in layers
-                ]
-            ).amax(dim=0)
+            parts = [
+                _indicator(points, name, max(float(points.maps[name].norm()), 1e-30))
+                .double()
+                .cpu()
+                for name in layers
+            ]
+            if points.completeness_target is not None:
+                parts += [RESIDUAL_WEIGHT * _residual(points, name, gaps[index])
+                          for name in complete]
+            scores = torch.stack(parts).amax(dim=0)
             scores = torch.where(widths > 1e-9, scores, torch.full_like(scores, -1.0))
             splittable = int((scores >= 0).sum())
             k = min(
@@ -280,7 +311,8 @@ def run_adaptive(
 
 
 def _evaluate_rows(evaluate: Evaluate, images: list[_ImagePoints], n: Tensor, t: Tensor) -> None:
-    for rows, tc, acts, grads in evaluate(n, t):
+    for rows, tc, acts, grads, y in evaluate(n, t):
+        y_cpu = y.detach().double().cpu()
         rows_cpu, tc_cpu = rows.cpu(), tc.cpu()
         for index in sorted(set(rows_cpu.tolist())):
             mask = rows_cpu == index
@@ -289,6 +321,7 @@ def _evaluate_rows(evaluate: Evaluate, images: list[_ImagePoints], n: Tensor, t:
                 tc_cpu[mask],
                 {name: a[dev_mask] for name, a in acts.items()},
                 {name: g[dev_mask] for name, g in grads.items()},
+                y_cpu[mask],
             )
 
 

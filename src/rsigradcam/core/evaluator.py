@@ -93,8 +93,12 @@ class PathEvaluator:
 
     def __call__(
         self, image_index: Tensor, t: Tensor
-    ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]]:
-        """Evaluate the rows in order, ``chunk`` rows per forward/backward pass."""
+    ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor], Tensor]]:
+        """Evaluate the rows in order, ``chunk`` rows per forward/backward pass.
+
+        Yields ``(rows, t, activations, gradients, scores)`` per chunk: the activations and
+        gradients by layer, and the explained score y(x_t) of each row.
+        """
         x = self.path.images
         image_index = image_index.to(x.device)
         t = t.to(device=x.device, dtype=torch.float64)
@@ -133,7 +137,7 @@ class PathEvaluator:
             self.baseline_scores[n[at_base]] = y[at_base]
             if self.detect_cuts and self.cuts is None:
                 self.cuts = self._find_cuts(n[:1], tc[:1])
-            yield n, tc, detached, gradients
+            yield n, tc, detached, gradients, y
 
     def _forward(self, points: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The capture's forward on ``points``, in the memory format and autocast asked for."""

@@ -360,7 +360,7 @@ class BaseCAM:
         n_images = evaluator.n_images
         accumulators = {name: self._accumulator(n_images, partition) for name in evaluator.layers}
         n, t = self._rows(n_images, partition)
-        for rows, _, acts, grads in evaluator(n, t):
+        for rows, _, acts, grads, _ in evaluator(n, t):
             for name in evaluator.layers:
                 accumulators[name].update(rows, acts[name], grads[name])
         return PathResult(
