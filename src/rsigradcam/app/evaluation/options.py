@@ -130,7 +130,7 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 #: ``--preset`` name -> the options it sets (the command's own flags still win). ``claims``
-#: keeps what the paper's two claims need, sized for 500 images in at most 2.5 hours on a
+#: keeps what the paper's two claims need, aimed at 500 images in at most 2.5 hours on a
 #: 2-core CPU: the five arms of :data:`~rsigradcam.app.evaluation.arms.PRESET_ARMS`, coarser
 #: deletion/insertion curves, GridPG on at least 100 grids, float32/float64 and
 #: max-sensitivity on the first images only, and no randomisation test or m sweep.
