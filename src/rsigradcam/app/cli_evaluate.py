@@ -35,7 +35,7 @@ from rsigradcam.app.folders import removed_if_left_empty
 __all__ = ["PresetChoice", "evaluate_command", "step_list"]
 
 #: ``EvaluationOptions`` fields set by command-line parameters of another name.
-_PARAMETER_OF = {"methods": "methods", "stability_steps": "stability_steps", "arms": "arm"}
+_PARAMETER_OF = {"arms": "arm"}
 
 
 def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:

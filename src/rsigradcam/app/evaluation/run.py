@@ -52,7 +52,12 @@ from rsigradcam.app.dataset.shards import (
 from rsigradcam.app.evaluation.arms import comparisons
 from rsigradcam.app.evaluation.inputs import load_images, resolve_layers
 from rsigradcam.app.evaluation.merge import Merged, gallery_heatmaps, merge_lines
-from rsigradcam.app.evaluation.options import CPU_BATCH, METRICS, EvaluationOptions
+from rsigradcam.app.evaluation.options import (
+    CPU_BATCH,
+    GRID_THRESHOLDS,
+    METRICS,
+    EvaluationOptions,
+)
 from rsigradcam.app.evaluation.report import markdown_summary, render_report
 from rsigradcam.app.evaluation.results import (
     Accuracy,
@@ -100,9 +105,10 @@ def _context(options: EvaluationOptions, device: torch.device, out: Path | None)
     context.grids = plan_grids(options, probabilities, labels)
     if context.grids is None and options.max_grids > 0:
         notes.append("GridPG skipped: fewer than four distinct classes among the images")
-    elif context.grids is not None and context.grids.threshold < 0.95:
+    elif context.grids is not None and context.grids.threshold < GRID_THRESHOLDS[0]:
         notes.append(
-            f"GridPG: grid threshold lowered from 0.95 to {context.grids.threshold} to build "
+            f"GridPG: grid threshold lowered from {GRID_THRESHOLDS[0]} to "
+            f"{context.grids.threshold} to build "
             f"{len(context.grids.picked)} grid(s) from {len(found)} images"
         )
     return context
@@ -278,16 +284,13 @@ def evaluate(
         )
 
 
-def _accuracy(context: Context) -> Accuracy | None:
-    labelled = [(k, t) for k, t in enumerate(context.labels) if t is not None]
+def _accuracy(images: list[ImageResult]) -> Accuracy | None:
+    """The top-1 and top-5 accuracy on the labelled images (``None``: none is labelled)."""
+    labelled = [image for image in images if image.label is not None]
     if not labelled:
         return None
-    top5 = context.probabilities.topk(min(5, context.probabilities.shape[1]), dim=1).indices
-    return Accuracy(
-        len(labelled),
-        sum(int(top5[k, 0]) == t for k, t in labelled),
-        sum(t in top5[k].tolist() for k, t in labelled),
-    )
+    return Accuracy(len(labelled), sum(bool(i.correct) for i in labelled),
+                    sum(bool(i.top5) for i in labelled))
 
 
 def _results(context: Context, merged: Merged, timings: dict[str, float]) -> EvaluationResults:
@@ -338,7 +341,7 @@ def _results(context: Context, merged: Merged, timings: dict[str, float]) -> Eva
         timings=timings,
         arms={arm.key: arm.label for arm in context.arms},
         p_bins=probability_bins(merged.metrics, merged.units, o.seed, o.bootstrap, pairs),
-        accuracy=_accuracy(context),
+        accuracy=_accuracy(images),
     )
 
 
