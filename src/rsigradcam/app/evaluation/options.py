@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "curve_points": 8,
         "sanity": False,
         "stability_steps": (),
-        "stability_images": 40,
+        "stability_images": 16,
         "noise_samples": 3,
         "max_grids": 1000,
         "min_grids": 100,
