@@ -7,12 +7,13 @@ holds), this compares uniform m = 50 (51 evaluations, the paper's default) with
 evaluations, completeness error, and the Pearson correlation of the heatmap with the
 uniform trapezoid m = 512 heatmap. Where completeness holds, ``steps="auto"`` also stops
 only when the completeness error is at most ``min(tolerance, e_0 (8 / 50)^1.5)`` (``e_0``:
-the error of its first, uniform m = 8 partition; see :mod:`rsigradcam.core.adaptive`). A
+the sum of the absolute interval residuals of its first, uniform m = 8 partition; see
+:mod:`rsigradcam.core.adaptive`). A
 last row is the case of issue 16 (scikit-image's ``chelsea``, ``blocks.5``). The defaults
 were chosen offline with ``benchmarks/auto_rules.py``; this confirms them in the real code
 path.
 
-Run from the repository root (needs the paper samples in ``../shared``; about 10 minutes on
+Run from the repository root (needs the paper samples in ``../shared``; 1.5 to 3 minutes on
 2 CPU cores)::
 
     python benchmarks/auto_completeness.py   # writes benchmarks/auto_completeness.md and .json

@@ -79,6 +79,7 @@ class Recorded:
     reference: Tensor  # the m = 512 heatmap
     uniform: tuple[float, float]  # uniform m = 50: completeness error, correlation
     cache: dict[tuple[int, int], tuple[Tensor, float, Tensor]]
+    scores: Tensor | None = None  # y(t_i) - y(x') on the grid (see :meth:`residual`)
 
     def interval(self, i: int, j: int) -> tuple[Tensor, float, Tensor]:
         """(trapezoid term mean_hw, trapezoid term sum, indicator term mean_hw) of [i, j]."""
@@ -89,6 +90,20 @@ class Recorded:
             ind = (0.5 * (self.grads[j] - self.grads[i]) * da).mean(dim=(1, 2))
             self.cache[key] = (term.mean(dim=(1, 2)), float(term.sum()), ind)
         return self.cache[key]
+
+    def residual(self, i: int, j: int) -> float:
+        """``|trapezoid sum - (y_j - y_i)| / |gap|`` of [i, j], the library's :func:`_residual`.
+
+        The dump holds no y(t), so y is the fine-grid trapezoid sum (cumulated over the
+        one-step intervals): the replay measures each residual against the m = 512 sum,
+        whose own completeness error it cannot see (at most 0.036 of the gap, beagle
+        ``blocks.5``).
+        """
+        if self.scores is None:
+            steps = torch.tensor([self.interval(q, q + 1)[1] for q in range(FINE)])
+            self.scores = torch.cat([torch.zeros(1), steps.double().cumsum(0)])
+        change = float(self.scores[j] - self.scores[i])
+        return abs(self.interval(i, j)[1] - change) / max(abs(self.gap), 1e-12)
 
 
 @dataclass
@@ -101,6 +116,7 @@ class Round:
     layer_map: Tensor
     completeness: float
     change: float  # relative change of the layer map in this round (nan in the first)
+    absolute: float  # sum of the intervals' absolute residuals, sum |r_ij|
 
 
 def _state(path: Recorded, pts: list[int], prev: Round | None) -> Round:
@@ -114,16 +130,26 @@ def _state(path: Recorded, pts: list[int], prev: Round | None) -> Round:
         norm = float(layer_map.norm())
         change = float((layer_map - prev.layer_map).norm()) / norm if norm > 0 else 0.0
     added = len(pts) - (prev.n if prev is not None else 0)
-    return Round(len(pts), added, weights, layer_map, comp, change)
+    absolute = sum(path.residual(i, j) for i, j in itertools.pairwise(pts))
+    return Round(len(pts), added, weights, layer_map, comp, change, absolute)
 
 
 Rule_ = Callable[[list[Round]], bool]
 
 
 def replay(
-    path: Recorded, stop: Rule_, initial: int = 8, fraction: float = 0.5, max_steps: int = 256
+    path: Recorded,
+    stop: Rule_,
+    initial: int = 8,
+    fraction: float = 0.5,
+    max_steps: int = 256,
+    weight: float = 0.0,
 ) -> list[Round]:
-    """The rounds :func:`run_adaptive` would run on this path with the stopping rule ``stop``."""
+    """The rounds :func:`run_adaptive` would run on this path with the stopping rule ``stop``.
+
+    ``weight``: an interval's score is the larger of its map indicator and ``weight`` times
+    its residual (:data:`~rsigradcam.core.adaptive.RESIDUAL_WEIGHT`; 0: the map alone).
+    """
     pts = list(range(0, FINE + 1, FINE // initial))
     rounds = [_state(path, pts, None)]
     budget = max_steps + 1
@@ -132,6 +158,9 @@ def replay(
         scale = max(float(rounds[-1].layer_map.norm()), 1e-30)
         ind = torch.stack([path.interval(i, j)[2] for i, j in itertools.pairwise(pts)])
         scores = torch.einsum("ik,khw->ihw", ind, final).flatten(1).norm(dim=1) / scale
+        if weight > 0:
+            res = torch.tensor([path.residual(i, j) for i, j in itertools.pairwise(pts)])
+            scores = torch.maximum(scores, weight * res.to(scores.dtype))
         widths = torch.tensor([j - i for i, j in itertools.pairwise(pts)])
         scores = torch.where(widths > 1, scores, torch.full_like(scores, -1.0))
         k = min(
@@ -193,18 +222,22 @@ def _fitted(rounds: list[Round]) -> float:
 def rule(tolerance: float, target: str) -> Rule_:
     """Map estimate (change x points / added) below ``tolerance`` and a completeness target.
 
-    ``target``: ``"power"`` (``min(tolerance, e_0 (8 / 50)^1.5)``, :mod:`core.adaptive`),
-    ``"fitted"`` (a power law fitted to every round so far, evaluated at m = 50) or
-    ``"none"``.
+    ``target``: ``"power"`` (``min(tolerance, e_0 (8 / 50)^1.5)`` with ``e_0`` the first
+    partition's completeness error), ``"absolute"`` (the same with ``e_0`` the larger of
+    that and the first partition's ``sum |r_ij|``, :mod:`core.adaptive`), ``"fitted"`` (a
+    power law fitted to every round so far, evaluated at m = 50) or ``"none"``.
     """
 
     def stop(rounds: list[Round]) -> bool:
         last = rounds[-1]
         if last.change * last.n / last.added > tolerance:
             return False
-        if target == "power":
+        if target in ("power", "absolute"):
             scale = float(((rounds[0].n - 1) / MATCH_STEPS) ** MATCH_ORDER)
-            goal = min(tolerance, rounds[0].completeness * scale)
+            first = rounds[0].completeness
+            if target == "absolute":
+                first = max(first, rounds[0].absolute)
+            goal = min(tolerance, first * scale)
         elif target == "fitted":
             goal = _fitted(rounds)
         else:
@@ -223,6 +256,7 @@ class Candidate:
     target: str
     fraction: float
     max_steps: int
+    weight: float = 0.0  # residual weight of the bisection score (0: the map alone)
 
 
 CANDIDATES = (
@@ -231,7 +265,13 @@ CANDIDATES = (
     Candidate("bisect 30 %, map only", 0.1, "none", 0.3, 127),
     Candidate("bisect 30 %, fitted completeness target", 0.2, "fitted", 0.3, 127),
     Candidate("bisect 30 %, tolerance 0.12", 0.12, "power", 0.3, 127),
-    Candidate("**new default** (bisect 30 %, tolerance 0.1)", 0.1, "power", 0.3, 127),
+    Candidate("bisect 30 %, tolerance 0.1", 0.1, "power", 0.3, 127),
+    Candidate("+ residual score x3", 0.1, "power", 0.3, 127, 3.0),
+    Candidate("+ residual score x3, tolerance 0.12", 0.12, "power", 0.3, 127, 3.0),
+    Candidate(
+        "**default**: + residual score x3, target from the first sum of absolute residuals",
+        0.1, "absolute", 0.3, 127, 3.0,
+    ),
 )
 
 
@@ -245,7 +285,8 @@ def rules(cache: Path) -> str:
         for path in load(file, uniform):
             for c in CANDIDATES:
                 rounds = replay(
-                    path, rule(c.tolerance, c.target), fraction=c.fraction, max_steps=c.max_steps
+                    path, rule(c.tolerance, c.target), fraction=c.fraction,
+                    max_steps=c.max_steps, weight=c.weight,
                 )
                 corr = heatmap_correlation(heatmap(path, rounds[-1].weights), path.reference)
                 wins = rounds[-1].completeness <= path.uniform[0]
@@ -281,9 +322,10 @@ def main() -> int:
     text = (
         "# Stopping rules for steps=\"auto\", replayed on the 18 benchmark cases\n\n"
         "Generated by `python benchmarks/auto_rules.py rules CACHE` from A and G recorded at "
-        "t = i / 512 (exact replays of `run_adaptive`; an interval of one grid step is not "
-        "split further). Evaluations per image; completeness error and heatmap correlation "
-        "(with the m = 512 map) of the final sum, against uniform m = 50 "
+        "t = i / 512 (replays of `run_adaptive`, exact for the map score; the residual "
+        "score takes y(t) from the fine-grid sum, as the dump holds no y; an interval of one "
+        "grid step is not split further). Evaluations per image; completeness error and "
+        "heatmap correlation (with the m = 512 map) of the final sum, against uniform m = 50 "
         "(`auto_completeness.json`).\n\n" + table
     )
     (Path(__file__).parent / "auto_rules.md").write_text(text)

@@ -47,6 +47,9 @@ def test_speed_convergence_and_precision_tables(tmp_path):
     text = _markdown(meta, rows, conv, precision)
     assert "| img (0" in text or "| img (" in text
     assert "auto tol 0.1" in text
+    evals = conv[0].auto[0.1][0]
+    assert f"auto tol 0.1: mean {evals:.1f} evaluations, at most {evals}, " in text
+    assert "chosen per case with hindsight: mean 65.0 evaluations" in text
 
 
 def test_heatmap_correlation():

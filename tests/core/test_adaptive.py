@@ -9,7 +9,7 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.core.adaptive import AdaptiveSchedule
+from rsigradcam.core.adaptive import AdaptiveSchedule, _completeness, _first_error, _ImagePoints
 from tests.conftest import make_case
 from tests.reference.loop import reference_rsi
 
@@ -73,3 +73,17 @@ def test_schedule_validation():
         RSIGradCAM(model, "conv", steps="fast")  # type: ignore[arg-type]
     defaults = AdaptiveSchedule()  # chosen on the 18 benchmark cases (auto_completeness.md)
     assert (defaults.tolerance, defaults.max_steps, defaults.fraction) == (0.1, 127, 0.3)
+
+
+def test_first_error_is_the_sum_of_absolute_residuals_where_signs_cancel():
+    # Two intervals whose trapezoid terms are 1 each while y changes by 1.1 and 0.9: the
+    # signed completeness error is 0 by cancellation, sum |r_ij| / |gap| is 0.2 / 2.
+    points = _ImagePoints(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    points.acts["l"] = torch.tensor([0.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
+    points.grads["l"] = torch.ones(3, 1, 1, 1)
+    points.scores = torch.tensor([0.0, 1.1, 2.0], dtype=torch.float64)
+    points.sums["l"] = 2.0
+    assert _completeness(points, ["l"], 2.0) == 0.0
+    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.1)
+    points.sums["l"] = 2.5  # a larger signed error wins
+    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.25)

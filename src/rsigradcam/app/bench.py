@@ -223,6 +223,7 @@ def _markdown(
                 f"| {md_cell(row.layer)} | {cells} | {needed} | {autos} "
                 f"| {row.completeness_512:.4f} |"
             )
+        lines += ["", _convergence_summary(convergence, steps, tols, meta["target_corr"])]
     if precision:
         lines += [
             "",
@@ -230,6 +231,34 @@ def _markdown(
             + ", ".join(f"{k} = {v:.3g}" for k, v in precision.items()),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _convergence_summary(
+    rows: list[ConvergenceRow], steps: list[int], tols: list[float], target: float
+) -> str:
+    """Mean and maximum cost of auto against uniform m = 50 and the best uniform m."""
+    n = len(rows)
+    parts = []
+    for tol in tols:
+        evals = [row.auto[tol][0] for row in rows]
+        good = sum(row.auto[tol][1] >= target for row in rows)
+        parts.append(
+            f"auto tol {tol:g}: mean {sum(evals) / n:.1f} evaluations, at most {max(evals)}, "
+            f"{good} of {n} reach {target}"
+        )
+    if 50 in steps:
+        parts.append(
+            f"uniform m = 50 (51 evaluations): {sum(r.uniform[50] >= target for r in rows)} "
+            f"of {n} reach {target}"
+        )
+    needed = [r.uniform_needed for r in rows]
+    if all(x is not None for x in needed):
+        hindsight = sum(x for x in needed if x is not None) / n
+        parts.append(
+            f"the first uniform m of {', '.join(map(str, steps))} that reaches {target}, "
+            f"chosen per case with hindsight: mean {hindsight:.1f} evaluations"
+        )
+    return "; ".join(parts) + "."
 
 
 def _cpu_name() -> str:

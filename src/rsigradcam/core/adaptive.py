@@ -12,7 +12,8 @@ the completeness error, ``|sum(1/2 (G_i + G_j)(A_j - A_i)) - (y(t_j) - y(t_i))| 
 points go where the sum departs from the score's own change. On the 18 benchmark cases
 this cut the mean cost from 60.3 to 52.3 evaluations at the same convergence, and on
 ``chelsea`` ``blocks.5`` from 128 evaluations (completeness error 0.0131, worse than
-uniform m = 50's 0.005) to 46 (below 1e-4).
+uniform m = 50's 0.005) to 46 (below 1e-4). Measuring the completeness target from
+``sum |r_ij|`` (below) then took the mean to 46.4 evaluations (16-128).
 
 Rounds stop when the estimated remaining error of the map is below ``tolerance``: the
 relative change of the layer map in the last round, scaled by (points after the round) /
@@ -24,12 +25,15 @@ a heatmap correlation of 0.999 of the m = 512 map (``benchmarks/auto_completenes
 Where completeness holds (the caller names the layers that cut the graph from the input to
 the score, and gives ``y(x) - y(x')``), an image also needs its completeness error
 ``e = |sum(IG) - (y(x) - y(x'))| / |y(x) - y(x')|`` (the largest over those layers) to be
-at most ``min(tolerance, e_0 * (initial_steps / 50)^1.5)``, where ``e_0`` is the error of
-the first, uniform partition (m_0 = 8): what uniform m = 50 reaches if its error falls like
-1 / m^1.5 from there. The measured orders are 1.65-2.04 on ``head`` and 0.68-1.43 on the
-middle layers (``benchmarks/limits.md``), so this target is below what uniform m = 50
-reaches wherever the order is at most 1.5, and on ``head``, where the errors are tiny, it
-costs few points.
+at most ``min(tolerance, e_0 * (initial_steps / 50)^1.5)``, where ``e_0`` is the error
+scale of the first, uniform partition (m_0 = 8): what uniform m = 50 reaches if its error
+falls like 1 / m^1.5 from there. ``e_0`` is the sum of that partition's absolute interval
+residuals ``sum |r_ij|`` (below), which bounds its completeness error from above: the
+signed error alone can cancel by luck between intervals and ask for an unreachable target
+(yellow_ladys_slipper ``blocks.5``: 0.0033 at m_0 = 8, so it ran to 128 evaluations;
+with ``sum |r_ij|`` = 0.39 it stops at 35). The measured orders are 1.65-2.04 on ``head``
+and 0.68-1.43 on the middle layers (``benchmarks/limits.md``); in all 18 benchmark cases
+the final completeness error is at most uniform m = 50's.
 
 Each round bisects ``fraction`` = 30 % of the intervals (9, 12, 16, 21, 27, 35, 46, 60, 78,
 102, 128 points), fine enough steps for the rounds to stop near the cost they need; the
@@ -190,6 +194,18 @@ def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
     return max(abs(points.sums[name] - gap) / scale for name in layers)
 
 
+def _first_error(points: _ImagePoints, layers: list[str], gap: float) -> float:
+    """The first partition's error scale: its completeness error or, if larger, ``sum |r_ij|``.
+
+    The sum of the intervals' absolute residuals (:func:`_residual`) bounds the trapezoid's
+    completeness error from above and, unlike the signed total, cannot be made small by a
+    lucky cancellation between intervals (yellow_ladys_slipper ``blocks.5``: 0.0033 signed
+    at m_0 = 8, where uniform m = 50 has 0.059).
+    """
+    absolute = max(float(_residual(points, name, gap).sum()) for name in layers)
+    return max(_completeness(points, layers, gap), absolute)
+
+
 def _relative_change(new: Tensor, old: Tensor) -> float:
     norm = float(new.norm())
     if norm == 0.0:
@@ -240,7 +256,7 @@ def run_adaptive(
     if complete:
         scale = (initial.numel() - 1) / MATCH_STEPS
         for points, g in zip(images, gaps, strict=True):
-            first = _completeness(points, complete, g)
+            first = _first_error(points, complete, g)
             if math.isfinite(first):
                 target = min(schedule.tolerance, first * scale**MATCH_ORDER)
                 points.completeness_target = target
