@@ -116,7 +116,7 @@ class Round:
     layer_map: Tensor
     completeness: float
     change: float  # relative change of the layer map in this round (nan in the first)
-    absolute: float  # sum of the intervals' absolute residuals, sum |r_ij|
+    spread: float  # spread of the intervals' residuals, sqrt(sum r_ij^2)
 
 
 def _state(path: Recorded, pts: list[int], prev: Round | None) -> Round:
@@ -130,8 +130,8 @@ def _state(path: Recorded, pts: list[int], prev: Round | None) -> Round:
         norm = float(layer_map.norm())
         change = float((layer_map - prev.layer_map).norm()) / norm if norm > 0 else 0.0
     added = len(pts) - (prev.n if prev is not None else 0)
-    absolute = sum(path.residual(i, j) for i, j in itertools.pairwise(pts))
-    return Round(len(pts), added, weights, layer_map, comp, change, absolute)
+    spread = math.sqrt(sum(path.residual(i, j) ** 2 for i, j in itertools.pairwise(pts)))
+    return Round(len(pts), added, weights, layer_map, comp, change, spread)
 
 
 Rule_ = Callable[[list[Round]], bool]
@@ -223,20 +223,21 @@ def rule(tolerance: float, target: str) -> Rule_:
     """Map estimate (change x points / added) below ``tolerance`` and a completeness target.
 
     ``target``: ``"power"`` (``min(tolerance, e_0 (8 / 50)^1.5)`` with ``e_0`` the first
-    partition's completeness error), ``"absolute"`` (the same with ``e_0`` the larger of
-    that and the first partition's ``sum |r_ij|``, :mod:`core.adaptive`), ``"fitted"`` (a
-    power law fitted to every round so far, evaluated at m = 50) or ``"none"``.
+    partition's completeness error), ``"spread"`` (the same with ``e_0`` the larger of
+    that and the spread ``sqrt(sum r_ij^2)`` of its residuals, :mod:`core.adaptive`),
+    ``"fitted"`` (a power law fitted to every round so far, evaluated at m = 50) or
+    ``"none"``.
     """
 
     def stop(rounds: list[Round]) -> bool:
         last = rounds[-1]
         if last.change * last.n / last.added > tolerance:
             return False
-        if target in ("power", "absolute"):
+        if target in ("power", "spread"):
             scale = float(((rounds[0].n - 1) / MATCH_STEPS) ** MATCH_ORDER)
             first = rounds[0].completeness
-            if target == "absolute":
-                first = max(first, rounds[0].absolute)
+            if target == "spread":
+                first = max(first, rounds[0].spread)
             goal = min(tolerance, first * scale)
         elif target == "fitted":
             goal = _fitted(rounds)
@@ -269,8 +270,8 @@ CANDIDATES = (
     Candidate("+ residual score x3", 0.1, "power", 0.3, 127, 3.0),
     Candidate("+ residual score x3, tolerance 0.12", 0.12, "power", 0.3, 127, 3.0),
     Candidate(
-        "**default**: + residual score x3, target from the first sum of absolute residuals",
-        0.1, "absolute", 0.3, 127, 3.0,
+        "**default**: + residual score x3, target from the spread of the first residuals",
+        0.1, "spread", 0.3, 127, 3.0,
     ),
 )
 

@@ -75,15 +75,16 @@ def test_schedule_validation():
     assert (defaults.tolerance, defaults.max_steps, defaults.fraction) == (0.1, 127, 0.3)
 
 
-def test_first_error_is_the_sum_of_absolute_residuals_where_signs_cancel():
+def test_first_error_is_the_residuals_spread_where_signs_cancel():
     # Two intervals whose trapezoid terms are 1 each while y changes by 1.1 and 0.9: the
-    # signed completeness error is 0 by cancellation, sum |r_ij| / |gap| is 0.2 / 2.
+    # signed completeness error is 0 by cancellation; each residual is 0.1 / |gap| = 0.05
+    # and their spread sqrt(2 * 0.05^2).
     points = _ImagePoints(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
     points.acts["l"] = torch.tensor([0.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
     points.grads["l"] = torch.ones(3, 1, 1, 1)
     points.scores = torch.tensor([0.0, 1.1, 2.0], dtype=torch.float64)
     points.sums["l"] = 2.0
     assert _completeness(points, ["l"], 2.0) == 0.0
-    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.1)
+    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.05 * 2**0.5)
     points.sums["l"] = 2.5  # a larger signed error wins
     assert _first_error(points, ["l"], 2.0) == pytest.approx(0.25)

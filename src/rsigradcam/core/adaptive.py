@@ -13,7 +13,7 @@ points go where the sum departs from the score's own change. On the 18 benchmark
 this cut the mean cost from 60.3 to 52.3 evaluations at the same convergence, and on
 ``chelsea`` ``blocks.5`` from 128 evaluations (completeness error 0.0131, worse than
 uniform m = 50's 0.005) to 46 (below 1e-4). Measuring the completeness target from
-``sum |r_ij|`` (below) then took the mean to 46.4 evaluations (16-128).
+the residuals' spread (below) then took the mean to 47.0 evaluations (16-128).
 
 Rounds stop when the estimated remaining error of the map is below ``tolerance``: the
 relative change of the layer map in the last round, scaled by (points after the round) /
@@ -27,13 +27,13 @@ the score, and gives ``y(x) - y(x')``), an image also needs its completeness err
 ``e = |sum(IG) - (y(x) - y(x'))| / |y(x) - y(x')|`` (the largest over those layers) to be
 at most ``min(tolerance, e_0 * (initial_steps / 50)^1.5)``, where ``e_0`` is the error
 scale of the first, uniform partition (m_0 = 8): what uniform m = 50 reaches if its error
-falls like 1 / m^1.5 from there. ``e_0`` is the sum of that partition's absolute interval
-residuals ``sum |r_ij|`` (below), which bounds its completeness error from above: the
-signed error alone can cancel by luck between intervals and ask for an unreachable target
-(yellow_ladys_slipper ``blocks.5``: 0.0033 at m_0 = 8, so it ran to 128 evaluations;
-with ``sum |r_ij|`` = 0.39 it stops at 35). The measured orders are 1.65-2.04 on ``head``
-and 0.68-1.43 on the middle layers (``benchmarks/limits.md``); in all 18 benchmark cases
-the final completeness error is at most uniform m = 50's.
+falls like 1 / m^1.5 from there. ``e_0`` is the larger of that partition's completeness
+error and the spread of its interval residuals, ``sqrt(sum r_ij^2)`` (below), the size of
+a sum of independent signs: the signed error alone can cancel by luck between intervals
+and ask for an unreachable target (yellow_ladys_slipper ``blocks.5``: 0.0033 at m_0 = 8,
+so it ran to 128 evaluations; with the spread it stops at 46). The measured orders are
+1.65-2.04 on ``head`` and 0.68-1.43 on the middle layers (``benchmarks/limits.md``); in
+all 18 benchmark cases the final completeness error is at most uniform m = 50's.
 
 Each round bisects ``fraction`` = 30 % of the intervals (9, 12, 16, 21, 27, 35, 46, 60, 78,
 102, 128 points), fine enough steps for the rounds to stop near the cost they need; the
@@ -195,15 +195,16 @@ def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
 
 
 def _first_error(points: _ImagePoints, layers: list[str], gap: float) -> float:
-    """The first partition's error scale: its completeness error or, if larger, ``sum |r_ij|``.
+    """The first partition's error scale: its completeness error or, if larger, the spread.
 
-    The sum of the intervals' absolute residuals (:func:`_residual`) bounds the trapezoid's
-    completeness error from above and, unlike the signed total, cannot be made small by a
-    lucky cancellation between intervals (yellow_ladys_slipper ``blocks.5``: 0.0033 signed
-    at m_0 = 8, where uniform m = 50 has 0.059).
+    The spread ``sqrt(sum r_ij^2)`` of the intervals' residuals (:func:`_residual`) is the
+    size their signed total has when their signs are independent, as they are on these
+    networks (``benchmarks/limits.md``). Unlike the signed total it cannot be made small by
+    a lucky cancellation between intervals (yellow_ladys_slipper ``blocks.5``: 0.0033
+    signed at m_0 = 8, where uniform m = 50 has 0.059).
     """
-    absolute = max(float(_residual(points, name, gap).sum()) for name in layers)
-    return max(_completeness(points, layers, gap), absolute)
+    spread = max(float(_residual(points, name, gap).pow(2).sum().sqrt()) for name in layers)
+    return max(_completeness(points, layers, gap), spread)
 
 
 def _relative_change(new: Tensor, old: Tensor) -> float:
