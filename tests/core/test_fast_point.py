@@ -169,3 +169,24 @@ def test_the_reference_loop_still_agrees_with_every_option_on(rule, output):
         for field in ("weights", "attributions", "layer_map"):
             got, want = getattr(exp, field)[n], ref[field]
             assert float((got - want).norm() / want.norm().clamp(min=1e-30)) < 1e-4, field
+
+
+def test_faithfulness_metrics_on_the_inference_copy_match_the_eager_model(lite0):
+    """`evaluate` runs deletion, insertion and Average Drop on the prepared copy."""
+    from skimage import data
+
+    from rsigradcam import metrics
+
+    images = torch.cat([load_image(data.chelsea())[0], load_image(data.coffee())[0]])
+    maps = torch.rand(2, 224, 224, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([285, 967])
+    fast = prepare_model(lite0, images, SpeedOptions()).module
+    assert fast is not lite0
+    step = 224 * 224 // 4 + 1
+    for curve in (metrics.deletion, metrics.insertion):
+        eager = curve(lite0, images, maps, targets, step=step, batch_size=4).auc
+        quick = curve(fast, images, maps, targets, step=step, batch_size=4).auc
+        assert (quick - eager).abs().max() < 1e-6
+    eager_drop = metrics.average_drop_increase(lite0, images, maps, targets).drop
+    fast_drop = metrics.average_drop_increase(fast, images, maps, targets).drop
+    assert (fast_drop - eager_drop).abs().max() < 1e-4  # percent
