@@ -185,13 +185,17 @@ def _residual(points: _ImagePoints, name: str, gap: float) -> Tensor:
     terms = (0.5 * (g[1:] + g[:-1]) * (a[1:] - a[:-1])).flatten(1).sum(dim=1).double().cpu()
     assert points.scores is not None
     change = points.scores[1:] - points.scores[:-1]
-    return (terms - change).abs() / max(abs(gap), float(torch.finfo(torch.float32).eps))
+    return (terms - change).abs() / _gap_scale(gap)
 
 
 def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
     """The largest completeness error over ``layers``, as :func:`completeness_error` does."""
-    scale = max(abs(gap), float(torch.finfo(torch.float32).eps))
-    return max(abs(points.sums[name] - gap) / scale for name in layers)
+    return max(abs(points.sums[name] - gap) / _gap_scale(gap) for name in layers)
+
+
+def _gap_scale(gap: float) -> float:
+    """``|y(x) - y(x')|``, at least float32's eps: the denominator of relative errors."""
+    return max(abs(gap), float(torch.finfo(torch.float32).eps))
 
 
 def _first_error(points: _ImagePoints, layers: list[str], gap: float) -> float:

@@ -259,8 +259,8 @@ def faithfulness(run: RunState) -> None:
     """Deletion, insertion (and the random-order baseline), Average Drop and IC.
 
     The forward passes run on the model's default inference copy (for the embedded model on
-    a CPU: BatchNorms folded, channels-last), 1.6x faster on the 16 images of a shard and
-    within 1e-9 of the eager model's areas.
+    a CPU: BatchNorms folded, channels-last): 74 s instead of 120 s for this stage on 16
+    photos, with areas within 1e-6 of the eager model's.
     """
     o = run.options
     model = prepare_model(run.model, run.images, SpeedOptions()).module
