@@ -289,6 +289,10 @@ def test_preset_sets_what_the_flags_leave(folder: Path) -> None:
     assert config["grid_rounds"] == PRESETS["claims"]["grid_rounds"]
     assert config["sanity"] is False and config["stability_steps"] == []
     assert "focus (rsi+grad_relu vs gradcam)" in result.stdout
+    # 50 resamples cannot decide a Holm family of tests: the results say so, with the fix
+    assert PRESETS["claims"]["bootstrap"] == 10_000
+    notes = [n for n in _numbers(folder / "preset")["notes"] if n.startswith("bootstrap: ")]
+    assert len(notes) == 1 and "use --bootstrap" in notes[0]
 
 
 def test_a_bad_arm_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:

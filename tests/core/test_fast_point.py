@@ -14,7 +14,12 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.core.inference import SpeedOptions, conv_bn_pairs, prepare_model
+from rsigradcam.core.inference import (
+    SpeedOptions,
+    conv_bn_pairs,
+    float32_arithmetic,
+    prepare_model,
+)
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
 from tests.conftest import assert_same_state, make_case, make_cnn, model_state
@@ -190,3 +195,20 @@ def test_faithfulness_metrics_on_the_inference_copy_match_the_eager_model(lite0)
     eager_drop = metrics.average_drop_increase(lite0, images, maps, targets).drop
     fast_drop = metrics.average_drop_increase(fast, images, maps, targets).drop
     assert (fast_drop - eager_drop).abs().max() < 1e-4  # percent
+
+
+def test_float32_arithmetic_turns_tf32_off_on_cuda_and_restores_the_flags():
+    flags = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = True
+        with float32_arithmetic(torch.device("cpu")):
+            assert all(f.allow_tf32 for f in flags)  # off a GPU nothing changes
+        with pytest.raises(KeyError), float32_arithmetic(torch.device("cuda")):
+            assert not any(f.allow_tf32 for f in flags)
+            raise KeyError("restored even on an error")
+        assert all(f.allow_tf32 for f in flags)
+    finally:
+        for f, value in zip(flags, before, strict=True):
+            f.allow_tf32 = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import Tensor, nn
 
 from rsigradcam.core.capture import model_device
 
-__all__ = ["check_images"]
+__all__ = ["check_images", "warn_zero_maps"]
 
 
 def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
@@ -52,3 +53,17 @@ def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
     if not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contain NaN or Inf values; clean the input first.")
     return images.detach()
+
+
+def warn_zero_maps(method: str, layer_maps: dict[str, Tensor]) -> None:
+    """A RuntimeWarning for each layer whose (N, h, w) map is zero everywhere for an image."""
+    for layer, layer_map in layer_maps.items():
+        zero = (layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
+        if zero:
+            warnings.warn(
+                f"{method} map at layer {layer!r} is zero everywhere for image(s) {zero}: no "
+                "channel has positive weighted activation (no positive evidence for the "
+                "target at this layer, or vanishing gradients). Their heatmaps are all zeros.",
+                RuntimeWarning,
+                stacklevel=3,
+            )

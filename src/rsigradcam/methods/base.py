@@ -16,7 +16,6 @@ how attributions, weights and the map follow from that (:meth:`BaseCAM._attribut
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -41,12 +40,13 @@ from rsigradcam.core.capture import (
     is_spatial_map,
     resolve_layer,
 )
-from rsigradcam.core.checks import check_images
+from rsigradcam.core.checks import check_images, warn_zero_maps
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.inference import (
     PreparedModel,
     SpeedOptions,
     check_speed_options,
+    float32_arithmetic,
     prepare_model,
     warm_up,
 )
@@ -248,7 +248,10 @@ class BaseCAM:
                     names = list(self._resolve_layers(capture, model, x))
                 if prepared.folded & set(names):  # keep the explained layer's own pair
                     model, prepared = self._run_model(images, names)
-        with torch.inference_mode(False), torch.enable_grad(), LayerCapture(model) as capture:
+        with (
+            torch.inference_mode(False), torch.enable_grad(), float32_arithmetic(x.device),
+            LayerCapture(model) as capture,
+        ):
             capture.grad_from_layer = True
             layers = self._resolve_layers(capture, model, x)
             capture.attach(layers, self.reshape_transform)
@@ -273,17 +276,7 @@ class BaseCAM:
             name: self._explain(name, evaluator, result, tuple(x.shape[2:]), n_baselines)
             for name in layers
         }
-        for exp in explanations.values():
-            zero = (exp.layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
-            if zero:
-                warnings.warn(
-                    f"{self.method_name} map at layer {exp.layer!r} is zero everywhere for "
-                    f"image(s) {zero}: no channel has positive weighted activation (no positive "
-                    "evidence for the target at this layer, or vanishing gradients). Their "
-                    "heatmaps are all zeros.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
         if isinstance(self.layer, (list, tuple)):
             return explanations
         return next(iter(explanations.values()))

@@ -43,6 +43,7 @@ from rsigradcam.app.dataset.shards import merge_shards, rank_shards, shard_names
 from rsigradcam.app.images import ImageEntry
 from rsigradcam.app.loading import InputError, check_layers, load_model, probe_layers
 from rsigradcam.app.outputs import prepare_output_dir
+from rsigradcam.core.inference import float32_arithmetic
 
 __all__ = ["DatasetSummary", "RankZeroError", "explain_dataset", "torch_threads"]
 
@@ -129,7 +130,7 @@ def explain_dataset(
     torch.set_num_threads(torch_threads(options.threads, ranks.local_world_size))
     try:
         device = rank_device(options.device, ranks)
-        with process_group(ranks, device):
+        with process_group(ranks, device), float32_arithmetic(device):
             return _run(options, ranks, device, progress, echo)
     finally:
         torch.set_num_threads(threads_before)

@@ -67,9 +67,15 @@ from rsigradcam.app.evaluation.results import (
     RunConfig,
 )
 from rsigradcam.app.evaluation.stages import plan_grids
-from rsigradcam.app.evaluation.stats import judge_claims, probability_bins, summarize
+from rsigradcam.app.evaluation.stats import (
+    judge_claims,
+    probability_bins,
+    resolution_note,
+    summarize,
+)
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
 from rsigradcam.app.loading import FIXED_BUDGET_MB, InputError, load_model, model_sha256
+from rsigradcam.core.inference import float32_arithmetic
 from rsigradcam.files import save_json, save_text, write_atomically
 from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines
 from rsigradcam.metrics import SATURATION
@@ -184,14 +190,18 @@ def _read_shard(out: Path, name: str) -> Work:
 
 @contextlib.contextmanager
 def _ranks(options: EvaluationOptions, out: Path | None) -> Iterator[tuple[Ranks, torch.device]]:
-    """The process's rank (one process without a folder) and device, in the process group."""
+    """The rank (one process without a folder) and device, in the process group.
+
+    On a GPU the block runs in float32 arithmetic, without TF32
+    (:func:`~rsigradcam.core.inference.float32_arithmetic`).
+    """
     ranks = Ranks.from_env() if out is not None else Ranks()
     threads = torch.get_num_threads()
     if ranks.distributed:
         torch.set_num_threads(torch_threads(None, ranks.local_world_size))
     try:
         device = rank_device(options.device, ranks)
-        with process_group(ranks, device):
+        with process_group(ranks, device), float32_arithmetic(device):
             yield ranks, device
     finally:
         torch.set_num_threads(threads)
@@ -327,6 +337,8 @@ def _results(context: Context, merged: Merged, timings: dict[str, float]) -> Eva
         for k, image in enumerate(context.images)
     ]
     pairs = [(a.key, b.key) for a, b in comparisons(context.arms)]
+    claims = judge_claims(merged.metrics, merged.units, o.seed, o.bootstrap, pairs)
+    note = resolution_note(claims[0].comparisons if claims else 0, o.bootstrap)
     return EvaluationResults(
         config=config,
         images=images,
@@ -335,9 +347,9 @@ def _results(context: Context, merged: Merged, timings: dict[str, float]) -> Eva
         units=merged.units,
         metrics=merged.metrics,
         details=merged.details,
-        notes=merged.notes,
+        notes=[*merged.notes, *([note] if note else [])],
         summary=summarize(merged.metrics, merged.units, o.seed, o.bootstrap),
-        claims=judge_claims(merged.metrics, merged.units, o.seed, o.bootstrap, pairs),
+        claims=claims,
         timings=timings,
         arms={arm.key: arm.label for arm in context.arms},
         p_bins=probability_bins(merged.metrics, merged.units, o.seed, o.bootstrap, pairs),

@@ -43,6 +43,7 @@ __all__ = [
     "judge_claims",
     "paired_bootstrap_mean",
     "probability_bins",
+    "resolution_note",
     "seeded",
     "summarize",
     "unit_groups",
@@ -284,6 +285,27 @@ def judge_claims(
         }
         claims.append(ClaimResult(claim.key, claim.text, layers, arm, versus, len(family)))
     return claims
+
+
+def resolution_note(tests: int, resamples: int) -> str | None:
+    """A note when ``resamples`` are too few to decide ``tests`` Holm-adjusted measures.
+
+    A bootstrap p-value is a multiple of 2 / resamples, so one resample across 0 gives an
+    adjusted p of up to 2 * tests / resamples. Above 0.01 the borderline measures turn on
+    single resamples (with 45 tests and 1000 resamples: 0.09, so no measure can reach
+    0.05 unless no resample crosses 0).
+
+    Example:
+        >>> resolution_note(45, 10_000) is None
+        True
+    """
+    if tests == 0 or 2 * tests / resamples <= 0.01:
+        return None
+    return (
+        f"bootstrap: {resamples} resamples are few for {tests} Holm-adjusted tests (one "
+        f"resample across 0 gives an adjusted p of up to {2 * tests / resamples:.3g}); use "
+        f"--bootstrap {200 * tests} or more to decide the borderline measures"
+    )
 
 
 #: The bins of the explained class's probability p that the differences are reported by.
