@@ -257,6 +257,8 @@ def test_reproducing_the_authors_notebooks_example_runs() -> None:
     assert torch.isnan(pytorch.completeness_error).all()
     assert torch.isnan(keras.completeness_error).all()
     assert not torch.allclose(paper.heatmap, pytorch.heatmap, atol=1e-3)  # by design
+    for alone, shared in zip((paper, pytorch, keras), namespace["shared"], strict=True):
+        assert torch.equal(alone.heatmap, shared.heatmap)
     their = namespace["their_layer_map"]
     torch.testing.assert_close(normalize_heatmap(their, (224, 224)), pytorch.heatmap,
                                rtol=0, atol=1e-5)

@@ -174,7 +174,7 @@ def evaluate_command(
             "--preset",
             help="claims: what the paper's two claims need (five arms, coarser curves, "
             ">= 100 grids, stability on the first 16 images, no randomisation test or m "
-            "sweep), aimed at 500 images in 2.5 h on 2 CPU cores (about 2.85 h measured so far); "
+            "sweep), 500 images in at most 2.5 h on 2 CPU cores (about 2 h, measured by shard); "
             "the flags you give still win.",
             show_default=False,
         ),

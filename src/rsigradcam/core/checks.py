@@ -55,8 +55,12 @@ def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
     return images.detach()
 
 
-def warn_zero_maps(method: str, layer_maps: dict[str, Tensor]) -> None:
-    """A RuntimeWarning for each layer whose (N, h, w) map is zero everywhere for an image."""
+def warn_zero_maps(method: str, layer_maps: dict[str, Tensor], stacklevel: int = 3) -> None:
+    """A RuntimeWarning for each layer whose (N, h, w) map is zero everywhere for an image.
+
+    ``stacklevel``: as for :func:`warnings.warn`, counted from this function (3: the caller
+    of the method that calls it).
+    """
     for layer, layer_map in layer_maps.items():
         zero = (layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
         if zero:
@@ -65,5 +69,5 @@ def warn_zero_maps(method: str, layer_maps: dict[str, Tensor]) -> None:
                 "channel has positive weighted activation (no positive evidence for the "
                 "target at this layer, or vanishing gradients). Their heatmaps are all zeros.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )

@@ -272,10 +272,9 @@ class BaseCAM:
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             self.compile_seconds = warm_up(prepared, evaluator.warm_up, x[:1], sizes)
             result = self._run_path(evaluator, plan.partition)
-        explanations = {
-            name: self._explain(name, evaluator, result, tuple(x.shape[2:]), n_baselines)
-            for name in layers
-        }
+        explanations = self._explain_layers(
+            list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines
+        )
         warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
         if isinstance(self.layer, (list, tuple)):
             return explanations
@@ -363,6 +362,13 @@ class BaseCAM:
         )
 
     # ------------------------------------------------------------------ reduction
+    def _explain_layers(
+        self, layers: list[str], evaluator: PathEvaluator, result: PathResult,
+        size: tuple[int, ...], n_baselines: int,
+    ) -> dict[str, Explanation]:
+        """The explanations at ``layers`` from one path pass, by layer."""
+        return {name: self._explain(name, evaluator, result, size, n_baselines) for name in layers}
+
     @property
     def completeness_applies(self) -> bool:
         """Whether ``completeness_error`` is computed (else NaN): ``has_completeness`` here."""

@@ -6,6 +6,7 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
@@ -18,14 +19,19 @@ from rsigradcam.core.adaptive import (
     ScoreGap,
     run_adaptive,
 )
+from rsigradcam.core.checks import warn_zero_maps
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.integrate import PathAccumulator, RiemannStieltjesSum, Rule, check_rule
 from rsigradcam.core.limits import check_steps
 from rsigradcam.core.path import uniform_partition
-from rsigradcam.core.targets import Output
+from rsigradcam.core.targets import Output, TargetSpec
+from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
 
 __all__ = ["NO_COMPLETENESS_REASON", "RSIGradCAM"]
+
+#: The authors' variants that ``explain_variants`` takes, by keyword.
+_VARIANT_KEYS = ("grad_relu", "guided")
 
 #: Why ``completeness_error`` is NaN with ``grad_relu=True`` or ``guided=True`` (one line,
 #: for reports and JSON warnings).
@@ -117,6 +123,63 @@ class RSIGradCAM(PathCAM):
         self.schedule: AdaptiveSchedule | None = None
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
+        # (grad_relu, guided) per variant during an explain_variants call, and its results
+        self._variants: list[tuple[bool, bool]] | None = None
+        self._sums: dict[bool, dict[str, Tensor]] = {}
+        self._found: list[dict[str, Explanation]] = []
+
+    def explain_variants(
+        self,
+        images: Tensor,
+        targets: TargetSpec = None,
+        variants: Sequence[Mapping[str, bool]] = ({}, {"grad_relu": True}),
+    ) -> list[Explanation | dict[str, Explanation]]:
+        """Explain ``images`` with several of the authors' variants from one set of passes.
+
+        The variants differ only in what is done with the same activations and gradients
+        (``grad_relu`` clips the gradients before the sum, ``guided`` the integrated
+        gradients after it), so one path pass serves all of them: each result equals
+        ``RSIGradCAM(..., **variant)(images, targets)`` with this instance's other
+        settings, at the cost of one call.
+
+        Args:
+            images: As for a call.
+            targets: As for a call.
+            variants: One mapping per result, of ``grad_relu`` and ``guided`` (missing keys
+                are ``False``; ``{}`` is the paper's formula).
+
+        Returns:
+            One result per variant, in order, each as a call returns it (an
+            :class:`Explanation`, or a dict by layer when ``layer`` is a list).
+
+        Raises:
+            ValueError: An unknown variant key, no variants, or ``steps="auto"`` (the
+                adaptive partition depends on the variant).
+        """
+        chosen = []
+        for variant in variants:
+            unknown = sorted(set(variant) - set(_VARIANT_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"unknown variant {unknown[0]!r}; variants take {', '.join(_VARIANT_KEYS)}."
+                )
+            chosen.append((bool(variant.get("grad_relu")), bool(variant.get("guided"))))
+        if not chosen:
+            raise ValueError("variants is empty; give at least one, e.g. [{}].")
+        if self.schedule is not None and self.partition is None:
+            raise ValueError(
+                'explain_variants needs fixed steps: with steps="auto" the partition depends '
+                "on the variant; call RSIGradCAM(..., grad_relu=...) for each instead."
+            )
+        self._variants = chosen
+        try:
+            first = self(images, targets)
+            found = self._found
+        finally:
+            self._variants, self._sums, self._found = None, {}, []
+        if isinstance(first, Explanation):
+            return [next(iter(by_layer.values())) for by_layer in found]
+        return list(found)
 
     def _partition(self) -> Tensor:
         if self.schedule is not None and self.partition is None:
@@ -124,6 +187,8 @@ class RSIGradCAM(PathCAM):
         return super()._partition()
 
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+        if self._variants is not None:
+            return self._run_variants(evaluator, partition, self._variants)
         if self.schedule is None or self.partition is not None:
             return super()._run_path(evaluator, partition)
         evaluator.detect_cuts = self.completeness_applies
@@ -132,6 +197,47 @@ class RSIGradCAM(PathCAM):
             self.schedule, self._score_gap(evaluator) if self.completeness_applies else None,
         )
         return PathResult(integrated, used, n_evaluations)
+
+    def _run_variants(
+        self, evaluator: PathEvaluator, partition: Tensor, variants: list[tuple[bool, bool]]
+    ) -> PathResult:
+        """One path pass into a sum per layer for each ``grad_relu`` the variants use."""
+        n_images, layers = evaluator.n_images, evaluator.layers
+        sums = {
+            relu: {name: RiemannStieltjesSum(n_images, self.rule, relu) for name in layers}
+            for relu in dict.fromkeys(relu for relu, _ in variants)
+        }
+        n, t = self._rows(n_images, partition)
+        for rows, _, acts, grads, _ in evaluator(n, t):
+            for by_layer in sums.values():
+                for name in layers:
+                    by_layer[name].update(rows, acts[name], grads[name])
+        self._sums = {
+            relu: {name: acc.result() for name, acc in by_layer.items()}
+            for relu, by_layer in sums.items()
+        }
+        return PathResult(self._sums[variants[0][0]], partition, partition.numel())
+
+    def _explain_layers(
+        self, layers: list[str], evaluator: PathEvaluator, result: PathResult,
+        size: tuple[int, ...], n_baselines: int,
+    ) -> dict[str, Explanation]:
+        if self._variants is None:
+            return super()._explain_layers(layers, evaluator, result, size, n_baselines)
+        own = self.grad_relu, self.guided
+        try:
+            for k, (grad_relu, guided) in enumerate(self._variants):
+                self.grad_relu, self.guided = grad_relu, guided
+                summed = PathResult(self._sums[self.grad_relu], result.partition,
+                                    result.n_evaluations)
+                found = super()._explain_layers(layers, evaluator, summed, size, n_baselines)
+                if k:  # the call warns about the first variant's maps; 5: explain_variants' caller
+                    maps = {n: e.layer_map for n, e in found.items()}
+                    warn_zero_maps(self.method_name, maps, stacklevel=5)
+                self._found.append(found)
+        finally:
+            self.grad_relu, self.guided = own
+        return self._found[0]
 
     @property
     def completeness_applies(self) -> bool:

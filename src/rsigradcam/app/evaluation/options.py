@@ -130,12 +130,13 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 #: ``--preset`` name -> the options it sets (the command's own flags still win). ``claims``
-#: keeps what the paper's two claims need, aimed at 500 images in at most 2.5 hours on a
-#: 2-core CPU: the five arms of :data:`~rsigradcam.app.evaluation.arms.PRESET_ARMS`, coarser
-#: deletion/insertion curves, GridPG on at least 100 grids, float32/float64 and
-#: max-sensitivity on the first images only, no randomisation test or m sweep, and 10 000
-#: bootstrap resamples (a p-value is a multiple of 2 / resamples, and the family has 45
-#: Holm-adjusted tests: with 1000, one resample across 0 leaves an adjusted p of 0.09).
+#: keeps what the paper's two claims need and fits 500 images in at most 2.5 hours on a
+#: 2-core CPU (about 2 hours, measured shard by shard): the five arms of
+#: :data:`~rsigradcam.app.evaluation.arms.PRESET_ARMS`, coarser deletion/insertion curves,
+#: GridPG on at least 100 grids, float32/float64 and max-sensitivity on the first images
+#: only, no randomisation test or m sweep, and 10 000 bootstrap resamples (a p-value is a
+#: multiple of 2 / resamples, and the family has 45 Holm-adjusted tests: with 1000, one
+#: resample across 0 leaves an adjusted p of 0.09).
 PRESETS: dict[str, dict[str, Any]] = {
     "claims": {
         "arms": PRESET_ARMS["claims"],

@@ -47,7 +47,7 @@ from rsigradcam.core.capture import model_dtype
 from rsigradcam.core.inference import SpeedOptions, prepare_model
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods import create_cam, method_class, method_layers
+from rsigradcam.methods import RSIGradCAM, create_cam, method_class, method_layers
 from rsigradcam.methods.integrated_gradients import INPUT_LAYER
 from rsigradcam.metrics.sanity import ORIGINAL
 from rsigradcam.metrics.stability import Explain, MakeExplainer, saturation_split
@@ -63,6 +63,7 @@ __all__ = [
     "plan_grids",
     "sanity",
     "sanity_stages",
+    "share_passes",
     "stability",
 ]
 
@@ -103,6 +104,9 @@ class MethodRunner:
         self.steps, self.output, self.notes = steps, output, notes
         #: The stage asking for explanations, named in the notes.
         self.stage = ""
+        #: The runners whose results one set of path passes gives with this one's (the
+        #: same method and output, other variants; see :func:`share_passes`), or none.
+        self.shared: list[MethodRunner] = []
         self._cache: dict[tuple[Any, ...], dict[str, Explanation]] = {}
         self._pinned: set[tuple[Any, ...]] = set()
 
@@ -127,6 +131,8 @@ class MethodRunner:
         run_dtype = dtype or model_dtype(model)
         key = (model_sha256(model), _digest([images, targets]), m, str(run_dtype))
         if key not in self._cache:
+            group = [self, *(r for r in self.shared if key not in r._cache)]
+            options = {k: v for k, v in self.options.items() if k != "variants"}
             cam = create_cam(
                 self.name,
                 model,
@@ -135,11 +141,18 @@ class MethodRunner:
                 output=self.output,
                 memory_budget_mb=FIXED_BUDGET_MB,
                 dtype=dtype,
-                **self.options,
+                **(options if len(group) > 1 else self.options),
             )
             with _recorded(self.notes, f"{self.stage}, {self.name}"):
-                found = cam(images, targets)
-            self._cache[key] = found if isinstance(found, dict) else {found.layer: found}
+                if len(group) > 1 and isinstance(cam, RSIGradCAM):
+                    found = cam.explain_variants(
+                        images, targets, [r.options.get("variants", {}) for r in group]
+                    )
+                else:
+                    group, found = [self], [cam(images, targets)]
+            for runner, result in zip(group, found, strict=True):
+                by_layer = result if isinstance(result, dict) else {result.layer: result}
+                runner._cache[key] = by_layer
         return self._cache[key]
 
     def maker(self, model: nn.Module, layer: str) -> MakeExplainer:
@@ -152,6 +165,24 @@ class MethodRunner:
             return explain
 
         return make
+
+
+def share_passes(runners: Iterable[MethodRunner]) -> None:
+    """Let the RSI-Grad-CAM runners of one output share their path passes.
+
+    Runners that differ only in the authors' variants compute the same activations and
+    gradients, so the first one asked runs :meth:`RSIGradCAM.explain_variants` for all of
+    them (the same maps, bit for bit, for one set of passes instead of one per variant).
+    """
+    groups: dict[tuple[Any, ...], list[MethodRunner]] = {}
+    for runner in runners:
+        if method_class(runner.name) is RSIGradCAM:
+            rest = sorted((k, repr(v)) for k, v in runner.options.items() if k != "variants")
+            key = (runner.output, runner.steps, tuple(runner.layers), tuple(rest))
+            groups.setdefault(key, []).append(runner)
+    for group in groups.values():
+        for runner in group:
+            runner.shared = [r for r in group if r is not runner]
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from rsigradcam.app.evaluation.stages import (
     faithfulness,
     localisation,
     sanity,
+    share_passes,
     stability,
 )
 from rsigradcam.files import finite
@@ -100,13 +101,15 @@ class Context:
     def runners(self, notes: list[str]) -> dict[str, MethodRunner]:
         """Fresh method runners of the arms, by arm key."""
         o = self.options
-        return {
+        runners = {
             arm.key: MethodRunner(
                 arm.method, self.layers, o.steps, arm.output, notes,
                 {"path_options": {"normalize": o.input_format.normalize}, **arm.cam_options()},
             )
             for arm in self.arms
         }
+        share_passes(runners.values())
+        return runners
 
 
 @dataclass(frozen=True)
