@@ -40,6 +40,16 @@ def photos() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
 def cpu_float64(photos: torch.Tensor) -> dict[str, torch.Tensor]:
     model = efficientnet_lite0().eval()
     exps = RSIGradCAM(model, LAYERS, steps=STEPS, dtype=torch.float64)(photos)
@@ -95,13 +105,8 @@ def test_autocast_maps_stay_close_to_float32(photos):
             assert corr > 0.95, (dtype, name)
 
 
-def test_explain_dataset_on_cuda_matches_the_cpu(tmp_path: Path):
-    from skimage import data
-
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in PHOTOS:
-        Image.fromarray(getattr(data, name)()).convert("RGB").save(folder / f"{name}.png")
+def test_explain_dataset_on_cuda_matches_the_cpu(tmp_path: Path, photo_folder: Path):
+    folder = photo_folder
     found = {}
     for run, device in (("cpu", "cpu"), ("gpu", DEVICE)):
         out = tmp_path / run
@@ -120,13 +125,8 @@ def test_explain_dataset_on_cuda_matches_the_cpu(tmp_path: Path):
         assert abs(gpu.probability - cpu.probability) < 1e-4, exp_id
 
 
-def test_evaluate_on_cuda_gives_the_cpu_numbers(tmp_path: Path):
-    from skimage import data
-
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in PHOTOS:
-        Image.fromarray(getattr(data, name)()).convert("RGB").save(folder / f"{name}.png")
+def test_evaluate_on_cuda_gives_the_cpu_numbers(photo_folder: Path):
+    folder = photo_folder
     runs = {}
     for run, device in (("cpu", "cpu"), ("gpu", DEVICE)):
         options = EvaluationOptions(

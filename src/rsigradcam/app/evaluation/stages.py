@@ -144,12 +144,13 @@ class MethodRunner:
                 **(options if len(group) > 1 else self.options),
             )
             with _recorded(self.notes, f"{self.stage}, {self.name}"):
-                if len(group) > 1 and isinstance(cam, RSIGradCAM):
+                if len(group) > 1:
+                    assert isinstance(cam, RSIGradCAM)  # share_passes groups only these
                     found = cam.explain_variants(
                         images, targets, [r.options.get("variants", {}) for r in group]
                     )
                 else:
-                    group, found = [self], [cam(images, targets)]
+                    found = [cam(images, targets)]
             for runner, result in zip(group, found, strict=True):
                 by_layer = result if isinstance(result, dict) else {result.layer: result}
                 runner._cache[key] = by_layer
