@@ -55,3 +55,13 @@ def test_bad_variants_are_refused():
         RSIGradCAM(model, "conv", steps=4).explain_variants(images, None, [])
     with pytest.raises(ValueError, match="fixed steps"):
         RSIGradCAM(model, "conv", steps="auto").explain_variants(images)
+
+
+def test_several_random_baselines_per_image_give_the_same_maps():
+    model, images = make_case(14)
+    options = {"baseline": "noise", "n_samples": 3, "steps": 6}
+    torch.manual_seed(0)
+    found = RSIGradCAM(model, "features", **options).explain_variants(images, 1, VARIANTS)
+    for variant, shared in zip(VARIANTS, found, strict=True):
+        torch.manual_seed(0)
+        _same(shared, RSIGradCAM(model, "features", **options, **variant)(images, 1))
