@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
@@ -125,7 +126,6 @@ class RSIGradCAM(PathCAM):
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
         # (grad_relu, guided) per variant during an explain_variants call, and its results
         self._variants: list[tuple[bool, bool]] | None = None
-        self._sums: dict[bool, dict[str, Tensor]] = {}
         self._found: list[dict[str, Explanation]] = []
 
     def explain_variants(
@@ -176,7 +176,7 @@ class RSIGradCAM(PathCAM):
             first = self(images, targets)
             found = self._found
         finally:
-            self._variants, self._sums, self._found = None, {}, []
+            self._variants, self._found = None, []
         if isinstance(first, Explanation):
             return [next(iter(by_layer.values())) for by_layer in found]
         return list(found)
@@ -187,8 +187,6 @@ class RSIGradCAM(PathCAM):
         return super()._partition()
 
     def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
-        if self._variants is not None:
-            return self._run_variants(evaluator, partition, self._variants)
         if self.schedule is None or self.partition is not None:
             return super()._run_path(evaluator, partition)
         evaluator.detect_cuts = self.completeness_applies
@@ -198,38 +196,19 @@ class RSIGradCAM(PathCAM):
         )
         return PathResult(integrated, used, n_evaluations)
 
-    def _run_variants(
-        self, evaluator: PathEvaluator, partition: Tensor, variants: list[tuple[bool, bool]]
-    ) -> PathResult:
-        """One path pass into a sum per layer for each ``grad_relu`` the variants use."""
-        n_images, layers = evaluator.n_images, evaluator.layers
-        sums = {
-            relu: {name: RiemannStieltjesSum(n_images, self.rule, relu) for name in layers}
-            for relu in dict.fromkeys(relu for relu, _ in variants)
-        }
-        n, t = self._rows(n_images, partition)
-        for rows, _, acts, grads, _ in evaluator(n, t):
-            for by_layer in sums.values():
-                for name in layers:
-                    by_layer[name].update(rows, acts[name], grads[name])
-        self._sums = {
-            relu: {name: acc.result() for name, acc in by_layer.items()}
-            for relu, by_layer in sums.items()
-        }
-        return PathResult(self._sums[variants[0][0]], partition, partition.numel())
-
     def _explain_layers(
         self, layers: list[str], evaluator: PathEvaluator, result: PathResult,
         size: tuple[int, ...], n_baselines: int,
     ) -> dict[str, Explanation]:
         if self._variants is None:
             return super()._explain_layers(layers, evaluator, result, size, n_baselines)
+        relus = _relus(self._variants)
         own = self.grad_relu, self.guided
         try:
             for k, (grad_relu, guided) in enumerate(self._variants):
                 self.grad_relu, self.guided = grad_relu, guided
-                summed = PathResult(self._sums[self.grad_relu], result.partition,
-                                    result.n_evaluations)
+                sums = {n: a[relus.index(grad_relu)] for n, a in result.accumulated.items()}
+                summed = PathResult(sums, result.partition, result.n_evaluations)
                 found = super()._explain_layers(layers, evaluator, summed, size, n_baselines)
                 if k:  # the call warns about the first variant's maps; 5: explain_variants' caller
                     maps = {n: e.layer_map for n, e in found.items()}
@@ -254,6 +233,8 @@ class RSIGradCAM(PathCAM):
         return gap
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
+        if self._variants is not None:
+            return _VariantSums(n_images, self.rule, _relus(self._variants))
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)
 
     def _attributions(
@@ -264,3 +245,25 @@ class RSIGradCAM(PathCAM):
         assert baseline_activation is not None
         keep = (activation > 0) & (accumulated > 0) & (activation - baseline_activation > 0)
         return accumulated * keep
+
+
+def _relus(variants: list[tuple[bool, bool]]) -> list[bool]:
+    """The ``grad_relu`` values that ``(grad_relu, guided)`` variants use, each once."""
+    return list(dict.fromkeys(relu for relu, _ in variants))
+
+
+class _VariantSums:
+    """The Riemann-Stieltjes sums of one stream of rows, one per ``grad_relu`` value.
+
+    :meth:`result` stacks them: (len(relus), N, K, h, w), in the order of ``relus``.
+    """
+
+    def __init__(self, n_images: int, rule: Rule, relus: list[bool]) -> None:
+        self.sums = [RiemannStieltjesSum(n_images, rule, grad_relu=relu) for relu in relus]
+
+    def update(self, image_index: Tensor, activations: Tensor, gradients: Tensor) -> None:
+        for total in self.sums:
+            total.update(image_index, activations, gradients)
+
+    def result(self) -> Tensor:
+        return torch.stack([total.result() for total in self.sums])

@@ -132,7 +132,6 @@ class MethodRunner:
         key = (model_sha256(model), _digest([images, targets]), m, str(run_dtype))
         if key not in self._cache:
             group = [self, *(r for r in self.shared if key not in r._cache)]
-            options = {k: v for k, v in self.options.items() if k != "variants"}
             cam = create_cam(
                 self.name,
                 model,
@@ -141,7 +140,7 @@ class MethodRunner:
                 output=self.output,
                 memory_budget_mb=FIXED_BUDGET_MB,
                 dtype=dtype,
-                **(options if len(group) > 1 else self.options),
+                **self.options,
             )
             with _recorded(self.notes, f"{self.stage}, {self.name}"):
                 if len(group) > 1:
