@@ -25,6 +25,7 @@ from rsigradcam.app.cli import app
 from rsigradcam.app.evaluation import EvaluationResults, markdown_summary
 from rsigradcam.files import md_cell
 from tests.app.test_evaluate import TINY_MODULE
+from tests.conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
@@ -195,23 +196,33 @@ def test_bench_results_md_tables_are_well_formed() -> None:
     assert malformed(piped) == []
 
 
-def _limits_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("limits_markdown", ROOT / "benchmarks" /
-                                                  "limits.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_limits_md_tables_are_well_formed() -> None:
     row = {"image": "cat|dog", "layer": "blocks.5", "uniform_17": 0.99, "uniform_33": 0.995,
            "uniform_65": 0.998, "uniform_129": 0.9995, "order": 1.1, "coherence": 1.2,
            "density_33": 0.997}
-    text = _limits_module()._markdown([row, {**row, "image": "chelsea"}])
+    text = load_benchmark("limits")._markdown([row, {**row, "image": "chelsea"}])
     assert [len(t.rows[0]) for t in tables(text)] == [9]
     assert "| cat\\|dog | blocks.5 |" in text
     assert malformed(text) == []
+
+
+def test_ceiling_md_tables_are_well_formed() -> None:
+    sizes = {1: 0.31, 2: 0.26, 4: 0.21, 8: 0.18, 17: 0.23, 51: 0.36}
+    results = {
+        "cpu": "CPU | with a pipe", "torch": "2.13.0", "threads": 2, "points": 51,
+        "gemm_gflops": 347.0, "macs_per_image": 385e6, "gflop_per_call": 39.3,
+        "conv_seconds_by_batch": sizes, "conv_best_batch": 8,
+        "conv_seconds_single_batch": 0.184, "conv_seconds_per_layer_best": 0.164,
+        "eager_forward_by_batch": {2: 0.64, 4: 0.7}, "folded_forward_by_batch": {2: 0.44},
+        "frozen_forward_by_batch": {4: 0.256, 8: 0.27}, "frozen_compile_seconds": 10.0,
+        "ours_seconds": 0.46, "captum_seconds": 0.866,
+        "captum_method": "captum LayerConductance, internal_batch_size=8", "goal_ratio": 3.5,
+    }
+    text = load_benchmark("ceiling").markdown(results)
+    assert [len(t.rows[0]) for t in tables(text)] == [5, 7]
+    assert malformed(text) == []
+    assert "| what Captum >= 3.5x ours needs of ours | 0.247 |" in text
+    assert "Captum at its best is 1.88x ours" in text
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(ROOT)))
@@ -223,6 +234,7 @@ def test_the_committed_files_have_tables() -> None:
     """The check above reads real tables (README, docs, benchmarks all have some)."""
     counts = {p.name: len(tables(p.read_text(encoding="utf-8"))) for p in COMMITTED}
     assert counts["README.md"] >= 3 and counts["results.md"] >= 2 and counts["limits.md"] >= 1
+    assert counts["ceiling.md"] >= 2
 
 
 # ------------------------------------------------------------------ README: the authors' notebooks

@@ -15,7 +15,7 @@ from rsigradcam.app.bench import (
 )
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import make_case
+from tests.conftest import load_benchmark, make_case
 
 
 def test_official_style_loop_computes_the_grad_relu_variant():
@@ -58,22 +58,10 @@ def test_heatmap_correlation():
     assert abs(heatmap_correlation(a, -a) + 1.0) < 1e-12
 
 
-def _limits_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "limits.py"
-    spec = importlib.util.spec_from_file_location("limits_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_limits_analysis_tells_smooth_from_rough_integrands():
     """benchmarks/limits.py: order 2 and coherent errors for a smooth gradient; order 1 and
     independent errors for a gradient that jumps at random along the path."""
-    limits = _limits_module()
+    limits = load_benchmark("limits")
     g = torch.Generator().manual_seed(0)
     t = torch.linspace(0, 1, 513, dtype=torch.float64).view(-1, 1, 1, 1)
     a = torch.rand(1, 6, 3, 3, generator=g, dtype=torch.float64) + 0.5
@@ -88,3 +76,33 @@ def test_limits_analysis_tells_smooth_from_rough_integrands():
     assert 0.5 < rough["order"] < 1.5
     assert rough["coherence"] < 2.5
     assert 0.0 < rough["density_33"] <= 1.0
+
+
+def test_ceiling_replays_every_convolution_as_the_model_runs_it():
+    """benchmarks/ceiling.py times each convolution on its own: the replay (padding done
+    beforehand, as TensorFlow-style "same" padding does it) gives the module's own output,
+    on an input whose height and width need uneven padding."""
+    from rsigradcam.models import efficientnet_lite0
+
+    ceiling = load_benchmark("ceiling")
+    model = efficientnet_lite0(pretrained=False).eval()
+    image = torch.rand(1, 3, 50, 37)
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(
+            lambda _m, _a, out, name=name: outputs.__setitem__(name, out.detach())
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Conv2d)
+    ]
+    calls = ceiling.conv_calls(model, image)
+    for handle in handles:
+        handle.remove()
+    assert len(calls) == len(outputs) == 49
+    assert any(c.padding == 0 and c.conv.stride[0] == 2 for c in calls)  # padded beforehand
+    for call in calls:
+        with torch.no_grad():
+            replayed = call._run(call.x)  # channels-last, as timed: rounding may differ
+        torch.testing.assert_close(replayed, outputs[call.name], rtol=1e-5, atol=1e-5)
+    assert sum(c.macs() for c in calls) > 0
+    assert calls[0].seconds_per_image(2) > 0
