@@ -8,6 +8,7 @@ every module counts, including the ones no test imports.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -304,8 +305,17 @@ def test_cycle_finder_tells_a_re_export_from_a_real_cycle(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------------------
 
 
+#: Private modules of other packages that the project uses on purpose, and why.
+ALLOWED_PRIVATE_IMPORTS = {
+    # Inductor's freezing switch for compile=True on a CPU; PyTorch's CPU inference
+    # guides set it this way, and torch.compile(options=...) is read too late for it.
+    "rsigradcam/core/inference.py: module torch._inductor.config",
+}
+
+
 def test_no_private_name_is_imported_across_modules() -> None:
-    assert private_imports(SRC) == []
+    found = private_imports(SRC)
+    assert [f for f in found if re.sub(r":\d+:", ":", f) not in ALLOWED_PRIVATE_IMPORTS] == []
 
 
 def test_private_import_rules(tmp_path: Path) -> None:

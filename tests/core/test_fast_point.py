@@ -14,6 +14,7 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
+from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.inference import (
     SpeedOptions,
     conv_bn_pairs,
@@ -157,6 +158,42 @@ def test_compile_matches_eager_and_reports_its_compile_time_apart():
     reference = RSIGradCAM(model, "conv", steps=4, batch_size=5, **OFF)(images)
     for exp in (first, again):
         torch.testing.assert_close(exp.heatmap, reference.heatmap, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+def test_compiled_and_frozen_copy_follows_changed_weights():
+    """On a CPU the compiled copy is frozen (its weights become constants): a model whose
+    weights change between calls gets a new copy, so the maps follow the new weights."""
+    model, images = make_case(14)
+    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, compile=True, **OFF)
+    first = cam(images)
+    with torch.no_grad():
+        model.conv.weight.mul_(1.5)
+        model.features[0].weight.mul_(-1.0)  # before the layer: the frozen prefix
+    changed = cam(images)
+    assert not torch.allclose(changed.attributions, first.attributions)
+    assert cam.compile_seconds > 0  # a new copy, compiled anew
+    reference = RSIGradCAM(model, "conv", steps=4, batch_size=5, **OFF)(images)
+    torch.testing.assert_close(changed.attributions, reference.attributions, rtol=1e-5,
+                               atol=1e-7)
+    torch.testing.assert_close(changed.heatmap, reference.heatmap, rtol=0, atol=1e-5)
+
+
+def test_the_probe_runs_a_compiled_model_eagerly():
+    """Finding the layer and the chunk size runs one point once: not worth a compile."""
+    seen: list[tuple[int, ...]] = []
+
+    def counting_backend(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]):
+        seen.append(tuple(inputs[0].shape) if inputs else ())
+        return graph.forward
+
+    model, images = make_case(17)
+    model.compile(backend=counting_backend, dynamic=False)  # in place, as a private copy
+    with LayerCapture(model) as capture:
+        records = capture.probe(images[:1])
+    assert [r.name for r in records][-1] == "fc" and seen == []
+    model(images[:1])
+    assert seen  # outside the probe it compiles
 
 
 @pytest.mark.parametrize("output", ["softmax", "logits"])

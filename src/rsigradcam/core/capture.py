@@ -374,13 +374,29 @@ class LayerCapture:
         """Run one no-grad forward pass and report every module's output, in completion order.
 
         Used to find the default layer and to estimate the memory one path point needs.
-        The temporary hooks are removed before this returns.
+        The temporary hooks are removed before this returns. A compiled model runs eagerly
+        here: one point, once, is not worth compiling a shape for.
         """
         self._check_active()
         records: list[ModuleOutput] = []
-        with _temporary_hooks(self.model, records), torch.no_grad():
+        with _temporary_hooks(self.model, records), torch.no_grad(), _uncompiled():
             self.forward(x)
         return records
+
+
+@contextmanager
+def _uncompiled() -> Iterator[None]:
+    """Run compiled modules eagerly within the block (a one-off probe is not worth a compile).
+
+    Uses ``torch.compiler.set_stance("force_eager")`` (torch 2.6 and later); on older
+    versions a compiled module compiles as usual.
+    """
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is None:
+        yield
+        return
+    with set_stance("force_eager"):
+        yield
 
 
 def _first_tensor(output: Any) -> tuple[Any, Callable[[Tensor], Any]]:

@@ -17,7 +17,12 @@ and version counter, and on the identity of every module.
 * **channels-last**: the copy's 4-D weights and the path points are stored NHWC, the
   layout oneDNN's CPU convolutions prefer.
 * **compile**: ``torch.compile`` on the copy (opt-in; the first call pays the compile time,
-  which :func:`warm_up` measures separately).
+  which :func:`warm_up` measures separately). On a CPU, Inductor *freezes* the no-gradient
+  part of the pass (everything before the explained layer): the copy's weights become
+  constants, pre-packed for oneDNN, with the activations fused into the convolutions.
+  The copy is never changed (a changed user model gets a new copy), so that is safe; on
+  the embedded model (``head``, m = 50, 2 threads) a compiled call took 0.36 s with
+  freezing against 0.52 s without.
 * **float32 means float32**: on a GPU the passes run with TF32 off
   (:func:`float32_arithmetic`); reduced precision is asked for with ``autocast``.
 
@@ -54,6 +59,7 @@ __all__ = [
     "float32_arithmetic",
     "fold_batchnorm",
     "prepare_model",
+    "run_settings",
     "warm_up",
 ]
 
@@ -112,6 +118,27 @@ def float32_arithmetic(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
+@contextmanager
+def run_settings(prepared: PreparedModel, device: torch.device) -> Iterator[None]:
+    """How a method's passes run: float32 without TF32, and a compiled copy frozen on a CPU.
+
+    The first is :func:`float32_arithmetic`. Inductor reads its ``freezing`` switch when
+    Dynamo traces a graph, so it is set for the whole pass, not at ``torch.compile``
+    (whose ``options`` come too late for it). It applies to graphs that run without
+    gradients only: the part of the pass before the explained layer.
+    """
+    with float32_arithmetic(device):
+        if not (prepared.compiled and device.type == "cpu"):
+            yield
+            return
+        import torch._inductor.config as inductor_config  # the documented switch
+
+        with inductor_config.patch(freezing=True):
+            yield
+
+
 
 
 def check_speed_options(options: SpeedOptions) -> SpeedOptions:

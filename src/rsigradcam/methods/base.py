@@ -16,6 +16,7 @@ how attributions, weights and the map follow from that (:meth:`BaseCAM._attribut
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -46,8 +47,8 @@ from rsigradcam.core.inference import (
     PreparedModel,
     SpeedOptions,
     check_speed_options,
-    float32_arithmetic,
     prepare_model,
+    run_settings,
     warm_up,
 )
 from rsigradcam.core.integrate import GradientAtInput, PathAccumulator
@@ -179,7 +180,7 @@ class BaseCAM:
             one_point if fold_batchnorm is None else fold_batchnorm,
             one_point if channels_last is None else channels_last, compile, autocast,
         ))
-        #: Seconds the last call spent compiling (``compile=True``; 0.0 once compiled).
+        #: Seconds the last call spent compiling, up to its path pass (0.0 once compiled).
         self.compile_seconds = 0.0
         self._layer_names = self._check_layer_spec(layer)
         self._probe_cache: dict[tuple[Any, ...], list[ModuleOutput]] = {}
@@ -230,7 +231,7 @@ class BaseCAM:
         Returns:
             An :class:`Explanation`, or ``dict[str, Explanation]`` when ``layer`` is a list.
         """
-        images = check_images(images, self.model)
+        start, images = time.perf_counter(), check_images(images, self.model)
         model, prepared = self._run_model(images)
         x = images.to(prepared.dtype)
         n_images = x.shape[0]
@@ -249,7 +250,7 @@ class BaseCAM:
                 if prepared.folded & set(names):  # keep the explained layer's own pair
                     model, prepared = self._run_model(images, names)
         with (
-            torch.inference_mode(False), torch.enable_grad(), float32_arithmetic(x.device),
+            torch.inference_mode(False), torch.enable_grad(), run_settings(prepared, x.device),
             LayerCapture(model) as capture,
         ):
             capture.grad_from_layer = True
@@ -270,7 +271,8 @@ class BaseCAM:
                 autocast=prepared.autocast,
             )
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
-            self.compile_seconds = warm_up(prepared, evaluator.warm_up, x[:1], sizes)
+            compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
+            self.compile_seconds = time.perf_counter() - start if compiled else 0.0
             result = self._run_path(evaluator, plan.partition)
         explanations = self._explain_layers(
             list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines
@@ -375,12 +377,8 @@ class BaseCAM:
         return self.has_completeness
 
     def _explain(
-        self,
-        name: str,
-        evaluator: PathEvaluator,
-        result: PathResult,
-        size: tuple[int, ...],
-        n_baselines: int = 1,
+        self, name: str, evaluator: PathEvaluator, result: PathResult,
+        size: tuple[int, ...], n_baselines: int = 1,
     ) -> Explanation:
         activation = evaluator.activation[name]
         attributions = self._attributions(
