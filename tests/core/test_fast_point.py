@@ -23,6 +23,7 @@ from rsigradcam.core.inference import (
 )
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
+from rsigradcam.models.efficientnet_lite import SameConv2d
 from tests.conftest import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.loop import reference_rsi
 
@@ -83,7 +84,11 @@ def test_embedded_model_maps_do_not_move_with_the_default_options(lite0, small_i
                 assert diff < 1e-3, name
                 for a, b in zip(on[name], off[name], strict=True):
                     assert heatmap_correlation(a, b) > 0.99999, name
-    assert len(prepare_model(lite0, small_images, SpeedOptions()).folded) == 2 * 49
+    prepared = prepare_model(lite0, small_images, SpeedOptions())
+    assert len(prepared.folded) == 2 * 49
+    padded = [m for m in prepared.module.modules() if isinstance(m, SameConv2d)]
+    assert len(padded) == 49 and all(m.kernel_padding for m in padded)  # the copy only
+    assert not any(getattr(m, "kernel_padding", False) for m in lite0.modules())
 
 
 def test_embedded_model_head_map_in_float32_within_1e5(lite0):

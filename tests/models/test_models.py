@@ -150,6 +150,42 @@ def test_same_padding_matches_tensorflow(
     assert effnet._same_padding(size, kernel, stride) == expected
 
 
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (3, 2, 2)])
+@pytest.mark.parametrize("size", [(16, 16), (17, 16), (16, 17), (17, 17)])
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_kernel_padding_reads_the_same_pixels(
+    kernel: int, stride: int, dilation: int, size: tuple[int, int], nhwc: bool
+) -> None:
+    """Uneven "same" padding done by a kernel grown with zeros gives the padded output."""
+    torch.manual_seed(0)
+    conv = effnet.SameConv2d(6, 6, kernel, stride=stride, groups=3, bias=True)
+    conv.dilation = (dilation, dilation)
+    x = torch.randn(2, 6, *size)
+    if nhwc:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(
+            memory_format=torch.channels_last
+        )
+    with torch.no_grad():
+        padded = conv(x)
+        conv.kernel_padding = True
+        grown = conv(x)
+    assert grown.shape == padded.shape
+    torch.testing.assert_close(grown, padded, rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_padding_keeps_the_gradients() -> None:
+    conv = effnet.SameConv2d(4, 5, 3, stride=2, bias=True)
+    x = torch.randn(1, 4, 10, 9, requires_grad=True)
+    grads = []
+    for on in (False, True):
+        conv.kernel_padding = on
+        conv.zero_grad()
+        (gx,) = torch.autograd.grad(conv(x).square().sum(), x)
+        grads.append((gx, torch.autograd.grad(conv(x).sum(), conv.weight)[0]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_any_input_size_works(model: EfficientNetLite0) -> None:
     with torch.no_grad():
         logits = model(torch.zeros(2, 3, 161, 97))

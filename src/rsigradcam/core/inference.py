@@ -16,6 +16,9 @@ and version counter, and on the identity of every module.
   rounding, the copy is not folded.
 * **channels-last**: the copy's 4-D weights and the path points are stored NHWC, the
   layout oneDNN's CPU convolutions prefer.
+* **kernel padding** (on a CPU): the embedded model's stride-2 convolutions pad their input
+  unevenly ("same" padding, one more row and column at the bottom and right); in the copy
+  the kernel grows a zero row and column instead, so no padded copy of the input is made.
 * **compile**: ``torch.compile`` on the copy (opt-in; the first call pays the compile time,
   which :func:`warm_up` measures separately). On a CPU, Inductor *freezes* the no-gradient
   part of the pass (everything before the explained layer): the copy's weights become
@@ -247,6 +250,10 @@ def prepare_model(
         folded = _checked_fold(model, private, x[:1], keep)
     if nhwc:
         private = private.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if x.device.type == "cpu":  # uneven "same" padding done by the kernel: no padded copy
+        for module in private.modules():
+            if isinstance(module, SameConv2d):
+                module.kernel_padding = True
     if options.compile:
         private.compile(dynamic=False)
     prepared = PreparedModel(private, run_dtype, nhwc, folded, options.compile)
