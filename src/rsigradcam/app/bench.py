@@ -184,13 +184,16 @@ def _markdown(
             f"the forward floor {extras.best_floor_batch}, Captum's internal_batch_size "
             f"{extras.best_captum_batch}, our fixed batch_size {extras.best_fixed_batch}. "
             f"Ours with batch_size=None takes {extras.auto_vs_best_fixed:.2f}× the best "
-            "fixed size. The default call folds the BatchNorms and runs channels-last "
-            "(the embedded model on a CPU); the option rows turn one on at a time.",
+            "fixed size. The default call folds the BatchNorms, runs channels-last and "
+            "pads the stride-2 convolutions in their kernels (the embedded model on a "
+            "CPU); the option rows turn one of the first two on at a time (kernel padding "
+            "comes with every private copy on a CPU). The process runs with the C "
+            "allocator as Python starts it: every contender is a library call.",
         ]
         if extras.compile_seconds == extras.compile_seconds:
             lines[-1] += (
-                f" compile=True compiled once in {extras.compile_seconds:.1f} s, outside "
-                "the timed runs."
+                f" compile=True's first call took {extras.compile_seconds:.1f} s (the copy, "
+                "and a compile for each chunk size), outside the timed runs."
             )
         if extras.autocast_heatmap_diff == extras.autocast_heatmap_diff:
             lines[-1] += (
