@@ -17,6 +17,7 @@ from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.inference import (
     SpeedOptions,
+    activations_in_place,
     conv_bn_pairs,
     float32_arithmetic,
     prepare_model,
@@ -89,6 +90,9 @@ def test_embedded_model_maps_do_not_move_with_the_default_options(lite0, small_i
     padded = [m for m in prepared.module.modules() if isinstance(m, SameConv2d)]
     assert len(padded) == 49 and all(m.kernel_padding for m in padded)  # the copy only
     assert not any(getattr(m, "kernel_padding", False) for m in lite0.modules())
+    clamps = [m for m in prepared.module.modules() if isinstance(m, torch.nn.ReLU6)]
+    assert len(clamps) == 33 and all(m.inplace for m in clamps)  # each after a folded pair
+    assert not any(m.inplace for m in lite0.modules() if isinstance(m, torch.nn.ReLU6))
 
 
 def test_embedded_model_head_map_in_float32_within_1e5(lite0):
@@ -105,9 +109,37 @@ def test_an_explained_batchnorm_or_convolution_keeps_its_pair():
     for layer in ("features.2", "features.3"):
         prepared = prepare_model(model, images, SpeedOptions(**ON), keep=[layer])
         assert prepared.folded == frozenset()
+        assert not prepared.module.features[4].inplace  # it would clamp the explained map
         off = _maps(model, [layer], images, **OFF)[layer]
         on = _maps(model, [layer], images, **ON)[layer]
         torch.testing.assert_close(on, off, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["features.4", "features", "conv", ["features.1", "conv"]])
+def test_activations_clamp_in_place_only_after_a_folded_pair(layer):
+    """The ReLU after the folded pair clamps the convolution's output in place, also when
+    the ReLU itself, a later layer or an earlier one is explained; the maps do not move."""
+    model, images = make_case(14)
+    layers = layer if isinstance(layer, list) else [layer]
+    prepared = prepare_model(model, images, SpeedOptions(**ON), keep=layers)
+    assert prepared.folded == {"features.2", "features.3"}
+    assert prepared.module.features[4].inplace and not prepared.module.features[1].inplace
+    assert not model.features[4].inplace  # the user's model is untouched
+    off = _maps(model, layers, images, **OFF)
+    on = _maps(model, layers, images, **ON)
+    for name in layers:
+        torch.testing.assert_close(on[name], off[name], rtol=0, atol=1e-5)
+
+
+def test_only_a_conv_folded_batchnorm_relu_run_is_made_in_place():
+    seq = torch.nn.Sequential(
+        torch.nn.Identity(), torch.nn.ReLU(),  # the Sequential's input: others may hold it
+        torch.nn.Conv2d(3, 3, 1), torch.nn.Identity(), torch.nn.ReLU6(),
+        torch.nn.Conv2d(3, 3, 1), torch.nn.Identity(), torch.nn.ReLU(),  # not folded
+    )
+    model = torch.nn.Sequential(seq)
+    assert activations_in_place(model, {"0.3", "0.0"}) == ["0.4"]
+    assert [m.inplace for m in seq if hasattr(m, "inplace")] == [False, True, False]
 
 
 def test_pairs_are_found_only_where_the_batchnorm_reads_the_convolution_alone():
