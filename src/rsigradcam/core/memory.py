@@ -21,12 +21,17 @@ __all__ = [
 #: Fraction of the free memory that an explanation may use when no budget is given.
 DEFAULT_FRACTION = 0.25
 
-#: On a CPU, larger batches stop paying off once activations leave the caches: a chunk is
-#: capped so that its largest activation stays near this size. Measured on EfficientNet-
-#: Lite0 at 224x224 (2 cores): 51 points took 1.53 s in batches of 4 (19 MB activations),
-#: 2.65 s in batches of 17 and 3.66 s in one batch of 51; 24 MiB gave batches of 5, 16 %
-#: slower than 4, and folded channels-last forwards were again fastest in batches of 4.
-CPU_CHUNK_ACTIVATION_BYTES = 20 * 1024**2
+#: On a CPU, larger batches stop paying off once activations leave the caches (and, in a
+#: process that hands freed memory back, once each chunk faults in more fresh pages): a
+#: chunk is capped so that its largest activation stays near this size. Measured on
+#: EfficientNet-Lite0 at 224x224 (2 cores, the CPU inference copy with kernel padding and
+#: activations in place), one call at ``head``, m = 50, batches of 3, 4, 6, 8 and 17:
+#: 0.38-0.39, 0.35-0.36, 0.34-0.35, 0.33-0.43 and 0.40-0.49 s in a plain process, and
+#: 0.37, 0.35, 0.32-0.34, 0.31 and 0.28-0.29 s with freed memory kept
+#: (:mod:`rsigradcam.app.allocator`). 6 points are 29 MB, 8 points 39 MB: above glibc's
+#: largest adaptive mmap threshold (32 MB), every chunk of 8 may fault fresh pages in,
+#: hence the spread. (Before those two changes, batches of 4 were fastest: 20 MB.)
+CPU_CHUNK_ACTIVATION_BYTES = 30 * 1024**2
 
 
 def proc_kib_field(path: str, key: str) -> int | None:
