@@ -184,11 +184,12 @@ def _markdown(
             f"the forward floor {extras.best_floor_batch}, Captum's internal_batch_size "
             f"{extras.best_captum_batch}, our fixed batch_size {extras.best_fixed_batch}. "
             f"Ours with batch_size=None takes {extras.auto_vs_best_fixed:.2f}× the best "
-            "fixed size. The default call folds the BatchNorms, runs channels-last and "
-            "pads the stride-2 convolutions in their kernels (the embedded model on a "
-            "CPU); the option rows turn one of the first two on at a time (kernel padding "
-            "comes with every private copy on a CPU). The process runs with the C "
-            "allocator as Python starts it: every contender is a library call.",
+            "fixed size. The default call folds the BatchNorms, runs channels-last, pads "
+            "the stride-2 convolutions in their kernels and clamps activations in place "
+            "(the embedded model on a CPU); the option rows turn one of the first two on "
+            "at a time (on a CPU kernel padding comes with every private copy, activations "
+            "in place with folding). The process runs with the C allocator as Python "
+            "starts it: every contender is a library call.",
         ]
         if extras.compile_seconds == extras.compile_seconds:
             lines[-1] += (
