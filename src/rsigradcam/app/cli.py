@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -502,7 +503,16 @@ def app_command(
 
 
 def main() -> None:
-    """Entry point of the ``rsigradcam`` console script."""
+    """Entry point of the ``rsigradcam`` console script.
+
+    Every command but ``bench`` first lets the process keep the memory it frees
+    (:mod:`rsigradcam.app.allocator`): a path pass frees and allocates the same activations
+    chunk after chunk.
+    """
+    if "bench" not in sys.argv[1:2]:
+        from rsigradcam.app.allocator import keep_freed_memory
+
+        keep_freed_memory()
     app()
 
 

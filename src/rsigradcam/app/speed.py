@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import functools
 import gc
 import statistics
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsigradcam.app.allocator import libc
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.core.capture import logits_of
@@ -61,8 +61,9 @@ class _Peak:
 def _release_free_memory() -> None:
     """Return freed heap memory to the OS (glibc), so that RSS starts from what is in use."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    lib = libc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
 
 def _reset_rss_high_water() -> bool:

@@ -28,7 +28,7 @@ DEFAULT_FRACTION = 0.25
 #: activations in place), one call at ``head``, m = 50, batches of 3, 4, 6, 8 and 17:
 #: 0.38-0.39, 0.35-0.36, 0.34-0.35, 0.33-0.43 and 0.40-0.49 s in a plain process, and
 #: 0.37, 0.35, 0.32-0.34, 0.31 and 0.28-0.29 s with glibc's mmap and trim thresholds
-#: raised (freed memory kept). 6 points are 29 MB, 8 points 39 MB: above glibc's
+#: raised, as the ``rsigradcam`` command does. 6 points are 29 MB, 8 points 39 MB: above glibc's
 #: largest adaptive mmap threshold (32 MB), every chunk of 8 may fault fresh pages in,
 #: hence the spread. (Before those two changes, batches of 4 were fastest: 20 MB.)
 CPU_CHUNK_ACTIVATION_BYTES = 30 * 1024**2
