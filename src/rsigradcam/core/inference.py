@@ -145,8 +145,6 @@ def run_settings(prepared: PreparedModel, device: torch.device) -> Iterator[None
             yield
 
 
-
-
 def check_speed_options(options: SpeedOptions) -> SpeedOptions:
     """Check the types and values of ``options``; return them.
 
