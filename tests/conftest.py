@@ -85,11 +85,16 @@ def make_case(seed: int, n: int = 3, size: int = 12) -> tuple[SmallCNN, torch.Te
     return model, torch.randn(n, 3, size, size)
 
 
-def load_benchmark(name: str) -> ModuleType:
-    """The script ``benchmarks/<name>.py`` as a module (benchmarks are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+def load_module(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` as a module named ``name`` (not added to ``sys.modules``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    return load_module(path, f"benchmark_{name}")

@@ -9,12 +9,10 @@ GitHub silently drops the extra ones. The parser below checks the raw text the s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from rsigradcam.app.cli import app
 from rsigradcam.app.evaluation import EvaluationResults, markdown_summary
 from rsigradcam.files import md_cell
 from tests.app.test_evaluate import TINY_MODULE
-from tests.conftest import load_benchmark
+from tests.conftest import load_benchmark, load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
@@ -132,10 +130,7 @@ def evaluation_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     classifier of tests/app/test_evaluate.py, Grad-CAM and RSI, every metric on)."""
     folder = tmp_path_factory.mktemp("markdown")
     (folder / "tinydiscs.py").write_text(TINY_MODULE)
-    spec = importlib.util.spec_from_file_location("tinydiscs_markdown", folder / "tinydiscs.py")
-    assert spec is not None and spec.loader is not None
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(folder / "tinydiscs.py", "tinydiscs_markdown")
     from PIL import Image
 
     (folder / "images").mkdir()

@@ -8,7 +8,6 @@ opened in headless Chromium (Debian's ``chromium``; installed when missing and p
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -41,6 +40,7 @@ from rsigradcam.app.evaluation import (
 )
 from rsigradcam.app.evaluation.results import Evaluation
 from rsigradcam.app.evaluation.stats import paired_bootstrap_mean
+from tests.conftest import load_module
 
 runner = CliRunner()
 
@@ -113,10 +113,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("evaluate")
     module_file = folder / "tinydiscs.py"
     module_file.write_text(TINY_MODULE)
-    spec = importlib.util.spec_from_file_location("tinydiscs_pictures", module_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(module_file, "tinydiscs_pictures")
     (folder / "images").mkdir()
     for i in range(N_IMAGES):
         Image.fromarray(module.picture(i % 4, i)).save(folder / "images" / f"disc{i}.png")

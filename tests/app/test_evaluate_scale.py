@@ -7,7 +7,6 @@ pass slowed down by ``RSIGRADCAM_TEST_DELAY`` where a process is to be killed ha
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from rsigradcam.app.evaluation.stats import holm
 from rsigradcam.app.loading import InputError
 from rsigradcam.app.settings import Variants
 from tests.app.test_evaluate import TINY_MODULE
+from tests.conftest import load_module
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -71,10 +71,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model module, eight disc images and a labelled list (one label wrong)."""
     folder = tmp_path_factory.mktemp("scale")
     (folder / "tinyscale.py").write_text(DELAYED)
-    spec = importlib.util.spec_from_file_location("tinyscale_pictures", folder / "tinyscale.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(folder / "tinyscale.py", "tinyscale_pictures")
     (folder / "images").mkdir()
     rows = ["path,target,colour"]
     for i in range(N_IMAGES):
