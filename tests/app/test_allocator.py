@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -33,8 +34,7 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def _faults(mode: str) -> tuple[str, int]:
     done = subprocess.run(
         [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
-        timeout=120, env={k: v for k, v in __import__("os").environ.items()
-                          if k not in allocator.USER_SETTINGS},
+        timeout=120, env={k: v for k, v in os.environ.items() if k not in allocator.USER_SETTINGS},
     )
     kept, faults = done.stdout.split()
     return kept, int(faults)
