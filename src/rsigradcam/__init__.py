@@ -13,7 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rsigradcam.explanation import Explanation
+    from rsigradcam.core.inference import SpeedOptions
+    from rsigradcam.explanation import Explanation, ModelRun
     from rsigradcam.heatmaps import load_heatmaps
     from rsigradcam.methods import (
         METHODS,
@@ -36,8 +37,10 @@ __all__ = [
     "IntegratedGradCAM",
     "IntegratedGradients",
     "LayerCAM",
+    "ModelRun",
     "PathCAM",
     "RSIGradCAM",
+    "SpeedOptions",
     "__version__",
     "load_heatmaps",
 ]
@@ -48,6 +51,8 @@ __version__ = "0.1.0"
 # as the command line's, does not import torch: ``rsigradcam --help`` answers at once.
 _EXPORTS = {
     "Explanation": "rsigradcam.explanation",
+    "ModelRun": "rsigradcam.explanation",
+    "SpeedOptions": "rsigradcam.core.inference",
     "load_heatmaps": "rsigradcam.heatmaps",
     **dict.fromkeys(
         (

@@ -11,6 +11,51 @@ from torch import Tensor
 
 
 @dataclass(frozen=True)
+class ModelRun:
+    """How a call ran the model: as given, or a private copy prepared for speed.
+
+    Attributes:
+        copy: Whether a private prepared copy ran (else the user's model as given).
+        dtype: The dtype the passes ran in, e.g. ``"float32"``.
+        folded: BatchNorms folded into their convolutions in the copy.
+        channels_last: Whether the points ran in the NHWC memory format.
+        tuned: Whether the copy got CPU tuning (activations in place, modules' own
+            :class:`~rsigradcam.core.inference.InferenceCopyHook`).
+        compiled: Whether the copy was compiled with ``torch.compile``.
+        autocast: The CUDA autocast dtype (e.g. ``"bfloat16"``), or ``None``.
+        note: Why the model ran as given although a copy was asked for (it could not be
+            built, did not fit the memory budget, or did not match the model's output);
+            empty otherwise.
+
+    Example:
+        >>> ModelRun().describe()
+        'the model as given (float32)'
+    """
+
+    copy: bool = False
+    dtype: str = "float32"
+    folded: int = 0
+    channels_last: bool = False
+    tuned: bool = False
+    compiled: bool = False
+    autocast: str | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        """One line: what ran, e.g. ``'a private copy (float32, 49 BatchNorms folded, ...)'``."""
+        if not self.copy:
+            text = f"the model as given ({self.dtype})"
+            return f"{text}: {self.note}" if self.note else text
+        parts = [self.dtype]
+        parts += [f"{self.folded} BatchNorms folded"] if self.folded else []
+        parts += ["channels-last"] if self.channels_last else []
+        parts += ["CPU-tuned"] if self.tuned else []
+        parts += ["compiled"] if self.compiled else []
+        parts += [f"autocast {self.autocast}"] if self.autocast else []
+        return f"a private copy ({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
 class Explanation:
     """What a CAM method computed for a batch of N images at one layer.
 
@@ -44,6 +89,8 @@ class Explanation:
             rows padded by repeating t = 1 (empty intervals).
         n_evaluations: model evaluations per image (path points); with several adaptive
             partitions, the largest.
+        model_run: how the model ran: as given, or a private copy prepared for speed
+            (:class:`ModelRun`; see ``speed=`` in :class:`~rsigradcam.methods.base.BaseCAM`).
 
     Example:
         >>> exp = cam(images)                      # doctest: +SKIP
@@ -63,6 +110,7 @@ class Explanation:
     method: str
     partition: Tensor
     n_evaluations: int
+    model_run: ModelRun = ModelRun()
 
     _PER_IMAGE: ClassVar[tuple[str, ...]] = (
         "heatmap",

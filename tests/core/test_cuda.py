@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from rsigradcam import RSIGradCAM, load_heatmaps
+from rsigradcam import RSIGradCAM, SpeedOptions, load_heatmaps
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.app.cli import app
 from rsigradcam.app.evaluation import EvaluationOptions, evaluate
@@ -98,7 +98,7 @@ def test_float32_maps_on_cuda_do_not_use_tf32(photos, cpu_float64, tf32):
 def test_autocast_maps_stay_close_to_float32(photos):
     plain = _cuda_maps(photos)
     for dtype in (torch.bfloat16, torch.float16):
-        found = _cuda_maps(photos, autocast=dtype)
+        found = _cuda_maps(photos, speed=SpeedOptions(autocast=dtype))
         for name in LAYERS:
             diff, corr = _agreement(found[name], plain[name])
             print(f"autocast {dtype} vs float32 {name}: max |diff| {diff:.2e}, corr {corr:.5f}")

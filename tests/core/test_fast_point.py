@@ -28,8 +28,9 @@ from rsigradcam.models.efficientnet_lite import SameConv2d
 from tests.conftest import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.loop import reference_rsi
 
-OFF = {"fold_batchnorm": False, "channels_last": False}
-ON = {"fold_batchnorm": True, "channels_last": True}
+OFF = {"speed": "off"}
+ON = {"speed": SpeedOptions(fold_batchnorm=True, channels_last=True)}
+ON_OPTIONS = SpeedOptions(fold_batchnorm=True, channels_last=True)
 LAYERS = ["blocks.5", "blocks.10", "head"]
 
 
@@ -54,7 +55,7 @@ def test_every_option_keeps_float32_maps_on_a_tiny_model():
     model, images = make_case(14)
     before = model_state(model)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    prepared = prepare_model(model, images, SpeedOptions(**ON))
+    prepared = prepare_model(model, images, ON_OPTIONS)
     assert prepared.folded == {"features.2", "features.3"} and prepared.channels_last
     off = _maps(model, ["conv", "act", "features"], images, **OFF)
     on = _maps(model, ["conv", "act", "features"], images, **ON)
@@ -88,8 +89,8 @@ def test_embedded_model_maps_do_not_move_with_the_default_options(lite0, small_i
     prepared = prepare_model(lite0, small_images, SpeedOptions())
     assert len(prepared.folded) == 2 * 49
     padded = [m for m in prepared.module.modules() if isinstance(m, SameConv2d)]
-    assert len(padded) == 49 and all(m.kernel_padding for m in padded)  # the copy only
-    assert not any(getattr(m, "kernel_padding", False) for m in lite0.modules())
+    assert len(padded) == 49 and all(m._kernel_padding for m in padded)  # the copy only
+    assert not any(getattr(m, "_kernel_padding", False) for m in lite0.modules())
     clamps = [m for m in prepared.module.modules() if isinstance(m, torch.nn.ReLU6)]
     assert len(clamps) == 33 and all(m.inplace for m in clamps)  # each after a folded pair
     assert not any(m.inplace for m in lite0.modules() if isinstance(m, torch.nn.ReLU6))
@@ -107,7 +108,7 @@ def test_embedded_model_head_map_in_float32_within_1e5(lite0):
 def test_an_explained_batchnorm_or_convolution_keeps_its_pair():
     model, images = make_case(14)
     for layer in ("features.2", "features.3"):
-        prepared = prepare_model(model, images, SpeedOptions(**ON), keep=[layer])
+        prepared = prepare_model(model, images, ON_OPTIONS, keep=[layer])
         assert prepared.folded == frozenset()
         assert not prepared.module.features[4].inplace  # it would clamp the explained map
         off = _maps(model, [layer], images, **OFF)[layer]
@@ -121,7 +122,7 @@ def test_activations_clamp_in_place_only_after_a_folded_pair(layer):
     the ReLU itself, a later layer or an earlier one is explained; the maps do not move."""
     model, images = make_case(14)
     layers = layer if isinstance(layer, list) else [layer]
-    prepared = prepare_model(model, images, SpeedOptions(**ON), keep=layers)
+    prepared = prepare_model(model, images, ON_OPTIONS, keep=layers)
     assert prepared.folded == {"features.2", "features.3"}
     assert prepared.module.features[4].inplace and not prepared.module.features[1].inplace
     assert not model.features[4].inplace  # the user's model is untouched
@@ -153,8 +154,8 @@ def test_the_cached_copy_follows_changed_weights():
     model, images = make_case(14)
     cam = RSIGradCAM(model, "conv", steps=4, **ON)
     first = cam(images).heatmap
-    assert prepare_model(model, images, SpeedOptions(**ON), keep=["conv"]).module is (
-        prepare_model(model, images, SpeedOptions(**ON), keep=["conv"]).module
+    assert prepare_model(model, images, ON_OPTIONS, keep=["conv"]).module is (
+        prepare_model(model, images, ON_OPTIONS, keep=["conv"]).module
     )
     with torch.no_grad():
         model.features[3].running_mean.add_(0.5)  # in place: the version counter moves
@@ -166,13 +167,16 @@ def test_the_cached_copy_follows_changed_weights():
 
 def test_autocast_on_a_cpu_and_bad_values_are_refused_in_one_line(images):
     model = make_cnn()
+    cam = RSIGradCAM(model, "conv", steps=2, speed=SpeedOptions(autocast=torch.bfloat16))
     with pytest.raises(ValueError, match=r"^autocast=torch\.bfloat16 runs on CUDA only") as err:
-        RSIGradCAM(model, "conv", steps=2, autocast=torch.bfloat16)(images)
+        cam(images)
     assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="fold_batchnorm must be True, False or None"):
-        RSIGradCAM(model, "conv", fold_batchnorm="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"SpeedOptions\.fold_batchnorm must be True or False"):
+        RSIGradCAM(model, "conv", speed=SpeedOptions(fold_batchnorm="yes"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"autocast must be torch\.bfloat16"):
-        RSIGradCAM(model, "conv", autocast=torch.float64)
+        RSIGradCAM(model, "conv", speed=SpeedOptions(autocast=torch.float64))
+    with pytest.raises(ValueError, match=r"^speed must be 'auto', 'off' or a SpeedOptions"):
+        RSIGradCAM(model, "conv", speed="fast")  # type: ignore[arg-type]
 
 
 def test_completeness_and_auto_steps_are_unchanged_by_the_options():
@@ -187,7 +191,9 @@ def test_completeness_and_auto_steps_are_unchanged_by_the_options():
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
 def test_compile_matches_eager_and_reports_its_compile_time_apart():
     model, images = make_case(14)
-    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, compile=True, **OFF)
+    compiled = SpeedOptions(fold_batchnorm=False, channels_last=False, cpu_tuning=False,
+                            compile=True)
+    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, speed=compiled)
     first = cam(images)
     assert cam.compile_seconds > 0
     again = cam(images)
@@ -202,7 +208,9 @@ def test_compiled_and_frozen_copy_follows_changed_weights():
     """On a CPU the compiled copy is frozen (its weights become constants): a model whose
     weights change between calls gets a new copy, so the maps follow the new weights."""
     model, images = make_case(14)
-    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, compile=True, **OFF)
+    compiled = SpeedOptions(fold_batchnorm=False, channels_last=False, cpu_tuning=False,
+                            compile=True)
+    cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, speed=compiled)
     first = cam(images)
     with torch.no_grad():
         model.conv.weight.mul_(1.5)

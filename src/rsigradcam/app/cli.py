@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -166,7 +165,7 @@ def explain(
     from rsigradcam.app import loading, outputs
     from rsigradcam.baselines import AutoBaseline
     with fail_cleanly(debug):
-        from rsigradcam.app.settings import Variants, input_format
+        from rsigradcam.app.settings import Variants, input_format, speed_options
 
         methods = loading.parse_methods(method or ["rsi"])
         variants = Variants(grad_relu, guided)
@@ -183,7 +182,7 @@ def explain(
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
             variants=variants, input_format=fmt, overlay_size=overlay_size.value,
-            speed={"compile": compile_model, "fold_batchnorm": fold_batchnorm},
+            speed=speed_options(compile_model, fold_batchnorm),
         )
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         out_dir = outputs.prepare_output_dir(out)
@@ -503,16 +502,7 @@ def app_command(
 
 
 def main() -> None:
-    """Entry point of the ``rsigradcam`` console script.
-
-    Every command but ``bench`` first lets the process keep the memory it frees
-    (:mod:`rsigradcam.app.allocator`): a path pass frees and allocates the same activations
-    chunk after chunk.
-    """
-    if "bench" not in sys.argv[1:2]:
-        from rsigradcam.app.allocator import keep_freed_memory
-
-        keep_freed_memory()
+    """Entry point of the ``rsigradcam`` console script."""
     app()
 
 

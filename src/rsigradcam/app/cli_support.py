@@ -294,8 +294,8 @@ FoldBatchnormOption = Annotated[
     bool | None,
     typer.Option(
         "--fold-batchnorm/--no-fold-batchnorm",
-        help="Fold BatchNorms into their convolutions in a private copy of the model. "
-        "Default: on for efficientnet_lite0, off for other models.",
+        help="Fold BatchNorms into their convolutions in a private copy of the model, "
+        "checked against the model's output (default: on).",
         show_default=False,
     ),
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS
 from rsigradcam.core.capture import logits_of
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
@@ -156,8 +157,9 @@ class ImageExplainer:
         input_format: The input size and normalisation (default 224x224, ImageNet); the
             path methods' black baseline uses the same normalisation.
         overlay_size: ``"model"`` or ``"original"``: the overlays' size.
-        speed: How every method runs the model (``compile``, ``fold_batchnorm``, ...;
-            see :class:`~rsigradcam.methods.BaseCAM`); the maps move by rounding only.
+        speed: How every path method runs the model
+            (:class:`~rsigradcam.core.inference.SpeedOptions`; default ``"auto"``); the
+            maps move by rounding only.
 
     Example:
         >>> explainer = ImageExplainer(load_model(), ["head"], steps=50)  # doctest: +SKIP
@@ -177,7 +179,7 @@ class ImageExplainer:
         variants: Variants | None = None,
         input_format: InputFormat | None = None,
         overlay_size: str = "model",
-        speed: Mapping[str, Any] | None = None,
+        speed: SpeedSpec = "auto",
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -199,7 +201,7 @@ class ImageExplainer:
                 output=output,
                 path_options={"baseline": baseline, "normalize": self.input_format.normalize},
                 variants=self.variants.to_json(),
-                **(speed or {}),  # compile, fold_batchnorm: see BaseCAM
+                speed=speed,
             )
             for m in dict.fromkeys(methods)
         }

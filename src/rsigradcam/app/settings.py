@@ -29,6 +29,7 @@ from rsigradcam.app.errors import InputError
 from rsigradcam.app.loading import INPUT_SIZE
 from rsigradcam.baselines import Normalize
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
+from rsigradcam.core.inference import SpeedOptions
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods.registry import METHODS
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
@@ -42,6 +43,7 @@ __all__ = [
     "input_format",
     "parse_channels",
     "parse_size",
+    "speed_options",
 ]
 
 #: The largest height or width ``--size`` accepts.
@@ -248,3 +250,17 @@ class Variants:
     def to_json(self) -> dict[str, bool]:
         """``{"grad_relu": ..., "guided": ...}``."""
         return {name: bool(getattr(self, name)) for name in _VARIANTS}
+
+
+def speed_options(compile: bool = False, fold_batchnorm: bool | None = None) -> SpeedOptions:
+    """The methods' speed from ``--compile`` and ``--fold-batchnorm/--no-fold-batchnorm``.
+
+    ``fold_batchnorm=None`` is the default of
+    :class:`~rsigradcam.core.inference.SpeedOptions` (on).
+
+    Example:
+        >>> speed_options(compile=True).compile
+        True
+    """
+    fold = True if fold_batchnorm is None else fold_batchnorm
+    return SpeedOptions(fold_batchnorm=fold, compile=compile)

@@ -18,6 +18,7 @@ from torch import Tensor
 from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.path import Path
 from rsigradcam.core.targets import ScoreFn, check_target_range
+from rsigradcam.explanation import ModelRun
 
 __all__ = ["PathEvaluator", "PathResult", "check_scores"]
 
@@ -51,6 +52,7 @@ class PathEvaluator:
             and gradients are handed on in the usual contiguous layout).
         autocast: Run the passes under CUDA autocast in this dtype; activations,
             gradients and scores are handed on in the images' dtype.
+        model_run: How the model runs (as given or a prepared copy), for the record.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class PathEvaluator:
         *,
         channels_last: bool = False,
         autocast: torch.dtype | None = None,
+        model_run: ModelRun | None = None,
     ) -> None:
         x = path.images
+        self.model_run = model_run if model_run is not None else ModelRun()
         self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
         self.n_images = x.shape[0]
         self.target_values = target_values

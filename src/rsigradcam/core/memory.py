@@ -73,7 +73,7 @@ def point_bytes(records: Sequence[ModuleOutput], layers: Sequence[str], input_by
     backward pass, with its gradient while the backward runs. Captured activations are held
     several times (leaf, the copy the model uses, the gradient, the integrator's terms and
     carried point). The factors were set so that measured peaks stay under the budget on
-    EfficientNet-Lite0 (tests/test_memory.py).
+    EfficientNet-Lite0 (tests/core/test_memory.py).
 
     Args:
         records: Module outputs from :meth:`rsigradcam.core.capture.LayerCapture.probe` for one

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from rsigradcam.baselines import BaselineSpec
 from rsigradcam.core.capture import resolve_layer
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.integrate import Rule
 from rsigradcam.core.limits import check_steps
 from rsigradcam.core.targets import Output, TargetSpec, check_output
@@ -188,6 +189,8 @@ class LayerRSIGradCAM:
             ``model.eval()`` first, as with Captum.
         layer: The layer to explain, a module of the model whose output is an
             (N, K, h, w) map.
+        speed: How the model runs, as ``speed=`` of :class:`rsigradcam.RSIGradCAM`
+            (:class:`~rsigradcam.core.inference.SpeedOptions`; default ``"auto"``).
 
     Example:
         >>> attr = LayerRSIGradCAM(model, model.features[27]).attribute(x)  # doctest: +SKIP
@@ -195,13 +198,20 @@ class LayerRSIGradCAM:
         torch.Size([1, 1, 14, 14])
     """
 
-    def __init__(self, forward_func: nn.Module | Callable[..., Any], layer: nn.Module) -> None:
+    def __init__(
+        self,
+        forward_func: nn.Module | Callable[..., Any],
+        layer: nn.Module,
+        *,
+        speed: SpeedSpec = "auto",
+    ) -> None:
         if not isinstance(layer, nn.Module):
             raise TypeError(
                 f"layer must be a module of the model (nn.Module), not {type(layer).__name__}."
             )
         self.forward_func = forward_func
         self.layer = layer
+        self.speed = speed
         self.model = _as_model(forward_func, layer)
         resolve_layer(self.model, layer)  # fails now if the layer is not in the model
 
@@ -283,6 +293,7 @@ class LayerRSIGradCAM:
             check_output(output),
             baseline=_baseline_spec(baselines, inputs),
             batch_size=internal_batch_size,
+            speed=self.speed,
         )
         with warnings.catch_warnings():
             if not relu_attributions:  # the signed map is returned: a zero ReLU is no news

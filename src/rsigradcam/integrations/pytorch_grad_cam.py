@@ -47,6 +47,7 @@ from typing_extensions import Unpack
 
 from rsigradcam.baselines import AutoBaseline, BaselineSpec, Normalize
 from rsigradcam.core.capture import model_device, resolve_layer
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.integrate import Rule
 from rsigradcam.core.path import PathSpec
 from rsigradcam.core.reshape import ReshapeSpec
@@ -98,6 +99,7 @@ class FrontEndOptions(TypedDict, total=False):
     batch_size: int | None
     dtype: torch.dtype | None
     memory_budget_mb: float | None
+    speed: SpeedSpec
 
 
 def _category(value: Any) -> int:

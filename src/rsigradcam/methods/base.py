@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -46,13 +47,14 @@ from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.inference import (
     PreparedModel,
     SpeedOptions,
-    check_speed_options,
+    SpeedSpec,
+    check_speed,
     prepare_model,
     run_settings,
     warm_up,
 )
 from rsigradcam.core.integrate import GradientAtInput, PathAccumulator
-from rsigradcam.core.memory import auto_chunk_size
+from rsigradcam.core.memory import auto_chunk_size, default_budget_bytes
 from rsigradcam.core.path import (
     CallablePath,
     PathPlan,
@@ -73,8 +75,9 @@ from rsigradcam.core.targets import (
     class_score,
     resolve_targets,
 )
+from rsigradcam.deprecation import warn_deprecated
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods.options import CamOptions, LayerSpec, PathOptions
+from rsigradcam.methods.options import CamOptions, DeprecatedSpeed, LayerSpec, PathOptions
 
 __all__ = [
     "IMAGENET_NORMALIZE",
@@ -111,16 +114,18 @@ class BaseCAM:
             ``"tokens"`` drops the class and register tokens and lays the patches on their
             square grid; or :class:`~rsigradcam.core.reshape.TokenGrid` / any callable
             ``(N, T, D) -> (N, D, h, w)`` that only selects and rearranges elements.
-        fold_batchnorm: Fold eval-mode BatchNorms into their convolutions in a cached
-            private copy (never the user's model), keeping an explained layer's pair;
-            ``None``: for the embedded EfficientNet-Lite0 in the path methods only.
-        channels_last: Run the path points (and the private copy) in NHWC; ``None``: as
-            ``fold_batchnorm``, on a CPU only.
-        compile: ``torch.compile`` the private copy; the first call compiles (its seconds
-            in :attr:`compile_seconds`, apart from the explanation's).
-        autocast: ``torch.bfloat16`` or ``torch.float16``: the passes run under CUDA
-            autocast (maps differ from float32's by that precision; see
-            :mod:`rsigradcam.core.inference`; the others move maps by rounding only).
+        speed: How the model runs (:class:`~rsigradcam.core.inference.SpeedOptions`):
+            ``"auto"`` (default) runs the path methods on a private float32 copy of any
+            model with BatchNorms folded, channels-last and CPU tuning, checked against
+            the model's own output (the model as given where the check fails; the
+            Explanation's ``model_run`` says which), and the one-point methods on the
+            model as given; ``"off"`` always runs the model as given;
+            ``SpeedOptions(compile=True)`` also compiles the copy (its first call's
+            seconds in :attr:`compile_seconds`); ``SpeedOptions(autocast=torch.bfloat16)``
+            runs under CUDA autocast (maps then differ by that precision). The others
+            move maps by float rounding only. The copy obeys ``memory_budget_mb``.
+        **deprecated: ``fold_batchnorm``, ``channels_last``, ``compile`` and ``autocast``
+            as keywords (deprecated): use ``speed=SpeedOptions(...)``.
     """
 
     #: The method's one name: in :data:`~rsigradcam.methods.registry.METHODS`, the CLI's
@@ -147,10 +152,8 @@ class BaseCAM:
         dtype: torch.dtype | None = None,
         memory_budget_mb: float | None = None,
         reshape_transform: ReshapeSpec = None,
-        fold_batchnorm: bool | None = None,
-        channels_last: bool | None = None,
-        compile: bool = False,
-        autocast: torch.dtype | None = None,
+        speed: SpeedSpec = "auto",
+        **deprecated: Unpack[DeprecatedSpeed],
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}.")
@@ -175,11 +178,10 @@ class BaseCAM:
         self.batch_size = batch_size
         self.dtype = dtype
         self.memory_budget_mb = memory_budget_mb
-        one_point = False if not self.takes_steps else None  # one point: not worth a copy
-        self.speed = check_speed_options(SpeedOptions(
-            one_point if fold_batchnorm is None else fold_batchnorm,
-            one_point if channels_last is None else channels_last, compile, autocast,
-        ))
+        #: How the model runs (:class:`~rsigradcam.core.inference.SpeedOptions`).
+        self.speed = _speed_with_deprecated(
+            check_speed(speed, one_point=not self.takes_steps), dict(deprecated)
+        )
         #: Seconds the last call spent compiling, up to its path pass (0.0 once compiled).
         self.compile_seconds = 0.0
         self._layer_names = self._check_layer_spec(layer)
@@ -269,6 +271,7 @@ class BaseCAM:
                 plan.from_baseline,
                 channels_last=prepared.channels_last,
                 autocast=prepared.autocast,
+                model_run=prepared.run,
             )
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
@@ -303,7 +306,13 @@ class BaseCAM:
         """The model to run (the user's, or a private copy), keeping the layers' own pairs."""
         named = [i if isinstance(i, str) else resolve_layer(self.model, i)[0]
                  for i in self._layer_names]
-        prepared = prepare_model(self.model, images, self.speed, self.dtype, [*named, *keep])
+        budget = (
+            int(self.memory_budget_mb * 2**20) if self.memory_budget_mb is not None
+            else default_budget_bytes(images.device)
+        )
+        prepared = prepare_model(
+            self.model, images, self.speed, self.dtype, [*named, *keep], budget
+        )
         return prepared.module, prepared
 
     def _resolve_layers(
@@ -417,6 +426,7 @@ class BaseCAM:
             method=self.method_name,
             partition=partition,
             n_evaluations=result.n_evaluations,
+            model_run=evaluator.model_run,
         )
 
 
@@ -448,8 +458,8 @@ class PathCAM(BaseCAM, ABC):
             (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
             (see :mod:`rsigradcam.core.path`).
         n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
-        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
-            see :class:`BaseCAM`.
+        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,
+            ``speed``; see :class:`BaseCAM`.
     """
 
     takes_steps: ClassVar[bool] = True
@@ -545,3 +555,22 @@ class PathCAM(BaseCAM, ABC):
             else:
                 specs.append(spec)
         return specs
+
+
+_SPEED_KEYWORDS = ("fold_batchnorm", "channels_last", "compile", "autocast")
+
+
+def _speed_with_deprecated(speed: SpeedOptions, given: dict[str, Any]) -> SpeedOptions:
+    """``speed`` with the deprecated speed keywords applied (each warns once per call)."""
+    unknown = sorted(set(given) - set(_SPEED_KEYWORDS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}.")
+    if not given:
+        return speed
+    warn_deprecated(
+        f"{', '.join(sorted(given))}=... as keywords are deprecated; pass "
+        f"speed=SpeedOptions({', '.join(f'{k}=...' for k in sorted(given))}) instead."
+    )
+    if given.get("fold_batchnorm") is None:
+        given.pop("fold_batchnorm", None)
+    return check_speed(replace(speed, **given))

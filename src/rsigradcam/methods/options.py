@@ -14,10 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from rsigradcam.baselines import BaselineSpec, Normalize
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.path import PathSpec
 from rsigradcam.core.reshape import ReshapeSpec
 
-__all__ = ["CamOptions", "LayerSpec", "PathOptions"]
+__all__ = ["CamOptions", "DeprecatedSpeed", "LayerSpec", "PathOptions"]
 
 #: What ``layer=`` accepts: a module name, the module itself, ``"auto"``, or a list of these.
 LayerSpec = str | nn.Module | Sequence[str | nn.Module]
@@ -30,6 +31,17 @@ class CamOptions(TypedDict, total=False):
     dtype: torch.dtype | None
     memory_budget_mb: float | None
     reshape_transform: ReshapeSpec
+    speed: SpeedSpec
+    # Deprecated: use speed=SpeedOptions(...).
+    fold_batchnorm: bool | None
+    channels_last: bool | None
+    compile: bool
+    autocast: torch.dtype | None
+
+
+class DeprecatedSpeed(TypedDict, total=False):
+    """The speed keywords of earlier releases: use ``speed=SpeedOptions(...)``."""
+
     fold_batchnorm: bool | None
     channels_last: bool | None
     compile: bool

@@ -13,8 +13,10 @@ Module names are part of the public contract, so that layers can be addressed by
 * ``pool``: global average pooling; ``dropout``; ``classifier``: the final ``nn.Linear``.
 
 Inside a block, ``expand`` (absent when the expansion ratio is 1), ``depthwise`` and
-``project`` are ``nn.Sequential`` modules of ``(conv, bn[, act])``. No activation is in-place,
-so forward hooks on any of these modules see tensors that are not modified afterwards.
+``project`` are ``nn.Sequential`` modules of ``(conv, bn[, act])``. No activation of the
+model is in-place, so forward hooks on any of these modules see tensors that are not
+modified afterwards (a private inference copy may clamp a folded convolution's output in
+place, where no hook reads it: see :mod:`rsigradcam.core.inference`).
 """
 
 from __future__ import annotations
@@ -127,9 +129,22 @@ class SameConv2d(nn.Conv2d):
             bias=bias,
         )
         self._static_padding = static
-        #: Do uneven "same" padding in the kernel instead of padding the input (set on
-        #: inference copies, see :mod:`rsigradcam.core.inference`).
-        self.kernel_padding = False
+        self._kernel_padding = False
+
+    #: The output is linear in ``weight`` plus ``bias``, as ``nn.Conv2d``'s: a following
+    #: BatchNorm may be folded into them (:mod:`rsigradcam.core.inference`).
+    folds_batchnorm = True
+
+    def prepare_inference_copy(self, device: torch.device) -> None:
+        """In a private inference copy on a CPU, do uneven padding in the kernel.
+
+        "Same" padding is uneven by at most one (one more row / column at the bottom /
+        right). A kernel grown by a row / column of zeros at its top / left, with even
+        padding, reads the same pixels, so no padded copy of the input is made (13 % of a
+        CPU forward of the embedded model at 224, channels-last, batches of 4). Called by
+        :func:`rsigradcam.core.inference.prepare_model` on copies only.
+        """
+        self._kernel_padding = device.type == "cpu" and self.dilation == (1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Pad ``x`` the TensorFlow "same" way, then convolves it.
@@ -153,11 +168,7 @@ class SameConv2d(nn.Conv2d):
         left, right = _same_padding(
             x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1]
         )
-        if self.kernel_padding and self.dilation == (1, 1):
-            # "Same" padding is uneven by at most one (one more at the bottom / right). A
-            # kernel grown by a row / column of zeros at its top / left, with even padding,
-            # reads the same pixels: no padded copy of the input (13 % of a CPU forward of
-            # the embedded model at 224, channels-last, batches of 4).
+        if self._kernel_padding:  # see prepare_inference_copy
             grow_h, grow_w = bottom - top, right - left
             weight = F.pad(self.weight, (grow_w, 0, grow_h, 0)) if grow_h or grow_w else self.weight
             padding = (bottom, right)

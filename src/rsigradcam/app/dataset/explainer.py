@@ -18,7 +18,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
 from rsigradcam.app.loading import LoadedModel
 from rsigradcam.core.capture import logits_of
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.methods import create_cam, method_layers
 
 __all__ = ["BatchExplainer", "BatchResult", "explain_shards"]
@@ -64,12 +64,13 @@ class BatchExplainer:
     Args:
         loaded: The model.
         params: The run's parameters (methods, layers, steps, output, budget, dtype).
-        speed: How the methods run the model (``compile``, ``fold_batchnorm``; see
-            :class:`rsigradcam.methods.base.BaseCAM`): the maps move by float rounding only.
+        speed: How the path methods run the model
+            (:class:`~rsigradcam.core.inference.SpeedOptions`; default ``"auto"``): the maps
+            move by float rounding only.
     """
 
     def __init__(
-        self, loaded: LoadedModel, params: RunParameters, speed: dict[str, Any] | None = None
+        self, loaded: LoadedModel, params: RunParameters, speed: SpeedSpec = "auto"
     ) -> None:
         self.model = loaded.model
         self.device = loaded.device
@@ -86,7 +87,7 @@ class BatchExplainer:
                     memory_budget_mb=params.memory_budget_mb,
                     path_options={"normalize": params.input_format.normalize},
                     variants=params.variants.to_json(),
-                    **(speed or {}),
+                    speed=speed,
                 ),
             )
             for m in params.methods

@@ -33,8 +33,9 @@ from rsigradcam.app.loading import (
     model_sha256,
     parse_methods,
 )
-from rsigradcam.app.settings import Channels, InputFormat, Variants
+from rsigradcam.app.settings import Channels, InputFormat, Variants, speed_options
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
+from rsigradcam.core.inference import SpeedOptions
 from rsigradcam.core.targets import Output
 from rsigradcam.files import save_json
 from rsigradcam.heatmaps import IMAGES, RUN, SHARD_DIR, read_lines
@@ -77,8 +78,8 @@ class DatasetOptions:
         input_format: The model input's size and normalisation.
         compile: ``torch.compile`` the methods' private copy of the model.
         fold_batchnorm: Fold BatchNorms into their convolutions in that copy; ``None``: on
-            for the embedded model. Neither is compared on a resume: they move the maps by
-            float rounding only.
+            (the default of :class:`~rsigradcam.core.inference.SpeedOptions`). Neither is
+            compared on a resume: they move the maps by float rounding only.
     """
 
     source: Path
@@ -100,12 +101,9 @@ class DatasetOptions:
     fold_batchnorm: bool | None = None
 
     @property
-    def speed(self) -> dict[str, Any]:
-        """The options of how the model runs, for ``create_cam``."""
-        found: dict[str, Any] = {"compile": self.compile}
-        if self.fold_batchnorm is not None:
-            found["fold_batchnorm"] = self.fold_batchnorm
-        return found
+    def speed(self) -> SpeedOptions:
+        """How the methods run the model (``create_cam``'s ``speed``)."""
+        return speed_options(self.compile, self.fold_batchnorm)
 
     def check(self) -> None:
         """Raise :class:`InputError` for an argument that cannot work."""
