@@ -140,3 +140,14 @@ def test_results_that_name_another_folder_are_refused(compact: Path) -> None:
     with pytest.raises(InputError, match="not a file name") as exc:
         read_results(compact)
     _one_line_naming(exc, compact / RESULTS)
+
+
+def test_the_committed_evidence_reads_back_to_its_summary() -> None:
+    """docs/evidence/imagenet-500 is in the compact form, and its summary.md is the one made
+    from the results read back."""
+    folder = Path(__file__).resolve().parents[2] / "docs" / "evidence" / "imagenet-500"
+    results = load_results(folder)
+    assert results.accuracy is not None and results.accuracy.top1 == 362
+    assert len(results.images) == 500
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
+    assert markdown_summary(results) == summary
