@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from rsigradcam.app.bench import ConvergenceRow, SpeedRow, _markdown
 from rsigradcam.app.cli import app
-from rsigradcam.app.evaluation import EvaluationResults, markdown_summary
+from rsigradcam.app.evaluation import EvaluationResults, markdown_summary, read_results
 from rsigradcam.files import md_cell
 from tests.app.test_evaluate import TINY_MODULE
 from tests.conftest import load_benchmark, load_module
@@ -149,7 +149,7 @@ def evaluation_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     assert result.exit_code == 0, result.output
     out = folder / "run"
     return {
-        "json": json.loads((out / "results.json").read_text(encoding="utf-8")),
+        "json": read_results(out),
         "summary": (out / "summary.md").read_text(encoding="utf-8"),
     }
 

@@ -34,6 +34,7 @@ from rsigradcam.app.evaluation import (
     evaluate,
     judge_claims,
     markdown_summary,
+    read_results,
     render_report,
     sanity_stages,
     verdict,
@@ -131,15 +132,15 @@ def full_run(folder: Path) -> Path:
     """One run with all six methods."""
     result = _invoke(folder, [*FULL, "--out", "full"])
     assert result.exit_code == 0, result.output
-    assert "Wrote results.json, report.html and summary.md" in result.stdout
+    assert ("Wrote results.json, results-units.json.gz, report.html and summary.md"
+            in result.stdout)
     assert re.search(r"^focus: features\.1 (holds|does not hold|inconclusive)", result.stdout,
                      re.MULTILINE)
     return folder / "full"
 
 
 def _results(out: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((out / "results.json").read_text())
-    return data
+    return read_results(out)
 
 
 # --------------------------------------------------------------------------------------
@@ -208,7 +209,10 @@ def test_results_hold_every_per_image_number(full_run: Path) -> None:
 
 def test_results_json_round_trips_through_the_typed_results(full_run: Path) -> None:
     """results.json reads back into EvaluationResults and writes out the same values, and
-    the summary and the report render from the results read back as from the run's own."""
+    the summary and the report render from the results read back as from the run's own.
+    The per-unit numbers are in results-units.json.gz, not in results.json."""
+    head = json.loads((full_run / "results.json").read_text(encoding="utf-8"))
+    assert "metrics" not in head and head["per_unit"]["file"] == "results-units.json.gz"
     data = _results(full_run)
     loaded = EvaluationResults.from_json(data)
     assert json.dumps(loaded.to_json()) == json.dumps(data)
@@ -486,15 +490,18 @@ def test_report_renders_in_headless_chromium(
 
 def test_output_files_are_replaced_whole_or_not_at_all(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """results.json, report.html and summary.md go through save_json / save_text: a write
-    that fails half-way (a full disk) leaves the previous file and no temporary file."""
+    """results.json, results-units.json.gz, report.html and summary.md go through
+    save_json / write_atomically / save_text: a write that fails half-way (a full disk)
+    leaves the previous file and no temporary file."""
     import inspect
 
-    from rsigradcam.app.evaluation import write_evaluation
+    from rsigradcam.app.evaluation import save_results, write_evaluation
     from rsigradcam.files import save_json, save_text
 
     source = inspect.getsource(write_evaluation)
-    assert source.count("save_text(") == 2 and source.count("save_json(") == 1
+    assert source.count("save_text(") == 2 and source.count("save_results(") == 1
+    source = inspect.getsource(save_results)
+    assert source.count("save_json(") == 2 and source.count("write_atomically(") == 1
     target = tmp_path / "report.html"
     save_text("old", target)
     real_write_text = Path.write_text

@@ -24,7 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsigradcam.app.cli import app
-from rsigradcam.app.evaluation import EvaluationOptions, evaluate
+from rsigradcam.app.evaluation import EvaluationOptions, evaluate, read_results, save_results
 from rsigradcam.app.evaluation.arms import PRESET_ARMS, comparisons, parse_arm, run_arms
 from rsigradcam.app.evaluation.options import PRESETS
 from rsigradcam.app.evaluation.stages import plan_grids
@@ -99,7 +99,7 @@ def _invoke(folder: Path, args: list[str]) -> Any:
 
 def _numbers(out: Path) -> dict[str, Any]:
     """results.json without what may differ between equal runs (timings)."""
-    data: dict[str, Any] = json.loads((out / "results.json").read_text())
+    data = read_results(out)
     del data["timings"]
     return data
 
@@ -249,6 +249,7 @@ def test_killed_run_resumes_to_the_same_result(folder: Path, reference: Path) ->
     finished = sorted(p.name for p in (out / "shards").glob("*.npz"))
     assert first.name in finished and len(finished) < 4  # 2 image shards, 1 grid, sanity
     assert not (out / "results.json").exists() and not (out / "manifest.jsonl").exists()
+    assert not (out / "results-units.json.gz").exists()
     stamps = {n: (out / "shards" / n).stat().st_mtime_ns for n in finished}
     result = _invoke(folder, ["evaluate", "--images", "labels.csv", *ARGS, "--out", "killed"])
     assert result.exit_code == 0, result.output
@@ -257,6 +258,27 @@ def test_killed_run_resumes_to_the_same_result(folder: Path, reference: Path) ->
     assert _numbers(out) == _numbers(reference)
     manifest = (out / "manifest.jsonl").read_text().splitlines()
     assert len(manifest) == N_IMAGES + 1 + 1  # images, one grid, the randomisation test
+
+
+def test_a_finished_run_of_an_earlier_version_resumes_to_the_compact_form(
+    folder: Path, reference: Path
+) -> None:
+    """A finished folder whose results.json is still the plain form (every key in it, as
+    earlier versions wrote it) reruns from its shards, computing none again, and is left
+    with results.json and results-units.json.gz of the same numbers."""
+    import shutil
+
+    out = folder / "earlier"
+    shutil.copytree(reference, out)
+    save_results(read_results(out), out, compact=False)
+    assert not (out / "results-units.json.gz").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.npz")}
+    result = _invoke(folder, ["evaluate", "--images", "labels.csv", *ARGS, "--out", "earlier"])
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.npz")} == stamps
+    assert "metrics" not in json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert (out / "results-units.json.gz").is_file()
+    assert _numbers(out) == _numbers(reference)
 
 
 def test_torchrun_two_ranks_equal_one_process(folder: Path, reference: Path) -> None:

@@ -25,7 +25,7 @@ from rsigradcam.app.cli import app
 from rsigradcam.app.dataset import run as dataset_run
 from rsigradcam.app.dataset.run import torch_threads
 from rsigradcam.app.errors import InputError
-from rsigradcam.app.evaluation import EvaluationOptions
+from rsigradcam.app.evaluation import EvaluationOptions, read_results
 from rsigradcam.app.explain import ImageExplainer
 from rsigradcam.app.loading import load_model
 from rsigradcam.app.settings import (
@@ -284,7 +284,7 @@ def test_evaluate_records_size_and_variant(images: Path, tmp_path: Path) -> None
         "--max-grids", "0", "--curve-points", "2", "--bootstrap", "20",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    found = json.loads((out / "results.json").read_text())
+    found = read_results(out)
     config = found["config"]
     assert config["grad_relu"] is True and config["guided"] is False
     assert config["input_size"] == [32, 32]

@@ -8,7 +8,6 @@ weights (tests/integrations/hf_models.py); nothing is downloaded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 
 from rsigradcam import METHODS, RSIGradCAM, load_heatmaps
 from rsigradcam.app.cli import app
+from rsigradcam.app.evaluation import read_results
 from rsigradcam.app.loading import InputError, load_model, probe_layers
 from rsigradcam.baselines import AutoBaseline
 from rsigradcam.core.capture import LayerCapture, logits_of
@@ -365,6 +365,6 @@ def test_cli_explain_dataset_and_evaluate_run_a_hugging_face_model(
         ],
     )
     assert result.exit_code == 0, result.output
-    deletion_auc = json.loads((report / "results.json").read_text())["metrics"]["deletion_auc"]
+    deletion_auc = read_results(report)["metrics"]["deletion_auc"]
     for method in ("rsi", "gradcam"):
         assert len(deletion_auc[method][RESNET_LAYER]) == 3

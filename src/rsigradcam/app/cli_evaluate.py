@@ -212,9 +212,10 @@ def evaluate_command(
     float64 difference, the difference from the --reference-steps map and
     max-sensitivity. Means come with 95% bootstrap intervals; the paper's claims (better
     focused, more stable) get a verdict per layer from paired intervals of RSI-Grad-CAM
-    minus Grad-CAM. Writes results.json, report.html (self-contained) and summary.md to
-    --out. The same arguments and --seed give the same numbers. --grad-relu and --guided
-    change rsi only; --size, --mean, --std and --no-normalize set the model's input (the
+    minus Grad-CAM. Writes results.json (the summary and verdicts; the per-unit numbers in
+    results-units.json.gz), report.html (self-contained) and summary.md to --out. The
+    same arguments and --seed give the same numbers. --grad-relu and --guided change rsi
+    only; --size, --mean, --std and --no-normalize set the model's input (the
     black baseline and the black deletion substrate follow the normalisation).
 
     A CSV --images list with a target column explains the labelled classes: the report
@@ -287,6 +288,7 @@ def evaluate_command(
     for claim in found.results.claims:
         typer.echo(claim.verdict_line())
     typer.echo(
-        f"Wrote {files['results'].name}, {files['report'].name} and {files['summary'].name} "
+        f"Wrote {files['results'].name}, {files['units'].name}, {files['report'].name} and "
+        f"{files['summary'].name} "
         f"to {out_dir.resolve()} ({found.results.timings['total']:.1f} s)"
     )

@@ -19,8 +19,9 @@ from a fixed memory budget, every random draw from the seed).
 The modules, each one step: :mod:`.options` (what to run, the metrics and claims),
 :mod:`.inputs` (images and layers), :mod:`.stages` (the method runner and the metric
 stages), :mod:`.stats` (bootstrap intervals and verdicts), :mod:`.results` (the typed
-results and ``results.json``), :mod:`.report` (``report.html`` and ``summary.md``) and
-:mod:`.run` (:func:`evaluate` and :func:`write_evaluation`).
+results), :mod:`.storage` (``results.json`` and ``results-units.json.gz``, and
+:func:`load_results`, which reads them back), :mod:`.report` (``report.html`` and
+``summary.md``) and :mod:`.run` (:func:`evaluate` and :func:`write_evaluation`).
 
 Example:
     >>> from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
@@ -49,6 +50,7 @@ from rsigradcam.app.evaluation.stats import (
     summarize,
     verdict,
 )
+from rsigradcam.app.evaluation.storage import load_results, read_results, save_results
 
 __all__ = [
     "CLAIMS",
@@ -68,11 +70,14 @@ __all__ = [
     "evaluate",
     "judge_claims",
     "load_images",
+    "load_results",
     "markdown_summary",
     "paired_bootstrap_mean",
+    "read_results",
     "render_report",
     "resolve_layers",
     "sanity_stages",
+    "save_results",
     "summarize",
     "verdict",
     "write_evaluation",

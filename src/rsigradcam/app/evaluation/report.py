@@ -313,10 +313,14 @@ def _images_section(results: EvaluationResults) -> str:
 
 
 def _thumbnail(rgb: np.ndarray, alt: str) -> str:
-    """A gallery thumbnail: a photo with an overlay, so JPEG (a fifth of a PNG's size)."""
+    """A gallery thumbnail: a photo with an overlay, so JPEG (a fifth of a PNG's size).
+
+    ``optimize`` fits the Huffman tables to the image: the same pixels in about 8 % fewer
+    bytes.
+    """
     buffer = io.BytesIO()
     Image.fromarray(rgb).resize((_THUMB, _THUMB), Image.Resampling.BILINEAR).save(
-        buffer, format="JPEG", quality=_JPEG_QUALITY
+        buffer, format="JPEG", quality=_JPEG_QUALITY, optimize=True
     )
     return _img(buffer.getvalue(), alt, mime="image/jpeg")
 

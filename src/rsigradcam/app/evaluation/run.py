@@ -73,6 +73,7 @@ from rsigradcam.app.evaluation.stats import (
     resolution_note,
     summarize,
 )
+from rsigradcam.app.evaluation.storage import UNITS, save_results
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
 from rsigradcam.app.loading import FIXED_BUDGET_MB, InputError, load_model, model_sha256
 from rsigradcam.core.inference import float32_arithmetic
@@ -358,15 +359,18 @@ def _results(context: Context, merged: Merged, timings: dict[str, float]) -> Eva
 
 
 def write_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``report.html`` and ``summary.md`` to ``out``, atomically.
+    """Write ``results.json``, ``results-units.json.gz``, ``report.html`` and ``summary.md``.
+
+    Each file is written atomically; the first two by :func:`.storage.save_results`.
 
     Returns:
-        The files written: ``{"results": ..., "report": ..., "summary": ...}``.
+        The files written: ``{"results": ..., "units": ..., "report": ..., "summary": ...}``.
     """
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    results = save_results(evaluation.results.to_json(), folder)
     return {
-        "results": save_json(evaluation.results.to_json(), folder / "results.json"),
+        "results": results,
+        "units": folder / UNITS,
         "report": save_text(render_report(evaluation), folder / "report.html"),
         "summary": save_text(markdown_summary(evaluation.results), folder / "summary.md"),
     }
