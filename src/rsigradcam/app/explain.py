@@ -38,6 +38,7 @@ from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
 from rsigradcam.io import ImageSource, read_image
 from rsigradcam.methods import METHODS, BaseCAM, create_cam
+from rsigradcam.serialization import encode, json_options
 
 __all__ = ["ClassScore", "ImageExplainer", "ImageExplanation", "Steps", "top_classes"]
 
@@ -56,12 +57,8 @@ class ClassScore:
     """A class with its softmax probability for one image."""
 
     class_id: int
-    name: str | None
+    name: str | None = field(metadata=json_options(key="class"))
     probability: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"class_id", "class", "probability"}``."""
-        return {"class_id": self.class_id, "class": self.name, "probability": self.probability}
 
 
 @dataclass(frozen=True)
@@ -198,7 +195,7 @@ class ImageExplainer:
                 steps=steps,
                 output=output,
                 path_options={"baseline": baseline, "normalize": self.input_format.normalize},
-                variants=self.variants.to_json(),
+                variants=encode(self.variants),
                 **(speed or {}),  # compile, fold_batchnorm: see BaseCAM
             )
             for m in dict.fromkeys(methods)

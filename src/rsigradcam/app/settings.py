@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods.registry import METHODS
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
+from rsigradcam.serialization import json_options
 
 __all__ = [
     "MAX_SIDE",
@@ -61,7 +61,9 @@ class InputFormat:
         std: Per-channel standard deviation, ``None`` exactly when ``mean`` is.
     """
 
-    size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
+    size: tuple[int, int] = field(
+        default=(INPUT_SIZE, INPUT_SIZE), metadata=json_options(key="input_size")
+    )
     mean: Channels | None = IMAGENET_MEAN
     std: Channels | None = IMAGENET_STD
 
@@ -95,14 +97,6 @@ class InputFormat:
         if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD):
             return f"{self.size_text}, ImageNet mean and std"
         return f"{self.size_text}, mean {_triple(self.mean)} and std {_triple(self.std)}"
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"input_size": [h, w], "mean": [...] or null, "std": [...] or null}``."""
-        return {
-            "input_size": list(self.size),
-            "mean": None if self.mean is None else list(self.mean),
-            "std": None if self.std is None else list(self.std),
-        }
 
 
 def _triple(values: Sequence[float]) -> str:
@@ -244,7 +238,3 @@ class Variants:
         """
         changed = [m for m in methods if self.applies_to(m)]
         return [f"{', '.join(changed)}: {NO_COMPLETENESS_REASON}"] if changed else []
-
-    def to_json(self) -> dict[str, bool]:
-        """``{"grad_relu": ..., "guided": ...}``."""
-        return {name: bool(getattr(self, name)) for name in _VARIANTS}
