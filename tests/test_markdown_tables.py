@@ -22,6 +22,7 @@ from rsigradcam.app.bench import ConvergenceRow, SpeedRow, _markdown
 from rsigradcam.app.cli import app
 from rsigradcam.app.evaluation import EvaluationResults, markdown_summary, read_results
 from rsigradcam.files import md_cell
+from rsigradcam.serialization import decode
 from tests.app.test_evaluate import TINY_MODULE
 from tests.conftest import load_benchmark, load_module
 
@@ -166,7 +167,7 @@ def test_summary_md_escapes_layer_names(evaluation_results: dict[str, Any]) -> N
     """A layer whose name has a pipe (names come from the user's model) stays one cell,
     in the rows of the claims' tables and in the header of the metrics' tables."""
     text = json.dumps(evaluation_results["json"]).replace('"features.1"', '"feat|ures.1"')
-    summary = markdown_summary(EvaluationResults.from_json(json.loads(text)))
+    summary = markdown_summary(decode(EvaluationResults, json.loads(text)))
     assert "| feat\\|ures.1 | **claim** |" in summary
     assert "| method | feat\\|ures.1 | features.3 |" in summary
     assert malformed(summary) == []

@@ -41,6 +41,8 @@ from rsigradcam.app.evaluation import (
 )
 from rsigradcam.app.evaluation.results import Evaluation
 from rsigradcam.app.evaluation.stats import paired_bootstrap_mean
+from rsigradcam.files import finite
+from rsigradcam.serialization import decode, encode
 from tests.conftest import load_module
 
 runner = CliRunner()
@@ -214,8 +216,8 @@ def test_results_json_round_trips_through_the_typed_results(full_run: Path) -> N
     head = json.loads((full_run / "results.json").read_text(encoding="utf-8"))
     assert "metrics" not in head and head["per_unit"]["file"] == "results-units.json.gz"
     data = _results(full_run)
-    loaded = EvaluationResults.from_json(data)
-    assert json.dumps(loaded.to_json()) == json.dumps(data)
+    loaded = decode(EvaluationResults, data)
+    assert json.dumps(finite(encode(loaded))) == json.dumps(data)
     assert loaded.claims[0].key == "focus" and loaded.config.layers == list(LAYERS)
     assert loaded.units["gridpg"].unit == "cell"
     summary = (full_run / "summary.md").read_text(encoding="utf-8")
@@ -258,7 +260,7 @@ def test_same_seed_gives_the_same_numbers(folder: Path) -> None:
         )
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(folder)
-            results = evaluate(options, echo=lambda line: None).results.to_json()
+            results = finite(encode(evaluate(options, echo=lambda line: None).results))
         del results["timings"]
         return results
 
@@ -276,10 +278,10 @@ def test_same_seed_gives_the_same_numbers(folder: Path) -> None:
 
 def test_bootstrap_interval() -> None:
     rng = np.random.default_rng(0)
-    assert bootstrap_mean([2.0] * 5, 100, rng).to_json() == {
+    assert encode(bootstrap_mean([2.0] * 5, 100, rng)) == {
         "n": 5, "mean": 2.0, "low": 2.0, "high": 2.0
     }
-    assert bootstrap_mean([3.0], 100, rng).to_json() == {
+    assert encode(bootstrap_mean([3.0], 100, rng)) == {
         "n": 1, "mean": 3.0, "low": None, "high": None
     }
     assert bootstrap_mean([], 100, rng).mean is None

@@ -31,6 +31,8 @@ from rsigradcam.app.evaluation.stages import plan_grids
 from rsigradcam.app.evaluation.stats import holm
 from rsigradcam.app.loading import InputError
 from rsigradcam.app.settings import Variants
+from rsigradcam.files import finite
+from rsigradcam.serialization import encode
 from tests.app.test_evaluate import TINY_MODULE
 from tests.conftest import load_module
 
@@ -217,7 +219,7 @@ def test_in_memory_run_gives_the_same_numbers(folder: Path, reference: Path) -> 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.syspath_prepend(str(folder))
-        found = evaluate(options, echo=lambda line: None).results.to_json()
+        found = finite(encode(evaluate(options, echo=lambda line: None).results))
     expected = _numbers(reference)
     for key in ("metrics", "units", "claims", "summary", "p_bins", "explanations", "details"):
         assert json.dumps(found[key]) == json.dumps(expected[key]), key

@@ -37,6 +37,7 @@ from rsigradcam.app.settings import (
 )
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.methods import RSIGradCAM
+from rsigradcam.serialization import encode
 
 runner = CliRunner()
 CIFAR = "tests.app.test_options_variants_size:cifar_cnn"
@@ -103,7 +104,7 @@ def test_size_and_normalisation_are_parsed() -> None:
     plain = input_format("16x24", no_normalize=True)
     assert plain.normalize is None
     assert plain.describe() == "16x24, not normalised (pixels in [0, 1])"
-    assert plain.to_json() == {"input_size": [16, 24], "mean": None, "std": None}
+    assert encode(plain) == {"input_size": [16, 24], "mean": None, "std": None}
     tensor, rgb = plain.load(np.full((10, 40, 3), 255, dtype=np.uint8))
     assert tuple(tensor.shape) == (1, 3, 16, 24) and rgb.shape == (16, 24, 3)
     assert float(tensor.min()) == 1.0  # pixels in [0, 1], not normalised

@@ -15,6 +15,7 @@ from rsigradcam.baselines import (
     make_baselines,
 )
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_NORMALIZE, IMAGENET_STD
+from rsigradcam.serialization import encode
 from tests.conftest import assert_same_state, make_case, model_state
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -163,7 +164,7 @@ def test_auto_baseline_makes_the_embedded_model_unsure(fitted):
     assert fit.max_prob_after < 0.01
     pixels = fit.baseline.unsqueeze(0) * STD + MEAN
     assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6  # stays a valid image
-    assert fit.to_dict()["max_prob_after"] == fit.max_prob_after
+    assert encode(fit)["max_prob_after"] == fit.max_prob_after
 
 
 def test_auto_baseline_is_cached_saved_and_loaded(fitted, embedded_model, tmp_path):

@@ -37,6 +37,7 @@ from rsigradcam.metrics import (
     stability,
     steps_spread,
 )
+from rsigradcam.serialization import encode
 from tests.conftest import assert_same_state, make_case, model_state
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*map at layer.*is zero everywhere:RuntimeWarning")
@@ -223,7 +224,7 @@ def test_curves_do_not_depend_on_batch_size_and_serialise():
     a = deletion(model, images, maps, batch_size=1, progress=False)
     b = deletion(model, images, maps, batch_size=1000, progress=False)
     assert torch.allclose(a.curves, b.curves, atol=1e-7)
-    d = a.to_dict()
+    d = encode(a)
     assert d["mean_auc"] == a.mean and len(d["curves"]) == 2 and len(d["fractions"]) == 37
 
 
@@ -281,7 +282,7 @@ def test_average_drop_against_a_reference():
         ups.append(o > y)
     assert r.average_drop == pytest.approx(sum(drops) / 4, rel=1e-5)
     assert r.increase_in_confidence == pytest.approx(100 * sum(ups) / 4)
-    assert r.to_dict()["drop"] == pytest.approx(drops, rel=1e-5)
+    assert encode(r)["drop"] == pytest.approx(drops, rel=1e-5)
     with pytest.raises(ValueError, match=r"heatmaps must lie in \[0, 1\]"):
         average_drop_increase(model, images, maps * 2, progress=False)
 
@@ -346,7 +347,7 @@ def test_make_grids_and_gridpg_end_to_end():
     exact = gridpg(model, grids, lambda x, t: x[torch.arange(len(t)), t], batch_size=5,
                    progress=False)
     assert torch.equal(exact.scores, torch.ones(2, 4, dtype=torch.float64))
-    assert exact.mean == 1.0 and exact.to_dict()["chance"] == CHANCE
+    assert exact.mean == 1.0 and encode(exact)["chance"] == CHANCE
     flat = gridpg(model, grids, lambda x, t: torch.ones(len(t), 12, 12), progress=False)
     assert flat.mean == pytest.approx(CHANCE)
 
@@ -365,7 +366,7 @@ def test_make_grids_options_and_errors():
     grids = make_grids(model, images, threshold=0.9, progress=False)
     with pytest.raises(ValueError, match="explain must return"):
         gridpg(model, grids, lambda x, t: torch.ones(len(t), 6, 6), progress=False)
-    assert isinstance(grids, GridSet) and grids.to_dict()["boxes"][3] == [6, 6, 12, 12]
+    assert isinstance(grids, GridSet) and encode(grids)["boxes"][3] == [6, 6, 12, 12]
 
 
 # ---------------------------------------------------------------------------- correlations
@@ -416,7 +417,7 @@ def test_randomization_sanity_on_a_small_cnn():
     assert torch.equal(r.correlations, again.correlations)
     other = randomization_sanity(model, images, gradcam_explain, seed=5, progress=False)
     assert not torch.equal(r.correlations, other.correlations)
-    d = r.to_dict()
+    d = encode(r)
     assert d["stages"] == r.stages and len(d["mean"]) == 6
 
 
@@ -462,7 +463,7 @@ def test_cascading_subset_randomises_everything_above_each_stage():
     r = randomization_sanity(model, images, gradcam_explain, targets, seed=3,
                              layers=["fc", "features.2"], progress=False)
     assert r.randomized == [[], ["fc"], ["fc", "conv", "features.3", "features.2"]]
-    assert r.to_dict()["randomized"] == r.randomized
+    assert encode(r)["randomized"] == r.randomized
     # By hand: the same draws, in the same order, on a copy.
     g = torch.Generator().manual_seed(3)
     ref = copy.deepcopy(model)
@@ -542,7 +543,7 @@ def test_stability_summary_splits_saturated_images():
     summary = r.summary()
     assert summary["all"]["n_images"] == 3
     assert summary["saturated"]["n_images"] + summary["unsaturated"]["n_images"] == 3
-    assert r.to_dict()["summary"] == summary
+    assert encode(r)["summary"] == summary
     nobody = stability(model, images, make, steps_list=(), n_samples=1, threshold=1.0,
                        progress=False)
     assert nobody.summary()["saturated"] is None

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
 from rsigradcam.io import ImageSource, read_image
 from rsigradcam.methods import METHODS, BaseCAM, create_cam
+from rsigradcam.serialization import encode, json_options
 
 __all__ = ["ClassScore", "ImageExplainer", "ImageExplanation", "Steps", "top_classes"]
 
@@ -57,12 +58,8 @@ class ClassScore:
     """A class with its softmax probability for one image."""
 
     class_id: int
-    name: str | None
+    name: str | None = field(metadata=json_options(key="class"))
     probability: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"class_id", "class", "probability"}``."""
-        return {"class_id": self.class_id, "class": self.name, "probability": self.probability}
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,7 @@ class ImageExplainer:
                 steps=steps,
                 output=output,
                 path_options={"baseline": baseline, "normalize": self.input_format.normalize},
-                variants=self.variants.to_json(),
+                variants=encode(self.variants),
                 speed=speed,
             )
             for m in dict.fromkeys(methods)

@@ -28,6 +28,7 @@ from rsigradcam.app.loading import (
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.methods import METHODS
 from rsigradcam.progress import make_progress
+from rsigradcam.serialization import encode
 from rsigradcam.viz import GridCell, overlay, save_grid
 
 __all__ = [
@@ -167,13 +168,13 @@ def write_outputs(
         summary = save_json(
             {
                 "image": result.source,
-                "top5": [score.as_dict() for score in result.top5],
-                "explained_class": result.explained.as_dict(),
+                "top5": [encode(score) for score in result.top5],
+                "explained_class": encode(result.explained),
                 "output": result.output,
                 "baseline": result.baseline,
                 "steps": result.steps,
-                **result.variants.to_json(),
-                **result.input_format.to_json(),
+                **encode(result.variants),
+                **encode(result.input_format),
                 "layers": list(result.layers),
                 "methods": methods,
                 "explanations": entries,

@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from rsigradcam.core.inference import SpeedOptions
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods.registry import METHODS
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
+from rsigradcam.serialization import json_options
 
 __all__ = [
     "MAX_SIDE",
@@ -63,7 +63,9 @@ class InputFormat:
         std: Per-channel standard deviation, ``None`` exactly when ``mean`` is.
     """
 
-    size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
+    size: tuple[int, int] = field(
+        default=(INPUT_SIZE, INPUT_SIZE), metadata=json_options(key="input_size")
+    )
     mean: Channels | None = IMAGENET_MEAN
     std: Channels | None = IMAGENET_STD
 
@@ -97,14 +99,6 @@ class InputFormat:
         if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD):
             return f"{self.size_text}, ImageNet mean and std"
         return f"{self.size_text}, mean {_triple(self.mean)} and std {_triple(self.std)}"
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"input_size": [h, w], "mean": [...] or null, "std": [...] or null}``."""
-        return {
-            "input_size": list(self.size),
-            "mean": None if self.mean is None else list(self.mean),
-            "std": None if self.std is None else list(self.std),
-        }
 
 
 def _triple(values: Sequence[float]) -> str:
@@ -246,10 +240,6 @@ class Variants:
         """
         changed = [m for m in methods if self.applies_to(m)]
         return [f"{', '.join(changed)}: {NO_COMPLETENESS_REASON}"] if changed else []
-
-    def to_json(self) -> dict[str, bool]:
-        """``{"grad_relu": ..., "guided": ...}``."""
-        return {name: bool(getattr(self, name)) for name in _VARIANTS}
 
 
 def speed_options(compile: bool = False, fold_batchnorm: bool | None = None) -> SpeedOptions:

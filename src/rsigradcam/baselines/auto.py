@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from rsigradcam.baselines.simple import Baseline, CheckedNormalize, Normalize, channel_affine
 from rsigradcam.core.capture import LayerCapture, logits_of, model_device
 from rsigradcam.files import write_atomically
+from rsigradcam.serialization import JsonKeys
 
 __all__ = ["AutoBaseline", "AutoBaselineFit"]
 
@@ -52,15 +53,11 @@ class AutoBaselineFit:
     iterations: int
     loss: tuple[float, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (without the tensor)."""
-        return {
-            "shape": list(self.baseline.shape),
-            "max_prob_before": self.max_prob_before,
-            "max_prob_after": self.max_prob_after,
-            "iterations": self.iterations,
-            "final_loss": self.loss[-1] if self.loss else None,
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        ("shape", lambda fit: list(fit.baseline.shape)), "max_prob_before", "max_prob_after",
+        "iterations", ("final_loss", lambda fit: fit.loss[-1] if fit.loss else None),
+    )
 
 
 class AutoBaseline(Baseline):

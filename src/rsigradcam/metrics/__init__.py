@@ -3,8 +3,9 @@
 Each metric is a plain function of (model, images, maps or an explainer, targets) that
 batches its forward passes, shows a progress bar on a terminal (``progress=False`` turns
 it off), borrows the model without changing it, and returns a frozen dataclass with
-per-image tensors, the aggregate, and ``to_dict()`` for JSON. Randomness comes from a
-``seed`` argument through a private ``torch.Generator``; the global RNG is never touched.
+per-image tensors and the aggregate (:func:`rsigradcam.serialization.encode` gives its JSON
+values). Randomness comes from a ``seed`` argument through a private ``torch.Generator``;
+the global RNG is never touched.
 
 - :func:`deletion`, :func:`insertion`: RISE curves and their area (:func:`auc`);
   :func:`random_heatmaps` gives the random-order baseline.

@@ -14,7 +14,7 @@ substrate, ``substrate + map · (image - substrate)`` equals normalising
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from rsigradcam.metrics._common import (
 )
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
 from rsigradcam.progress import progress_bar
+from rsigradcam.serialization import JsonKeys
 
 __all__ = ["ConfidenceResult", "average_drop_increase", "mask_images"]
 
@@ -65,18 +66,11 @@ class ConfidenceResult:
         """Increase in Confidence, in percent of the images (higher is better)."""
         return float(self.increase.double().mean() * 100.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "substrate": self.substrate,
-            "average_drop": self.average_drop,
-            "increase_in_confidence": self.increase_in_confidence,
-            "original": self.original.tolist(),
-            "masked": self.masked.tolist(),
-            "drop": self.drop.tolist(),
-            "increase": self.increase.tolist(),
-            "targets": self.targets.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        "substrate", "average_drop", "increase_in_confidence", "original", "masked", "drop",
+        "increase", "targets",
+    )
 
 
 def mask_images(images: Tensor, heatmaps: Tensor, substrate: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,7 @@ from rsigradcam.metrics._common import (
 )
 from rsigradcam.metrics.substrate import SubstrateSpec, make_substrate
 from rsigradcam.progress import progress_bar
+from rsigradcam.serialization import JsonKeys
 
 __all__ = [
     "REFERENCE_SIDE",
@@ -75,18 +76,10 @@ class CurveResult:
         """The mean area under the curve over the images."""
         return float(self.auc.mean())
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "kind": self.kind,
-            "substrate": self.substrate,
-            "step": self.step,
-            "mean_auc": self.mean,
-            "auc": self.auc.tolist(),
-            "targets": self.targets.tolist(),
-            "fractions": self.fractions.tolist(),
-            "curves": self.curves.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        "kind", "substrate", "step", ("mean_auc", "mean"), "auc", "targets", "fractions", "curves",
+    )
 
 
 def auc(curve: Tensor, fractions: Tensor) -> Tensor:

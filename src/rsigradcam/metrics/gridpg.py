@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from rsigradcam.explanation import Explanation
 from rsigradcam.metrics._common import check_batch_size, check_images, predict
 from rsigradcam.progress import progress_bar
+from rsigradcam.serialization import JsonKeys
 
 __all__ = [
     "CHANCE",
@@ -88,15 +89,8 @@ class GridSet:
         """The cells' ``(top, left, bottom, right)`` in grid pixels, cells 0 to 3."""
         return cell_boxes(*self.cell_size)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values (without the images), ready for JSON."""
-        return {
-            "cell_size": list(self.cell_size),
-            "boxes": [list(box) for box in self.boxes],
-            "classes": self.classes.tolist(),
-            "sources": self.sources.tolist(),
-            "confidences": self.confidences.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = ("cell_size", "boxes", "classes", "sources", "confidences")
 
 
 @dataclass(frozen=True)
@@ -117,14 +111,10 @@ class GridPGResult:
         """The mean score over all cells (chance: 0.25)."""
         return float(self.scores.mean())
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "mean": self.mean,
-            "chance": CHANCE,
-            "scores": self.scores.tolist(),
-            "classes": self.classes.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        "mean", ("chance", lambda result: CHANCE), "scores", "classes",
+    )
 
 
 def make_grids(

@@ -16,7 +16,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ from rsigradcam.core.targets import TargetSpec
 from rsigradcam.metrics._common import check_batch_size, check_images, class_targets, predict
 from rsigradcam.metrics.correlation import spearman
 from rsigradcam.progress import progress_bar
+from rsigradcam.serialization import JsonKeys
 
 __all__ = [
     "ORIGINAL",
@@ -69,16 +70,10 @@ class SanityResult:
         """(S,) the mean correlation over the images at each stage."""
         return self.correlations.mean(dim=1)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "cascading": self.cascading,
-            "stages": list(self.stages),
-            "mean": self.mean.tolist(),
-            "correlations": self.correlations.tolist(),
-            "targets": self.targets.tolist(),
-            "randomized": [list(names) for names in self.randomized],
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        "cascading", "stages", "mean", "correlations", "targets", "randomized",
+    )
 
 
 def parameterised_layers(model: nn.Module) -> list[str]:

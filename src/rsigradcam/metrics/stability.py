@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ from rsigradcam.core.targets import TargetSpec
 from rsigradcam.metrics._common import check_batch_size, check_images, class_targets, predict
 from rsigradcam.metrics.correlation import pearson
 from rsigradcam.progress import Advance, progress_bar
+from rsigradcam.serialization import JsonKeys
 
 __all__ = [
     "REFERENCE_STEPS",
@@ -90,13 +91,8 @@ class SaturationSplit:
         """The masks of the ``"all"``, ``"saturated"`` and ``"unsaturated"`` images."""
         return saturation_groups(self.saturated)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "threshold": self.threshold,
-            "saturated": self.saturated.tolist(),
-            "probabilities": self.probabilities.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = ("threshold", "saturated", "probabilities")
 
 
 @dataclass(frozen=True)
@@ -115,14 +111,8 @@ class DtypeResult:
     correlation: Tensor
     steps: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "steps": self.steps,
-            "max_abs": self.max_abs.tolist(),
-            "mean_abs": self.mean_abs.tolist(),
-            "correlation": self.correlation.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = ("steps", "max_abs", "mean_abs", "correlation")
 
 
 @dataclass(frozen=True)
@@ -140,15 +130,6 @@ class StepsResult:
     reference: int
     max_abs: Tensor
     correlation: Tensor
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "steps": list(self.steps),
-            "reference": self.reference,
-            "max_abs": self.max_abs.tolist(),
-            "correlation": self.correlation.tolist(),
-        }
 
 
 @dataclass(frozen=True)
@@ -170,15 +151,8 @@ class SensitivityResult:
     n_samples: int
     seed: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "radius": self.radius,
-            "n_samples": self.n_samples,
-            "seed": self.seed,
-            "sensitivity": self.sensitivity.tolist(),
-            "max_abs": self.max_abs.tolist(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = ("radius", "n_samples", "seed", "sensitivity", "max_abs")
 
 
 @dataclass(frozen=True)
@@ -220,16 +194,10 @@ class StabilityResult:
             }
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON, with :meth:`summary` under ``"summary"``."""
-        return {
-            "summary": self.summary(),
-            "targets": self.targets.tolist(),
-            "split": self.split.to_dict(),
-            "dtype": self.dtype.to_dict(),
-            "steps": self.steps.to_dict(),
-            "noise": self.noise.to_dict(),
-        }
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        ("summary", summary), "targets", "split", "dtype", "steps", "noise",
+    )
 
 
 def split_saturated(

@@ -33,6 +33,7 @@ from rsigradcam.app.loading import LoadedModel
 from rsigradcam.core.capture import logits_of
 from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.methods import create_cam, method_layers
+from rsigradcam.serialization import encode
 
 __all__ = ["BatchExplainer", "BatchResult", "explain_shards"]
 
@@ -86,7 +87,7 @@ class BatchExplainer:
                     output=params.output,
                     memory_budget_mb=params.memory_budget_mb,
                     path_options={"normalize": params.input_format.normalize},
-                    variants=params.variants.to_json(),
+                    variants=encode(params.variants),
                     speed=speed,
                 ),
             )

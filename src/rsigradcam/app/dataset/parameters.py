@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -40,6 +40,7 @@ from rsigradcam.core.targets import Output
 from rsigradcam.files import save_json
 from rsigradcam.heatmaps import IMAGES, RUN, SHARD_DIR, read_lines
 from rsigradcam.methods import METHODS, BaseCAM, method_layers
+from rsigradcam.serialization import FormatError, decode, encode, json_options
 
 __all__ = [
     "DatasetOptions",
@@ -138,9 +139,18 @@ def explanation_pairs(methods: Sequence[str], layers: Sequence[str]) -> list[tup
     return [(m, layer) for m in methods for layer in method_layers(m, layers)]
 
 
+def _square(size: Any) -> Any:
+    """An older ``run.json``'s ``input_size``: one number for a square."""
+    return [size, size] if isinstance(size, int) else size
+
+
 @dataclass(frozen=True)
 class RunParameters:
     """Everything that affects a run's results: ``run.json``'s ``"parameters"``.
+
+    Their JSON form is :func:`rsigradcam.serialization.encode`'s, the fields in order;
+    :func:`read_run` also reads older files (no variants or normalisation recorded, a
+    square ``input_size`` as one number).
 
     Attributes:
         source: The source, resolved.
@@ -183,11 +193,11 @@ class RunParameters:
     output: Output
     baseline: str
     rule: str
-    grad_relu: bool
-    guided: bool
-    input_size: tuple[int, int]
-    mean: Channels | None
-    std: Channels | None
+    grad_relu: bool = field(metadata=json_options(missing=False))
+    guided: bool = field(metadata=json_options(missing=False))
+    input_size: tuple[int, int] = field(metadata=json_options(upgrade=_square))
+    mean: Channels | None = field(metadata=json_options(missing=IMAGENET_MEAN))
+    std: Channels | None = field(metadata=json_options(missing=IMAGENET_STD))
     heatmap_size: tuple[int, int]
     heatmap_dtype: HeatmapDtype
     batch_size: int
@@ -210,67 +220,6 @@ class RunParameters:
     def input_format(self) -> InputFormat:
         """The input size and normalisation."""
         return InputFormat(self.input_size, self.mean, self.std)
-
-    def to_json(self) -> dict[str, Any]:
-        """The parameters as ``run.json`` stores them (lists for sequences)."""
-        return {
-            "source": self.source,
-            "images": self.images,
-            "images_sha256": self.images_sha256,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "num_classes": self.num_classes,
-            "layers": list(self.layers),
-            "methods": list(self.methods),
-            "explanations": [list(pair) for pair in self.explanations],
-            "steps": self.steps,
-            "output": self.output,
-            "baseline": self.baseline,
-            "rule": self.rule,
-            **self.variants.to_json(),
-            **self.input_format.to_json(),
-            "heatmap_size": list(self.heatmap_size),
-            "heatmap_dtype": self.heatmap_dtype,
-            "batch_size": self.batch_size,
-            "shard_size": self.shard_size,
-            "device": self.device,
-            "memory_budget_mb": self.memory_budget_mb,
-            "version": self.version,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunParameters:
-        """Read the parameters that :meth:`to_json` wrote."""
-        height, width = data["heatmap_size"]
-        size = data["input_size"]
-        mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
-        return cls(
-            source=str(data["source"]),
-            images=int(data["images"]),
-            images_sha256=str(data["images_sha256"]),
-            model=str(data["model"]),
-            model_sha256=str(data["model_sha256"]),
-            num_classes=int(data["num_classes"]),
-            layers=tuple(data["layers"]),
-            methods=tuple(data["methods"]),
-            explanations=tuple((str(m), str(layer)) for m, layer in data["explanations"]),
-            steps=int(data["steps"]),
-            output=cast(Output, data["output"]),
-            baseline=str(data["baseline"]),
-            rule=str(data["rule"]),
-            grad_relu=bool(data.get("grad_relu", False)),
-            guided=bool(data.get("guided", False)),
-            input_size=(int(size), int(size)) if isinstance(size, int) else (size[0], size[1]),
-            mean=None if mean is None else (float(mean[0]), float(mean[1]), float(mean[2])),
-            std=None if std is None else (float(std[0]), float(std[1]), float(std[2])),
-            heatmap_size=(int(height), int(width)),
-            heatmap_dtype=cast(HeatmapDtype, data["heatmap_dtype"]),
-            batch_size=int(data["batch_size"]),
-            shard_size=int(data["shard_size"]),
-            device=str(data["device"]),
-            memory_budget_mb=float(data["memory_budget_mb"]),
-            version=str(data["version"]),
-        )
 
 
 def _budget_mb(device: torch.device) -> float:
@@ -389,7 +338,7 @@ def prepare_run(
             stored = json.loads(run_path.read_text(encoding="utf-8"))["parameters"]
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"'{run_path}' is not a run.json of explain-dataset: {exc}") from exc
-        changed = differences(stored, params.to_json())
+        changed = differences(stored, encode(params))
         if changed:
             raise InputError(
                 f"--out '{out}' holds a run with other parameters ({'; '.join(changed)}); "
@@ -402,7 +351,7 @@ def prepare_run(
         save_json(
             {
                 "format": "rsigradcam-dataset/1",
-                "parameters": params.to_json(),
+                "parameters": encode(params),
                 "shards": params.shards,
                 "warnings": params.variants.warnings(params.methods),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -421,4 +370,7 @@ def read_run(out: Path) -> tuple[list[ImageEntry], RunParameters]:
     """The images and parameters of the run that rank 0 prepared in ``out``."""
     params = json.loads((out / RUN).read_text(encoding="utf-8"))["parameters"]
     entries = [ImageEntry(e["id"], e["path"], e["target"]) for e in read_lines(out / IMAGES)]
-    return entries, RunParameters.from_json(params)
+    try:
+        return entries, decode(RunParameters, params, source=out / RUN)
+    except FormatError as error:
+        raise InputError(str(error)) from None

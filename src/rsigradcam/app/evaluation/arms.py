@@ -26,6 +26,7 @@ from rsigradcam.app.loading import InputError
 from rsigradcam.app.settings import Variants
 from rsigradcam.core.targets import Output
 from rsigradcam.methods import METHODS, method_class
+from rsigradcam.serialization import encode
 
 __all__ = ["PRESET_ARMS", "Arm", "comparisons", "parse_arm", "run_arms"]
 
@@ -63,7 +64,7 @@ class Arm:
 
     def cam_options(self) -> dict[str, Any]:
         """The variants as ``create_cam`` takes them."""
-        return {"variants": self.variants.to_json()}
+        return {"variants": encode(self.variants)}
 
 
 def _key(method: str, variants: Variants, output: Output, default: Output) -> str:

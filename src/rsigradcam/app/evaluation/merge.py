@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from rsigradcam import metrics
-from rsigradcam.app.evaluation.records import Record, nan_lists
+from rsigradcam.app.evaluation.records import nan_lists
 from rsigradcam.app.evaluation.results import (
     Curves,
     CurveSet,
@@ -34,10 +34,11 @@ from rsigradcam.app.evaluation.results import (
 )
 from rsigradcam.app.evaluation.work import Context
 from rsigradcam.metrics.stability import saturation_split
+from rsigradcam.serialization import decode
 
 __all__ = ["Merged", "gallery_heatmaps", "merge_lines"]
 
-_R = TypeVar("_R", bound=Record)
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _records(
             values: dict[str, Any] = dict(entries[0]["fixed"])
             for key in entries[0]["per_image"]:
                 values[key] = [_nan(e["per_image"][key]) for e in entries]
-            records.setdefault(arm, {})[layer] = kind.from_json(values)
+            records.setdefault(arm, {})[layer] = decode(kind, values)
     return records
 
 
@@ -164,8 +165,8 @@ def merge_lines(context: Context, lines: Iterable[dict[str, Any]]) -> Merged:
             cells += line["cells"]
             grid_cells.append([c.split(": ", 1)[1] for c in line["cells"]])
         else:
-            units["sanity_spearman"] = Units.from_json(line["units"])
-            details.sanity = SanityDetails.from_json(line["details"])
+            units["sanity_spearman"] = decode(Units, line["units"])
+            details.sanity = decode(SanityDetails, line["details"])
         for metric, by_arm in line["metrics"].items():
             if "index" in line:
                 unit_ids.setdefault(metric, []).append(line["id"])

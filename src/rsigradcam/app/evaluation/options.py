@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -289,9 +289,3 @@ class EvaluationOptions:
     def run_arms(self) -> list[Arm]:
         """The arms of the run (see :func:`~rsigradcam.app.evaluation.arms.run_arms`)."""
         return run_arms(self.methods, self.arms, self.output, self.variants)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        values = asdict(self)
-        values["images"] = None if self.images is None else str(self.images)
-        return values

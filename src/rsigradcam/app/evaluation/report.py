@@ -7,7 +7,8 @@ and layer. Every image is inside the file (base64: PNG plots, JPEG gallery thumb
 the style sheet is inline, so the file needs nothing else: no network, no JavaScript.
 :func:`markdown_summary` gives the verdicts and the tables in GitHub Markdown. Both read
 the typed :class:`~rsigradcam.app.evaluation.results.EvaluationResults`, so a report can
-also be made from a ``results.json`` read back with ``EvaluationResults.from_json``.
+also be made from an evaluation's files read back with
+:func:`~rsigradcam.app.evaluation.storage.load_results`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from rsigradcam.app.evaluation.results import ClaimResult, Evaluation, EvaluationResults, Interval
-from rsigradcam.files import md_cell
+from rsigradcam.files import finite, md_cell
 from rsigradcam.methods import METHODS
+from rsigradcam.serialization import encode
 from rsigradcam.viz import overlay
 
 __all__ = ["METHOD_LABELS", "markdown_summary", "render_report"]
@@ -360,7 +362,7 @@ def _gallery(evaluation: Evaluation) -> str:
 
 def _config_section(results: EvaluationResults) -> str:
     rows = [[html.escape(str(k)), f"<code>{html.escape(str(v))}</code>"]
-            for k, v in results.config.to_json().items()]
+            for k, v in finite(encode(results.config)).items()]
     timing = [[html.escape(k), f"{v:.1f}"] for k, v in results.timings.items()]
     return _table(["parameter", "value"], rows) + _table(["stage", "seconds"], timing)
 

@@ -1,28 +1,27 @@
 """The typed results of an evaluation, shared by the run and its report, and ``results.json``.
 
-:class:`EvaluationResults` holds every number of a run; :meth:`~EvaluationResults.to_json`
-gives the plain JSON values of ``results.json`` (NaN and infinities become ``null``) and
-:meth:`~EvaluationResults.from_json` reads them back (``null`` inside a list of numbers
-becomes NaN again), so that ``from_json(data).to_json() == data``.
+:class:`EvaluationResults` holds every number of a run. ``results.json`` holds
+``finite(encode(results))`` (:func:`rsigradcam.serialization.encode`; NaN and infinities
+become ``null``, :func:`rsigradcam.files.finite`), and
+:func:`~rsigradcam.app.evaluation.storage.load_results` reads it back (``null`` where a
+number belongs becomes NaN again), so that the file written again from what was read is
+the same.
 
 Example:
-    >>> import json
-    >>> data = json.loads(Path("rsigradcam-evaluation/results.json").read_text())  # doctest: +SKIP
-    >>> EvaluationResults.from_json(data).claims[0].layers["head"].verdict          # doctest: +SKIP
+    >>> results = load_results("rsigradcam-evaluation")  # doctest: +SKIP
+    >>> results.claims[0].layers["head"].verdict                              # doctest: +SKIP
     'does not hold'
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import Tensor
 
 from rsigradcam.app.evaluation.options import EvaluationOptions, MetricInfo
-from rsigradcam.app.evaluation.records import MetricValues, Record, Rows, nan_lists, nested, plain
+from rsigradcam.app.evaluation.records import MetricValues, Rows
 from rsigradcam.app.evaluation.verdicts import (
     Accuracy,
     BinRow,
@@ -33,7 +32,7 @@ from rsigradcam.app.evaluation.verdicts import (
     Summary,
 )
 from rsigradcam.explanation import Explanation
-from rsigradcam.files import finite
+from rsigradcam.serialization import json_options
 
 __all__ = [
     "Accuracy",
@@ -70,6 +69,8 @@ __all__ = [
 class RunConfig:
     """The options of a run and what else decides its numbers (``results.json: config``).
 
+    In JSON the options' keys come first, inline (``layers`` in the options' place).
+
     Attributes:
         options: The options (``layers`` are the resolved layers once read back).
         layers: The explained layers.
@@ -80,7 +81,7 @@ class RunConfig:
         saturation: Top-1 probability above which an image counts as saturated.
     """
 
-    options: EvaluationOptions
+    options: EvaluationOptions = field(metadata=json_options(inline=True))
     layers: list[str]
     version: str
     torch: str
@@ -90,23 +91,6 @@ class RunConfig:
     batch_size: int
     saturation: float
 
-    def to_json(self) -> dict[str, Any]:
-        """The options' values, then the others (``layers`` in the options' place), as JSON."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
-        return finite({**self.options.to_dict(), **values})  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunConfig:
-        """Read :meth:`to_json`'s values back."""
-        names = {f.name for f in fields(EvaluationOptions)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["images"] = None if data["images"] is None else Path(data["images"])
-        for key in ("layers", "methods", "stability_steps", "input_size", "mean", "std"):
-            if data.get(key) is not None:
-                values[key] = tuple(data[key])
-        extra = {f.name: data[f.name] for f in fields(cls) if f.name != "options"}
-        return cls(options=EvaluationOptions(**values), **extra)
-
 
 @dataclass(frozen=True)
 class ImageResult:
@@ -115,7 +99,7 @@ class ImageResult:
     name: str
     source: str
     class_id: int
-    class_name: str
+    class_name: str = field(metadata=json_options(key="class"))
     probability: float
     top1_probability: float
     saturated: bool
@@ -124,20 +108,9 @@ class ImageResult:
     correct: bool | None = None
     top5: bool | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain values; the class name goes under ``"class"``."""
-        values = asdict(self)
-        values = {("class" if k == "class_name" else k): v for k, v in values.items()}
-        return values
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ImageResult:
-        """Read :meth:`to_json`'s values back."""
-        return cls(**{("class_name" if k == "class" else k): v for k, v in data.items()})
-
 
 @dataclass(frozen=True)
-class ExplanationRecord(Record):
+class ExplanationRecord:
     """One method's explanations at one layer, per image (``results.json: explanations``)."""
 
     score: list[float]
@@ -155,7 +128,7 @@ class ExplanationRecord(Record):
 
 
 @dataclass(frozen=True)
-class Units(Record):
+class Units:
     """What one metric's values are about: images or grid cells.
 
     Attributes:
@@ -188,17 +161,7 @@ class CurveSet:
     """
 
     fractions: list[float]
-    curves: Rows
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"fractions": ..., method: {layer: curves}}``."""
-        return {"fractions": self.fractions, **self.curves}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CurveSet:
-        """Read :meth:`to_json`'s values back."""
-        curves = {k: v for k, v in data.items() if k != "fractions"}
-        return cls(nan_lists(data["fractions"]), nested(curves, nan_lists))
+    curves: Rows = field(metadata=json_options(inline=True))
 
 
 @dataclass(frozen=True)
@@ -209,20 +172,9 @@ class Curves:
     deletion: CurveSet
     insertion: CurveSet
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {"step": self.step, "deletion": self.deletion.to_json(),
-                "insertion": self.insertion.to_json()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Curves:
-        """Read :meth:`to_json`'s values back."""
-        return cls(data["step"], CurveSet.from_json(data["deletion"]),
-                   CurveSet.from_json(data["insertion"]))
-
 
 @dataclass(frozen=True)
-class GridDetails(Record):
+class GridDetails:
     """The GridPG grids: threshold, the image of each cell and the grids' layout."""
 
     threshold: float
@@ -235,7 +187,7 @@ class GridDetails(Record):
 
 
 @dataclass(frozen=True)
-class SanityDetails(Record):
+class SanityDetails:
     """The randomisation stages, images and Spearman correlations (stage x image)."""
 
     stages: list[str]
@@ -244,7 +196,7 @@ class SanityDetails(Record):
 
 
 @dataclass(frozen=True)
-class DtypeRecord(Record):
+class DtypeRecord:
     """float32 against float64, per image (see :class:`rsigradcam.metrics.DtypeResult`)."""
 
     steps: int
@@ -254,7 +206,7 @@ class DtypeRecord(Record):
 
 
 @dataclass(frozen=True)
-class NoiseRecord(Record):
+class NoiseRecord:
     """Max-sensitivity, per image (see :class:`rsigradcam.metrics.SensitivityResult`)."""
 
     radius: float
@@ -265,7 +217,7 @@ class NoiseRecord(Record):
 
 
 @dataclass(frozen=True)
-class SpreadRecord(Record):
+class SpreadRecord:
     """m against the reference m, (steps x image) (see :class:`rsigradcam.metrics.StepsResult`)."""
 
     steps: list[int]
@@ -285,45 +237,18 @@ class StabilityDetails:
     noise: dict[str, dict[str, NoiseRecord]]
     steps_spread: dict[str, dict[str, SpreadRecord]]
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {
-            "steps": self.steps, "reference": self.reference, "steps_images": self.steps_images,
-            "dtype": plain(self.dtype), "noise": plain(self.noise),  # type: ignore[arg-type]
-            "steps_spread": plain(self.steps_spread),  # type: ignore[arg-type]
-        }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StabilityDetails:
-        """Read :meth:`to_json`'s values back."""
-        return cls(
-            data["steps"], data["reference"], data["steps_images"],
-            nested(data["dtype"], DtypeRecord.from_json),
-            nested(data["noise"], NoiseRecord.from_json),
-            nested(data["steps_spread"], SpreadRecord.from_json),
-        )
+_STAGE = json_options(omit_none=True)  # a stage that did not run is left out
 
 
 @dataclass
 class Details:
     """What the stages found beyond one value per unit; a stage that did not run is ``None``."""
 
-    curves: Curves | None = None
-    gridpg: GridDetails | None = None
-    sanity: SanityDetails | None = None
-    stability: StabilityDetails | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The stages that ran, in order."""
-        found = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: v.to_json() for k, v in found.items() if v is not None}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Details:
-        """Read :meth:`to_json`'s values back."""
-        kinds = {"curves": Curves, "gridpg": GridDetails, "sanity": SanityDetails,
-                 "stability": StabilityDetails}
-        return cls(**{k: kinds[k].from_json(v) for k, v in data.items()})  # type: ignore[attr-defined]
+    curves: Curves | None = field(default=None, metadata=_STAGE)
+    gridpg: GridDetails | None = field(default=None, metadata=_STAGE)
+    sanity: SanityDetails | None = field(default=None, metadata=_STAGE)
+    stability: StabilityDetails | None = field(default=None, metadata=_STAGE)
 
 
 # --------------------------------------------------------------------------------------
@@ -349,55 +274,6 @@ class EvaluationResults:
     arms: dict[str, str] = field(default_factory=dict)
     p_bins: list[BinRow] = field(default_factory=list)
     accuracy: Accuracy | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON values of ``results.json`` (NaN and infinities are ``None``)."""
-        return finite({  # type: ignore[no-any-return]
-            "config": self.config.to_json(),
-            "images": [image.to_json() for image in self.images],
-            "explanations": plain(self.explanations),  # type: ignore[arg-type]
-            "metrics_info": {key: asdict(info) for key, info in self.metrics_info.items()},
-            "units": {key: units.to_json() for key, units in self.units.items()},
-            "metrics": self.metrics,
-            "details": self.details.to_json(),
-            "notes": self.notes,
-            "summary": {
-                metric: nested(by_method, lambda groups: {
-                    group: stats.to_json() for group, stats in groups.items()
-                })
-                for metric, by_method in self.summary.items()
-            },
-            "claims": [claim.to_json() for claim in self.claims],
-            "timings": self.timings,
-            "arms": self.arms,
-            "p_bins": [row.to_json() for row in self.p_bins],
-            "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
-        })
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EvaluationResults:
-        """Read ``results.json``'s values back."""
-        return cls(
-            config=RunConfig.from_json(data["config"]),
-            images=[ImageResult.from_json(image) for image in data["images"]],
-            explanations=nested(data["explanations"], ExplanationRecord.from_json),
-            metrics_info={k: MetricInfo(**v) for k, v in data["metrics_info"].items()},
-            units={k: Units.from_json(v) for k, v in data["units"].items()},
-            metrics={k: nested(v, nan_lists) for k, v in data["metrics"].items()},
-            details=Details.from_json(data["details"]),
-            notes=list(data["notes"]),
-            summary={
-                metric: nested(by_method, lambda groups: {
-                    group: Interval.from_json(stats) for group, stats in groups.items()
-                })
-                for metric, by_method in data["summary"].items()
-            },
-            claims=[ClaimResult.from_json(claim) for claim in data["claims"]],
-            timings=dict(data["timings"]),
-            arms=dict(data.get("arms", {})),
-            p_bins=[BinRow.from_json(row) for row in data.get("p_bins", [])],
-            accuracy=None if data.get("accuracy") is None else Accuracy.from_json(data["accuracy"]),
-        )
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,11 @@ from rsigradcam.app.evaluation.storage import UNITS, save_results
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
 from rsigradcam.app.loading import FIXED_BUDGET_MB, InputError, load_model, model_sha256
 from rsigradcam.core.inference import float32_arithmetic
-from rsigradcam.files import save_json, save_text, write_atomically
+from rsigradcam.files import finite, save_json, save_text, write_atomically
 from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines
 from rsigradcam.metrics import SATURATION
 from rsigradcam.metrics.stability import class_probabilities
+from rsigradcam.serialization import encode
 
 __all__ = ["RUN_FORMAT", "evaluate", "write_evaluation"]
 
@@ -128,7 +129,7 @@ def _parameters(context: Context) -> dict[str, Any]:
         digest.update(json.dumps([image.name, image.target]).encode())
         digest.update(image.tensor.numpy().tobytes())
     return {
-        **context.options.to_dict(),
+        **encode(context.options),
         "layers": list(context.layers),
         "model_sha256": model_sha256(context.model),
         "images_sha256": digest.hexdigest(),
@@ -367,7 +368,7 @@ def write_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]
         The files written: ``{"results": ..., "units": ..., "report": ..., "summary": ...}``.
     """
     folder = Path(out)
-    results = save_results(evaluation.results.to_json(), folder)
+    results = save_results(finite(encode(evaluation.results)), folder)
     return {
         "results": results,
         "units": folder / UNITS,

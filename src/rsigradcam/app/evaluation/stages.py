@@ -51,6 +51,7 @@ from rsigradcam.methods import RSIGradCAM, create_cam, method_class, method_laye
 from rsigradcam.methods.integrated_gradients import INPUT_LAYER
 from rsigradcam.metrics.sanity import ORIGINAL
 from rsigradcam.metrics.stability import Explain, MakeExplainer, saturation_split
+from rsigradcam.serialization import decode, encode
 
 __all__ = [
     "GridPlan",
@@ -466,15 +467,15 @@ def stability(run: RunState) -> None:
         )
         run.put("dtype_max_abs", method, layer, dtype.max_abs)
         run.put("noise_sensitivity", method, layer, noise.sensitivity)
-        detail.dtype.setdefault(method, {})[layer] = DtypeRecord.of(dtype)
-        detail.noise.setdefault(method, {})[layer] = NoiseRecord.of(noise)
+        detail.dtype.setdefault(method, {})[layer] = decode(DtypeRecord, encode(dtype))
+        detail.noise.setdefault(method, {})[layer] = decode(NoiseRecord, encode(noise))
         if steps and chosen:
             spread = metrics.steps_spread(
                 run.model, run.images[chosen], make, run.targets[chosen], steps=steps,
                 reference=o.reference_steps, progress=run.progress,
             )
             run.put("steps_max_abs", method, layer, spread.max_abs[steps.index(o.steps)])
-            detail.steps_spread.setdefault(method, {})[layer] = SpreadRecord.of(spread)
+            detail.steps_spread.setdefault(method, {})[layer] = decode(SpreadRecord, encode(spread))
     run.forget()
     run.image_units("dtype_max_abs", measured)
     run.image_units("noise_sensitivity", measured)

@@ -18,7 +18,7 @@ into ``results.json`` (the plain form, still written with ``compact=False``);
 :func:`read_results` and :func:`load_results` read both forms.
 
 Example:
-    >>> save_results(evaluation.results.to_json(), "rsigradcam-evaluation")  # doctest: +SKIP
+    >>> save_results(finite(encode(evaluation.results)), "rsigradcam-evaluation")  # doctest: +SKIP
     >>> load_results("rsigradcam-evaluation").claims[0].layers["head"].verdict  # doctest: +SKIP
     'does not hold'
 """
@@ -36,6 +36,7 @@ from typing import Any
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.results import EvaluationResults
 from rsigradcam.files import save_json, write_atomically
+from rsigradcam.serialization import FormatError, decode
 
 __all__ = ["PER_UNIT", "RESULTS", "UNITS", "load_results", "read_results", "save_results"]
 
@@ -66,7 +67,8 @@ def save_results(data: dict[str, Any], out: str | Path, *, compact: bool = True)
     that it refuses, never a pair that reads as one run.
 
     Args:
-        data: :meth:`EvaluationResults.to_json`'s values (or :func:`read_results`').
+        data: ``finite(encode(results))`` of an :class:`EvaluationResults` (or
+            :func:`read_results`' values).
         out: The folder (created if needed).
         compact: ``True``: ``results.json`` and ``results-units.json.gz``. ``False``: the
             plain form, every key in ``results.json`` (an old per-unit file is removed).
@@ -145,7 +147,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
         path: The output folder of ``rsigradcam evaluate``, or its ``results.json``.
 
     Returns:
-        The values that :meth:`EvaluationResults.to_json` gave, keys in the same order: in
+        The values that ``encode`` gave the results, keys in the same order: in
         the compact form the per-unit keys are read from ``results-units.json.gz`` and put
         back in their places, in the plain form ``results.json`` holds them all.
 
@@ -175,10 +177,10 @@ def load_results(path: str | Path) -> EvaluationResults:
         InputError: As :func:`read_results`, and for values that are not an evaluation's.
     """
     data = read_results(path)
+    name = Path(path) / RESULTS if Path(path).is_dir() else Path(path)
     try:
-        return EvaluationResults.from_json(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        name = Path(path) / RESULTS if Path(path).is_dir() else Path(path)
-        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise InputError(f"'{name}' is not the results of `rsigradcam evaluate` "
-                         f"({detail})") from None
+        return decode(EvaluationResults, data)
+    except FormatError as error:
+        raise InputError(
+            f"'{name}' is not the results of `rsigradcam evaluate` ({error})"
+        ) from None

@@ -1,17 +1,21 @@
 """The statistics of an evaluation: intervals, paired measures, verdicts, bins, accuracy.
 
+Their JSON form (``results.json``) is :func:`rsigradcam.serialization.encode`'s: the fields
+in order, an interval's ``n, mean, low, high`` inline in a measure or a bin row.
+
 Example:
-    >>> Interval(3, 1.0, 0.5, 1.5).to_json()
+    >>> from rsigradcam.serialization import encode
+    >>> encode(Interval(3, 1.0, 0.5, 1.5))
     {'n': 3, 'mean': 1.0, 'low': 0.5, 'high': 1.5}
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rsigradcam.app.evaluation.options import Better, Verdict
-from rsigradcam.app.evaluation.records import Record
+from rsigradcam.serialization import JsonKeys, json_options
 
 __all__ = [
     "Accuracy",
@@ -25,7 +29,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Interval(Record):
+class Interval:
     """A mean over ``n`` units and its 95 % bootstrap interval.
 
     The interval is ``None`` for fewer than two units, and the mean too for none.
@@ -61,23 +65,10 @@ class Measure:
     better: Better
     rsi: float
     gradcam: float
-    difference: Interval
+    difference: Interval = field(metadata=json_options(inline=True))
     verdict: Verdict
     p_value: float | None = None
     p_holm: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields, with the interval's ``n, mean, low, high`` inline."""
-        return {"metric": self.metric, "group": self.group, "better": self.better,
-                "rsi": self.rsi, "gradcam": self.gradcam, **self.difference.to_json(),
-                "verdict": self.verdict, "p_value": self.p_value, "p_holm": self.p_holm}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Measure:
-        """Read :meth:`to_json`'s values back."""
-        return cls(data["metric"], data["group"], data["better"], data["rsi"], data["gradcam"],
-                   Interval.from_json(data), data["verdict"], data.get("p_value"),
-                   data.get("p_holm"))
 
 
 @dataclass(frozen=True)
@@ -89,22 +80,11 @@ class BinRow:
     metric: str
     layer: str
     bin: str
-    difference: Interval
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields, with the interval's ``n, mean, low, high`` inline."""
-        return {"arm": self.arm, "versus": self.versus, "metric": self.metric,
-                "layer": self.layer, "bin": self.bin, **self.difference.to_json()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BinRow:
-        """Read :meth:`to_json`'s values back."""
-        return cls(data["arm"], data["versus"], data["metric"], data["layer"], data["bin"],
-                   Interval.from_json(data))
+    difference: Interval = field(metadata=json_options(inline=True))
 
 
 @dataclass(frozen=True)
-class Accuracy(Record):
+class Accuracy:
     """The model's accuracy on the labelled images of the run."""
 
     labelled: int
@@ -126,15 +106,6 @@ class LayerVerdict:
     measures: list[Measure]
     verdict: Verdict
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        return {"measures": [m.to_json() for m in self.measures], "verdict": self.verdict}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LayerVerdict:
-        """Read :meth:`to_json`'s values back."""
-        return cls([Measure.from_json(m) for m in data["measures"]], data["verdict"])
-
 
 @dataclass(frozen=True)
 class ClaimResult:
@@ -147,6 +118,11 @@ class ClaimResult:
     versus: str = "gradcam"
     comparisons: int = 0
 
+    # The JSON form (rsigradcam.serialization.encode): these keys, in this order.
+    __json_keys__: ClassVar[JsonKeys] = (
+        "key", "claim", "arm", "versus", "comparisons", "layers",
+    )
+
     @property
     def comparison(self) -> str:
         """``"rsi vs gradcam"``."""
@@ -157,16 +133,3 @@ class ClaimResult:
         layers = ", ".join(f"{layer} {entry.verdict}" for layer, entry in self.layers.items())
         arms = "" if (self.arm, self.versus) == ("rsi", "gradcam") else f" ({self.comparison})"
         return f"{self.key}{arms}: {layers or 'not tested (needs rsi and gradcam)'}"
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain Python values, ready for JSON."""
-        layers = {layer: entry.to_json() for layer, entry in self.layers.items()}
-        return {"key": self.key, "claim": self.claim, "arm": self.arm, "versus": self.versus,
-                "comparisons": self.comparisons, "layers": layers}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClaimResult:
-        """Read :meth:`to_json`'s values back."""
-        layers = {k: LayerVerdict.from_json(v) for k, v in data["layers"].items()}
-        return cls(data["key"], data["claim"], layers, data.get("arm", "rsi"),
-                   data.get("versus", "gradcam"), data.get("comparisons", 0))

@@ -37,6 +37,7 @@ from rsigradcam.app.evaluation.stages import (
 )
 from rsigradcam.files import finite
 from rsigradcam.metrics.stability import saturation_split
+from rsigradcam.serialization import encode
 
 __all__ = ["Context", "ShardSpec", "Work", "plan_shards", "run_shard"]
 
@@ -215,7 +216,7 @@ def _image_lines(run: RunState) -> list[dict[str, Any]]:
             for kind, by_arm in records:
                 for arm, by_layer in by_arm.items():
                     for layer, record in by_layer.items():
-                        values = record.to_json()
+                        values = encode(record)
                         lists = {k: v for k, v in values.items() if isinstance(v, list)}
                         if i < len(next(iter(lists.values()))):
                             entry.setdefault(kind, {}).setdefault(arm, {})[layer] = {
@@ -290,9 +291,9 @@ def run_shard(context: Context, number: int, spec: ShardSpec) -> Work:
         run = _state(context, spec.start, spec.stop, number, notes)
         timed("cascading randomisation", sanity)
         assert run.details.sanity is not None
-        lines = [{"id": SANITY_ID, "units": run.units["sanity_spearman"].to_json(),
+        lines = [{"id": SANITY_ID, "units": encode(run.units["sanity_spearman"]),
                   "metrics": {"sanity_spearman": run.metrics["sanity_spearman"]},
-                  "details": run.details.sanity.to_json()}]
+                  "details": encode(run.details.sanity)}]
         arrays = {}
     if lines:
         lines[0]["notes"] = notes

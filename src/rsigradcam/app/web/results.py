@@ -17,9 +17,8 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +28,10 @@ from rsigradcam.app.explain import ImageExplainer, ImageExplanation, Steps
 from rsigradcam.app.outputs import write_outputs
 from rsigradcam.app.web.compute import Explorer, Options, Progress, load_input, no_progress
 from rsigradcam.baselines import AutoBaseline
-from rsigradcam.files import finite, save_json
+from rsigradcam.files import save_json
 from rsigradcam.methods import METHODS, path_scores
 from rsigradcam.metrics.correlation import pearson
+from rsigradcam.serialization import encode, json_options
 
 __all__ = [
     "CONVERGENCE_REFERENCE",
@@ -63,20 +63,13 @@ class PathCurve:
     """
 
     t: np.ndarray
-    y: np.ndarray
+    y: np.ndarray = field(metadata=json_options(finite=True))
     points: dict[str, np.ndarray]
 
     def at(self, method: str) -> np.ndarray:
         """The score at a method's points."""
         return np.asarray(np.interp(self.points[method], self.t, self.y))
 
-    def to_json(self) -> dict[str, Any]:
-        """``{"t": [...], "y": [...], "points": {method: [...]}}``."""
-        return {
-            "t": self.t.tolist(),
-            "y": finite(self.y.tolist()),
-            "points": {m: p.tolist() for m, p in self.points.items()},
-        }
 
 
 @dataclass(frozen=True)
@@ -181,7 +174,7 @@ def explain_image(
         written = [*files.overlays, *files.heatmaps]
         written += [p for p in (files.grid, files.summary) if p is not None]
         if curve is not None:
-            written.append(save_json(curve.to_json(), folder / f"{found.name}_path.json"))
+            written.append(save_json(encode(curve), folder / f"{found.name}_path.json"))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ from rsigradcam.app.web.results import WebResult
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite
 from rsigradcam.methods import METHODS
+from rsigradcam.serialization import encode
 from rsigradcam.viz import overlay
 
 __all__ = ["cell_caption", "cells", "gallery", "results_table", "summary"]
@@ -110,7 +111,7 @@ def summary(found: ImageExplanation, layer: str, method: str) -> dict[str, Any]:
             "completeness_error": float(exp.completeness_error[0]),
             "score": float(exp.scores[0]),
             "baseline_score": float(exp.baseline_scores[0]),
-            "top5": [score.as_dict() for score in found.top5],
+            "top5": [encode(score) for score in found.top5],
             "warnings": list(found.warnings),
             "seconds": round(found.seconds, 3),
         }
