@@ -279,8 +279,9 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="layer must be 'input'"):
         IntegratedGradients(model, "conv")
     with pytest.raises(ValueError, match="layer must be 'input'"):
-        IntegratedGradients(model, ["input"])
+        IntegratedGradients(model, ["input", "conv"])
     assert IntegratedGradients(model, "auto", steps=2)(images).layer == "input"
+    assert list(IntegratedGradients(model, ["input"], steps=2)(images)) == ["input"]
     with pytest.raises(ValueError, match="pixel_map"):
         IntegratedGradients(model, pixel_map="signed")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rule"):

@@ -189,7 +189,7 @@ class ImageExplainer:
         self.variants = variants or Variants()
         self.input_format = input_format or InputFormat()
         self.overlay_size = overlay_size  # "original": overlays at the image's own size
-        self.cams: dict[str, BaseCAM] = {
+        self.cams: dict[str, BaseCAM[dict[str, Explanation]]] = {
             m: create_cam(
                 m,
                 loaded.model,
@@ -245,9 +245,7 @@ class ImageExplainer:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for method, cam in self.cams.items():
-                result = cam(image, targets=class_id)
-                # A list of layers gives one per layer; the input method gives one.
-                found = result if isinstance(result, dict) else {result.layer: result}
+                found = cam(image, targets=class_id)
                 explanations[method] = {layer: exp.cpu() for layer, exp in found.items()}
                 if progress is not None:
                     progress(next(iter(found.values())).n_evaluations)

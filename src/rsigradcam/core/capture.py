@@ -187,12 +187,14 @@ class LayerCapture:
     A layer that returns a tuple or list is captured through its first item, which must
     be the feature map; the other items pass through unchanged.
 
-    With :attr:`grad_from_layer` set, :meth:`forward` runs under ``torch.no_grad()`` up to
+    With ``grad_from_layer=True``, :meth:`forward` runs under ``torch.no_grad()`` up to
     the first captured layer and records the graph only from there on (nothing before it
     needs one: the parameters and the input do not require grad).
 
     Args:
         model: The model to borrow.
+        grad_from_layer: Record the graph only from the first captured layer on (above);
+            one :meth:`forward` may ask otherwise.
 
     Example:
         >>> with LayerCapture(model) as capture:  # doctest: +SKIP
@@ -201,7 +203,7 @@ class LayerCapture:
         ...     (grad,) = torch.autograd.grad(logits[:, 3].sum(), [acts["head"]])
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, grad_from_layer: bool = False) -> None:
         self.model = model
         self._layers: dict[str, nn.Module] = {}
         self._transforms: dict[str, Callable[[Tensor], Tensor]] = {}
@@ -211,7 +213,7 @@ class LayerCapture:
         self._flags: list[tuple[nn.Parameter, bool]] = []
         self._active = False
         #: Run the model without a graph up to the first captured layer (see above).
-        self.grad_from_layer = False
+        self.grad_from_layer = bool(grad_from_layer)
         self._grad_after: bool | None = None
 
     def __enter__(self) -> LayerCapture:
@@ -334,11 +336,14 @@ class LayerCapture:
             )
         return output
 
-    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, x: Tensor, *, grad_from_layer: bool | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the model on ``x`` and return its logits and the captured activations.
 
         The logits are :func:`logits_of` the model's output (a tensor, ``.logits`` of a
         Hugging Face ``ModelOutput`` or dict, or the first item of a tuple).
+        ``grad_from_layer``: for this pass only, instead of the capture's own setting.
 
         Raises:
             ValueError: An attached layer did not run, or the model's output is not a
@@ -347,10 +352,11 @@ class LayerCapture:
         self._check_active()
         self._captured = {}
         grad = torch.is_grad_enabled()
-        if self.grad_from_layer:
+        from_layer = self.grad_from_layer if grad_from_layer is None else grad_from_layer
+        if from_layer:
             self._grad_after = grad
         try:
-            torch.set_grad_enabled(grad and not self.grad_from_layer)
+            torch.set_grad_enabled(grad and not from_layer)
             output = self.model(x)
         finally:
             torch.set_grad_enabled(grad)

@@ -1,8 +1,10 @@
-"""The one check of the images a method or a metric is given."""
+"""The one check of the images a method or a metric is given, and its warnings' caller."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from types import FrameType
 from typing import Any
 
 import torch
@@ -10,7 +12,11 @@ from torch import Tensor, nn
 
 from rsigradcam.core.capture import model_device
 
-__all__ = ["check_images", "warn_zero_maps"]
+__all__ = ["LIBRARY_FRAMES", "caller_stacklevel", "check_images", "warn_zero_maps"]
+
+#: The packages a method's call runs through before it reaches the code that made it:
+#: a warning about the call skips their frames (:func:`caller_stacklevel`).
+LIBRARY_FRAMES = ("rsigradcam.methods", "rsigradcam.core")
 
 
 def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
@@ -55,11 +61,36 @@ def check_images(images: Any, model: nn.Module, name: str = "images") -> Tensor:
     return images.detach()
 
 
-def warn_zero_maps(method: str, layer_maps: dict[str, Tensor], stacklevel: int = 3) -> None:
+def caller_stacklevel(skip: tuple[str, ...] = LIBRARY_FRAMES) -> int:
+    """The ``stacklevel`` that attributes a warning to the first frame outside ``skip``.
+
+    Called by the function that then calls :func:`warnings.warn` (stacklevel 1), it walks
+    up the stack past every frame of a module in one of the ``skip`` packages, so that the
+    warning names the line that called into them, however many of their frames lie between
+    (a subclass's ``super().__init__``, a method's call inside another).
+
+    Example:
+        >>> def f():
+        ...     return caller_stacklevel(("doctest_no_such_package",))
+        >>> f()
+        1
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and _in_packages(frame, skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _in_packages(frame: FrameType, packages: tuple[str, ...]) -> bool:
+    module = str(frame.f_globals.get("__name__", ""))
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def warn_zero_maps(method: str, layer_maps: dict[str, Tensor]) -> None:
     """A RuntimeWarning for each layer whose (N, h, w) map is zero everywhere for an image.
 
-    ``stacklevel``: as for :func:`warnings.warn`, counted from this function (3: the caller
-    of the method that calls it).
+    The warning names the line that called the method (:func:`caller_stacklevel`).
     """
     for layer, layer_map in layer_maps.items():
         zero = (layer_map.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
@@ -69,5 +100,5 @@ def warn_zero_maps(method: str, layer_maps: dict[str, Tensor], stacklevel: int =
                 "channel has positive weighted activation (no positive evidence for the "
                 "target at this layer, or vanishing gradients). Their heatmaps are all zeros.",
                 RuntimeWarning,
-                stacklevel=stacklevel,
+                stacklevel=caller_stacklevel(),
             )

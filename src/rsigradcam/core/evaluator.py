@@ -88,11 +88,6 @@ class PathEvaluator:
         )
         self.activation: dict[str, Tensor] = {}
         self.baseline_activation: dict[str, Tensor] = {}
-        #: Set before the first call to find which layers cut the graph (:attr:`cuts`).
-        self.detect_cuts = False
-        #: With :attr:`detect_cuts`: whether every path from the input to the score passes
-        #: through each layer, so that completeness holds there; ``None`` until known.
-        self.cuts: dict[str, bool] | None = None
         self._checked = False
 
     def __call__(
@@ -139,8 +134,6 @@ class PathEvaluator:
             y = y.detach()
             self.scores[n[at_input]] = y[at_input]
             self.baseline_scores[n[at_base]] = y[at_base]
-            if self.detect_cuts and self.cuts is None:
-                self.cuts = self._find_cuts(n[:1], tc[:1])
             yield n, tc, detached, gradients, y
 
     def _forward(self, points: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -162,19 +155,23 @@ class PathEvaluator:
         outputs, acts = self._forward(points)
         torch.autograd.grad(outputs.sum(), list(acts.values()), allow_unused=True)
 
-    def _find_cuts(self, n: Tensor, t: Tensor) -> dict[str, bool]:
-        """Whether each layer cuts the graph from the input to the score, at one row.
+    def find_cuts(self) -> dict[str, bool]:
+        """Whether each layer cuts the graph from the input to the score, by layer.
 
-        One extra forward pass with the input requiring grad, and per layer one backward
-        pass with the gradient through that layer blocked: the layer cuts the graph when no
-        gradient reaches the input. A model that cannot run so counts as not cut.
+        A layer cuts it when every path from the input to the score passes through it, so
+        that completeness holds there. Checked at the first image's input (t = 1), which
+        must have been evaluated (its class is the one explained): one extra forward pass
+        with the input requiring grad, and per layer one backward pass with the gradient
+        through that layer blocked; the layer cuts the graph when no gradient reaches the
+        input. A model that cannot run so counts as not cut.
         """
         x = self.path.images
-        leaf = self.path(n, t.to(x.dtype)).detach().requires_grad_(True)
+        n = torch.zeros(1, dtype=torch.long, device=x.device)
+        t = torch.ones(1, dtype=x.dtype, device=x.device)
+        leaf = self.path(n, t).detach().requires_grad_(True)
         cuts: dict[str, bool] = {}
-        grad_from_layer, self.capture.grad_from_layer = self.capture.grad_from_layer, False
         try:
-            outputs, acts = self.capture.forward(leaf.clone())
+            outputs, acts = self.capture.forward(leaf.clone(), grad_from_layer=False)
             if self.score_fn is not None:
                 y = self.score_fn(outputs)
             else:
@@ -190,8 +187,6 @@ class PathEvaluator:
                 cuts[name] = bypass is None or not bool(bypass.ne(0).any())
         except RuntimeError:
             return {name: False for name in self.layers}
-        finally:
-            self.capture.grad_from_layer = grad_from_layer
         return cuts
 
     def _keep(

@@ -81,7 +81,7 @@ class _ForwardFunction(nn.Module):
         return self.forward_func(inputs)
 
 
-class _MapKeepingCAM(RSIGradCAM):
+class _MapKeepingCAM(RSIGradCAM[Explanation]):
     """RSI-Grad-CAM that also keeps its layer map before the ReLU."""
 
     before_relu: Tensor | None = None
@@ -288,9 +288,9 @@ class LayerRSIGradCAM:
         cam = _MapKeepingCAM(
             self.model,
             self.layer,
-            n_steps,
-            _rule(method),
-            check_output(output),
+            steps=n_steps,
+            rule=_rule(method),
+            output=check_output(output),
             baseline=_baseline_spec(baselines, inputs),
             batch_size=internal_batch_size,
             speed=self.speed,
@@ -299,7 +299,7 @@ class LayerRSIGradCAM:
             if not relu_attributions:  # the signed map is returned: a zero ReLU is no news
                 warnings.filterwarnings("ignore", _ZERO_MAP_WARNING, RuntimeWarning)
             exp = cam(inputs, _target_spec(target, inputs.shape[0]))
-        assert isinstance(exp, Explanation) and cam.before_relu is not None
+        assert cam.before_relu is not None
         layer_map = exp.layer_map if relu_attributions else cam.before_relu
         attributions = layer_map.detach().unsqueeze(1)
         if not return_convergence_delta:

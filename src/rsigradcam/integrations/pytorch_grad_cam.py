@@ -279,16 +279,16 @@ class RSIGradCAM:
             options["baseline"] = AutoBaseline(model)  # fitted once, shared by both scores
         self._steps = steps
         self._options = options
-        self._cams: dict[Output, _CoreRSIGradCAM] = {}
+        self._cams: dict[Output, _CoreRSIGradCAM[dict[str, Explanation]]] = {}
         self._cam(self.output)  # checks every option now
         self._names = [resolve_layer(model, layer)[0] for layer in layers]
 
-    def _cam(self, output: Output) -> _CoreRSIGradCAM:
+    def _cam(self, output: Output) -> _CoreRSIGradCAM[dict[str, Explanation]]:
         if output not in self._cams:
             self._cams[output] = _CoreRSIGradCAM(
                 self.model,
                 list(self.target_layers),
-                self._steps,
+                steps=self._steps,
                 output=output,
                 reshape_transform=self.reshape_transform,
                 **self._options,
@@ -344,7 +344,6 @@ class RSIGradCAM:
         for output, rows, spec in self._groups(targets, n_images):
             whole = len(rows) == n_images
             result = self._cam(output)(x if whole else x[rows], spec)
-            assert isinstance(result, dict)
             maps[rows] = self._combine(result).detach().float().cpu()
         return maps.numpy().astype(np.float32, copy=False)
 

@@ -16,11 +16,13 @@ how attributions, weights and the map follow from that (:meth:`BaseCAM._attribut
 
 from __future__ import annotations
 
+import functools
 import time
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeGuard, TypeVar, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +44,7 @@ from rsigradcam.core.capture import (
     is_spatial_map,
     resolve_layer,
 )
-from rsigradcam.core.checks import check_images, warn_zero_maps
+from rsigradcam.core.checks import caller_stacklevel, check_images, warn_zero_maps
 from rsigradcam.core.evaluator import PathEvaluator, PathResult
 from rsigradcam.core.inference import (
     PreparedModel,
@@ -75,21 +77,109 @@ from rsigradcam.core.targets import (
     class_score,
     resolve_targets,
 )
-from rsigradcam.deprecation import warn_deprecated
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods.options import CamOptions, DeprecatedSpeed, LayerSpec, PathOptions
+from rsigradcam.methods.options import (
+    CamOptions,
+    DeprecatedSpeed,
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    PathOptions,
+)
 
 __all__ = [
     "IMAGENET_NORMALIZE",
     "BaseCAM",
     "CamOptions",
+    "LayerList",
     "LayerSpec",
+    "OneLayer",
     "PathCAM",
     "PathOptions",
+    "PathPass",
     "PathPlan",
+    "ResultT",
+    "is_layer_list",
+    "positional_deprecated",
 ]
 
-class BaseCAM:
+#: What a call returns: an :class:`Explanation` for one layer, ``dict[str, Explanation]``
+#: by layer name for a list of layers. Each method's class is generic in it, fixed by the
+#: ``layer`` given at construction: ``GradCAM(model, "head")`` is a
+#: ``GradCAM[Explanation]``, ``GradCAM(model, ["a", "b"])`` a
+#: ``GradCAM[dict[str, Explanation]]``, so a type checker knows what a call returns.
+ResultT = TypeVar("ResultT", bound="Explanation | dict[str, Explanation]")
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def positional_deprecated(*names: str) -> Callable[[_Init], _Init]:
+    """Let an ``__init__`` still take positionally the keywords ``names`` it once took so.
+
+    ``model`` and ``layer`` are a method's only positional parameters. A call that passes
+    more positionally gets them as the keywords ``names``, in order, and a
+    DeprecationWarning naming those keywords, attributed to the line of the call
+    (:func:`~rsigradcam.core.checks.caller_stacklevel`).
+
+    Example:
+        >>> GradCAM(model, "head", "softmax")  # doctest: +SKIP
+        DeprecationWarning: GradCAM: passing output positionally is deprecated; pass
+        output= as a keyword (only model and layer are positional).
+    """
+
+    def decorate(init: _Init) -> _Init:
+        @functools.wraps(init)
+        def init_taking_positions(self: Any, *args: Any, **kwargs: Any) -> None:
+            if len(args) > 2:
+                cls, extra = type(self).__name__, args[2:]
+                if len(extra) > len(names):
+                    raise TypeError(
+                        f"{cls}() takes model and layer positionally (and, deprecated, "
+                        f"{', '.join(names) or 'nothing else'}); got {len(args)} positional "
+                        "arguments."
+                    )
+                given = names[: len(extra)]
+                for name, value in zip(given, extra, strict=True):
+                    if name in kwargs:
+                        raise TypeError(f"{cls}() got multiple values for argument {name!r}.")
+                    kwargs[name] = value
+                keywords = ", ".join(f"{name}=" for name in given)
+                warnings.warn(
+                    f"{cls}: passing {', '.join(given)} positionally is deprecated; pass "
+                    f"{keywords} as {'a keyword' if len(given) == 1 else 'keywords'} (only "
+                    "model and layer are positional).",
+                    DeprecationWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+                args = args[:2]
+            init(self, *args, **kwargs)
+
+        return cast(_Init, init_taking_positions)
+
+    return decorate
+
+
+def is_layer_list(layer: LayerSpec) -> TypeGuard[LayerList]:
+    """Whether ``layer`` is a list (or tuple) of layers rather than one."""
+    return isinstance(layer, Sequence) and not isinstance(layer, str)
+
+
+class PathPass(NamedTuple):
+    """What one path pass leaves for the reduction: the accumulated sums and the scores."""
+
+    #: The explained layers' names, in the capture's order.
+    layers: list[str]
+    #: The evaluator, holding y(x), y(x'), A(x) and A(x') per image.
+    evaluator: PathEvaluator
+    #: The accumulated tensors by layer, the partition and the evaluations per image.
+    result: PathResult
+    #: The images' (H, W).
+    size: tuple[int, ...]
+    #: J, the baselines per image (rows ``n * J + j``).
+    n_baselines: int
+
+
+class BaseCAM(Generic[ResultT]):
     """Template of every CAM method; on its own it evaluates the input point only.
 
     A call captures the layers (:mod:`rsigradcam.core.capture`), evaluates rows of
@@ -102,7 +192,8 @@ class BaseCAM:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: A module name such as ``"blocks.10"``, the module itself, ``"auto"`` (the
             last layer with a spatial 4-D output), or a list of these. With a list the call
-            returns ``dict[str, Explanation]`` computed from one set of forward passes.
+            returns ``dict[str, Explanation]`` computed from one set of forward passes
+            (:data:`ResultT`). ``model`` and ``layer`` are the only positional parameters.
         output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
         batch_size: Points (rows) per forward/backward chunk; ``None`` chooses it from
             ``memory_budget_mb``.
@@ -142,6 +233,21 @@ class BaseCAM:
     #: The authors' variants the method takes as keyword options (``grad_relu``, ``guided``).
     variants: ClassVar[tuple[str, ...]] = ()
 
+    @overload
+    def __init__(
+        self: BaseCAM[Explanation], model: nn.Module, layer: OneLayer = "auto", *,
+        output: Output = "softmax", **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: BaseCAM[dict[str, Explanation]], model: nn.Module, layer: LayerList, *,
+        output: Output = "softmax", **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: BaseCAM[Any], model: nn.Module, layer: LayerSpec, *,
+        output: Output = "softmax", **options: Unpack[CamOptions],
+    ) -> None: ...
     def __init__(
         self,
         model: nn.Module,
@@ -173,6 +279,7 @@ class BaseCAM:
             raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb!r}.")
         self.model = model
         self.layer = layer
+        self._many = is_layer_list(layer)
         self.output = check_output(output)
         self.reshape_transform: ReshapeFn | None = resolve_reshape(reshape_transform)
         self.batch_size = batch_size
@@ -219,9 +326,7 @@ class BaseCAM:
         return cam_reduction(weights, activation)
 
     # ------------------------------------------------------------------ public call
-    def __call__(
-        self, images: Tensor, targets: TargetSpec = None
-    ) -> Explanation | dict[str, Explanation]:
+    def __call__(self, images: Tensor, targets: TargetSpec = None) -> ResultT:
         """Explain ``images`` for ``targets``.
 
         Args:
@@ -231,8 +336,25 @@ class BaseCAM:
                 callable ``fn(outputs) -> scores`` on the model's raw (B, classes) outputs.
 
         Returns:
-            An :class:`Explanation`, or ``dict[str, Explanation]`` when ``layer`` is a list.
+            An :class:`Explanation`, or ``dict[str, Explanation]`` by layer name when
+            ``layer`` is a list (:data:`ResultT`).
         """
+        found = self._path_pass(images, targets, self._accumulator)
+        explanations = self._explain_layers(found)
+        warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
+        return self._shaped(explanations)
+
+    def _shaped(self, explanations: dict[str, Explanation]) -> ResultT:
+        """What a call returns: the dict for a list of layers, else its one explanation."""
+        if self._many:
+            return cast(ResultT, explanations)
+        return cast(ResultT, next(iter(explanations.values())))
+
+    def _path_pass(
+        self, images: Tensor, targets: TargetSpec,
+        accumulator: Callable[[int, Tensor], PathAccumulator],
+    ) -> PathPass:
+        """Evaluate each image's path points once, streaming into ``accumulator``'s sums."""
         start, images = time.perf_counter(), check_images(images, self.model)
         model, prepared = self._run_model(images)
         x = images.to(prepared.dtype)
@@ -253,9 +375,8 @@ class BaseCAM:
                     model, prepared = self._run_model(images, names)
         with (
             torch.inference_mode(False), torch.enable_grad(), run_settings(prepared, x.device),
-            LayerCapture(model) as capture,
+            LayerCapture(model, grad_from_layer=True) as capture,
         ):
-            capture.grad_from_layer = True
             layers = self._resolve_layers(capture, model, x)
             capture.attach(layers, self.reshape_transform)
             n_rows = n_images * n_baselines * plan.partition.numel()
@@ -276,18 +397,12 @@ class BaseCAM:
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
             self.compile_seconds = time.perf_counter() - start if compiled else 0.0
-            result = self._run_path(evaluator, plan.partition)
-        explanations = self._explain_layers(
-            list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines
-        )
-        warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
-        if isinstance(self.layer, (list, tuple)):
-            return explanations
-        return next(iter(explanations.values()))
+            result = self._run_path(evaluator, plan.partition, accumulator)
+        return PathPass(list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines)
 
     # ------------------------------------------------------------------ layers and model
     def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
-        items: list[Any] = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+        items: list[Any] = list(layer) if is_layer_list(layer) else [layer]
         if not items:
             raise ValueError("layer list is empty; give at least one layer name or module.")
         for item in items:
@@ -329,8 +444,9 @@ class BaseCAM:
 
     def _probe(self, capture: LayerCapture, x: Tensor) -> list[ModuleOutput]:
         key = (tuple(x.shape[1:]), x.dtype, x.device, id(capture.model))
-        if key not in self._probe_cache:
-            self._probe_cache = {key: capture.probe(x[:1])}
+        if key not in self._probe_cache:  # one shape at a time
+            self._probe_cache.clear()
+            self._probe_cache[key] = capture.probe(x[:1])
         return self._probe_cache[key]
 
     def _auto_layer(self, records: list[ModuleOutput]) -> str:
@@ -358,10 +474,13 @@ class BaseCAM:
         return auto_chunk_size(records, layers, x, self.memory_budget_mb, total_points)
 
     # ------------------------------------------------------------------ the path pass
-    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+    def _run_path(
+        self, evaluator: PathEvaluator, partition: Tensor,
+        accumulator: Callable[[int, Tensor], PathAccumulator],
+    ) -> PathResult:
         """Evaluate every image at every point of ``partition``, streaming into accumulators."""
         n_images = evaluator.n_images
-        accumulators = {name: self._accumulator(n_images, partition) for name in evaluator.layers}
+        accumulators = {name: accumulator(n_images, partition) for name in evaluator.layers}
         n, t = self._rows(n_images, partition)
         for rows, _, acts, grads, _ in evaluator(n, t):
             for name in evaluator.layers:
@@ -373,12 +492,22 @@ class BaseCAM:
         )
 
     # ------------------------------------------------------------------ reduction
-    def _explain_layers(
-        self, layers: list[str], evaluator: PathEvaluator, result: PathResult,
-        size: tuple[int, ...], n_baselines: int,
-    ) -> dict[str, Explanation]:
-        """The explanations at ``layers`` from one path pass, by layer."""
-        return {name: self._explain(name, evaluator, result, size, n_baselines) for name in layers}
+    def _explain_layers(self, found: PathPass) -> dict[str, Explanation]:
+        """The explanations at the pass's layers, by layer."""
+        evaluator = found.evaluator
+        return {
+            name: self._explain(
+                name,
+                found,
+                self._attributions(
+                    found.result.accumulated[name],
+                    evaluator.activation[name],
+                    evaluator.baseline_activation.get(name),
+                ),
+                self.completeness_applies,
+            )
+            for name in found.layers
+        }
 
     @property
     def completeness_applies(self) -> bool:
@@ -386,13 +515,14 @@ class BaseCAM:
         return self.has_completeness
 
     def _explain(
-        self, name: str, evaluator: PathEvaluator, result: PathResult,
-        size: tuple[int, ...], n_baselines: int = 1,
+        self, name: str, found: PathPass, attributions: Tensor, complete: bool
     ) -> Explanation:
+        """The explanation at layer ``name`` from its (N * J, ...) ``attributions``.
+
+        ``complete``: whether ``completeness_error`` is computed (else NaN).
+        """
+        evaluator, result, n_baselines = found.evaluator, found.result, found.n_baselines
         activation = evaluator.activation[name]
-        attributions = self._attributions(
-            result.accumulated[name], activation, evaluator.baseline_activation.get(name)
-        )
         scores, baseline_scores = evaluator.scores, evaluator.baseline_scores
         targets, partition = evaluator.explained, result.partition
         if n_baselines > 1:  # rows n * J + j -> image n: average over the baselines
@@ -407,10 +537,10 @@ class BaseCAM:
                 partition = fold(partition)
         weights = self._weights(attributions)
         layer_map = self._layer_map(weights, attributions, activation)
-        heatmap = normalize_heatmap(layer_map, (size[0], size[1]))
+        heatmap = normalize_heatmap(layer_map, (found.size[0], found.size[1]))
         completeness = (
             completeness_error(attributions, scores, baseline_scores)
-            if self.completeness_applies
+            if complete
             else torch.full_like(scores, float("nan"))
         )
         return Explanation(
@@ -430,7 +560,7 @@ class BaseCAM:
         )
 
 
-class PathCAM(BaseCAM, ABC):
+class PathCAM(BaseCAM[ResultT], ABC):
     """Base of the methods that integrate from a baseline x' (t = 0) to the input x (t = 1).
 
     It owns the path options, for every path method: the points (``steps`` or
@@ -442,7 +572,8 @@ class PathCAM(BaseCAM, ABC):
         model: See :class:`BaseCAM`.
         layer: See :class:`BaseCAM`.
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m``. ``"auto"`` is
-            left to a method that refines its own partition.
+            left to a method that refines its own partition. A keyword, as every parameter
+            after ``layer`` (positionally it is deprecated).
         output: See :class:`BaseCAM`.
         baseline: Where the path starts: ``"black"`` (a black image after ``normalize``),
             ``"zeros"``, ``"blur"``, ``"noise"``, ``"uniform"``, ``"auto"``, a tensor
@@ -466,12 +597,13 @@ class PathCAM(BaseCAM, ABC):
     #: Whether ``steps="auto"`` (a partition refined by the method) is available.
     adaptive_steps: ClassVar[bool] = False
 
+    @positional_deprecated("steps")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = "auto",
-        steps: int | Literal["auto"] = 50,
         *,
+        steps: int | Literal["auto"] = 50,
         output: Output = "softmax",
         baseline: BaselineSpec = "black",
         normalize: Normalize = IMAGENET_NORMALIZE,
@@ -484,7 +616,10 @@ class PathCAM(BaseCAM, ABC):
         self.normalize = check_normalize(normalize)
         self.n_samples = n_samples
         self._baselines = check_baseline_spec(baseline, n_samples)
-        self._auto_baseline: AutoBaseline | None = None
+        #: The ``"auto"`` baselines' one fitter (it fits on first use, per input size).
+        self._auto_baseline = (
+            AutoBaseline(model) if any(_is_auto(spec) for spec in self._baselines) else None
+        )
         self.path = self._check_path_spec(path)
         if isinstance(self.path, Tensor) and (steps == "auto" or partition is not None):
             raise ValueError(
@@ -546,15 +681,12 @@ class PathCAM(BaseCAM, ABC):
         return path
 
     def _baseline_specs(self) -> list[SingleSpec]:
-        specs: list[SingleSpec] = []
-        for spec in self._baselines:
-            if isinstance(spec, str) and spec == "auto":
-                if self._auto_baseline is None:
-                    self._auto_baseline = AutoBaseline(self.model)
-                specs.append(self._auto_baseline)
-            else:
-                specs.append(spec)
-        return specs
+        auto = self._auto_baseline
+        return [auto if auto is not None and _is_auto(spec) else spec for spec in self._baselines]
+
+
+def _is_auto(spec: SingleSpec) -> bool:
+    return isinstance(spec, str) and spec == "auto"
 
 
 _SPEED_KEYWORDS = ("fold_batchnorm", "channels_last", "compile", "autocast")
@@ -567,9 +699,11 @@ def _speed_with_deprecated(speed: SpeedOptions, given: dict[str, Any]) -> SpeedO
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}.")
     if not given:
         return speed
-    warn_deprecated(
+    warnings.warn(
         f"{', '.join(sorted(given))}=... as keywords are deprecated; pass "
-        f"speed=SpeedOptions({', '.join(f'{k}=...' for k in sorted(given))}) instead."
+        f"speed=SpeedOptions({', '.join(f'{k}=...' for k in sorted(given))}) instead.",
+        DeprecationWarning,
+        stacklevel=caller_stacklevel(),
     )
     if given.get("fold_batchnorm") is None:
         given.pop("fold_batchnorm", None)

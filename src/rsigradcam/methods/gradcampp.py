@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import ClassVar
+from typing import Any, ClassVar, overload
 
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import CamOptions, LayerSpec
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods.base import (
+    CamOptions,
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    ResultT,
+    positional_deprecated,
+)
 from rsigradcam.methods.gradcam import GradCAM
 
 __all__ = ["GradCAMPlusPlus"]
 
 
-class GradCAMPlusPlus(GradCAM):
+class GradCAMPlusPlus(GradCAM[ResultT]):
     """Grad-CAM++, sharing the layer capture and CAM reduction of :class:`GradCAM`.
 
     With ``g = dS/dA`` at the input and the paper's exponential link ``Y = exp(S)`` (whose
@@ -42,12 +50,12 @@ class GradCAMPlusPlus(GradCAM):
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
-        output: ``"logits"`` (the paper's S, the score before the exponential) or
-            ``"softmax"``.
+        output: ``"logits"`` (the default: the paper's S, the score before the
+            exponential) or ``"softmax"``.
         eps: A non-negative, finite number added to alpha's denominator: ``0`` (default)
             is the paper's formula, ``1e-6`` pytorch-grad-cam's.
-        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
-            see :class:`~rsigradcam.methods.base.BaseCAM`.
+        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,
+            ``speed``; see :class:`~rsigradcam.methods.base.BaseCAM`.
 
     Example:
         >>> from rsigradcam import GradCAMPlusPlus
@@ -57,12 +65,28 @@ class GradCAMPlusPlus(GradCAM):
     method_name: ClassVar[str] = "gradcam++"
     label: ClassVar[str] = "Grad-CAM++"
 
+    @overload
+    def __init__(
+        self: GradCAMPlusPlus[Explanation], model: nn.Module, layer: OneLayer = "auto", *,
+        output: Output = "logits", eps: float = 0.0, **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: GradCAMPlusPlus[dict[str, Explanation]], model: nn.Module, layer: LayerList, *,
+        output: Output = "logits", eps: float = 0.0, **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: GradCAMPlusPlus[Any], model: nn.Module, layer: LayerSpec, *,
+        output: Output = "logits", eps: float = 0.0, **options: Unpack[CamOptions],
+    ) -> None: ...
+    @positional_deprecated("output")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = "auto",
-        output: Output = "logits",
         *,
+        output: Output = "logits",
         eps: float = 0.0,
         **options: Unpack[CamOptions],
     ) -> None:
@@ -73,7 +97,7 @@ class GradCAMPlusPlus(GradCAM):
                 f"eps must be a finite number >= 0 (0: the paper's Grad-CAM++, 1e-6: "
                 f"pytorch-grad-cam's), got {eps!r}."
             )
-        super().__init__(model, layer, output, **options)
+        super().__init__(model, layer, output=output, **options)
         self.eps: float = float(eps)
 
     def _attributions(

@@ -7,14 +7,23 @@ Scoring", ICASSP 2021, arXiv:2102.07805.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, overload
 
 import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods.base import (
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    PathCAM,
+    PathOptions,
+    ResultT,
+    positional_deprecated,
+)
 
 __all__ = ["IntegratedGradCAM", "PathGradCAMSum", "baseline_second_rows"]
 
@@ -106,7 +115,7 @@ class PathGradCAMSum:
         return self._total
 
 
-class IntegratedGradCAM(PathCAM):
+class IntegratedGradCAM(PathCAM[ResultT]):
     """Integrated Grad-CAM: the path average of Grad-CAM maps taken against the baseline.
 
     On the straight path ``x_t = x' + t (x - x')`` and a partition ``0 = t_0 < ... <
@@ -134,10 +143,11 @@ class IntegratedGradCAM(PathCAM):
             dict by name, from one set of passes).
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m`` (t = 0 only
             gives A(x')).
-        output: ``"logits"`` (the paper's class score) or ``"softmax"``.
+        output: ``"logits"`` (the default: the paper's class score, as for Grad-CAM, whose
+            maps it integrates) or ``"softmax"``.
         **options: The path options ``baseline`` (the paper's is ``"black"``, the
             default), ``normalize``, ``partition``, ``path``, ``n_samples``, and
-            ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``; see
+            ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``, ``speed``; see
             :class:`~rsigradcam.methods.base.PathCAM`.
 
     Example:
@@ -148,15 +158,32 @@ class IntegratedGradCAM(PathCAM):
     method_name: ClassVar[str] = "integrated-gradcam"
     label: ClassVar[str] = "Integrated Grad-CAM"
 
+    @overload
+    def __init__(
+        self: IntegratedGradCAM[Explanation], model: nn.Module, layer: OneLayer = "auto", *,
+        steps: int = 50, output: Output = "logits", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: IntegratedGradCAM[dict[str, Explanation]], model: nn.Module, layer: LayerList,
+        *, steps: int = 50, output: Output = "logits", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: IntegratedGradCAM[Any], model: nn.Module, layer: LayerSpec, *,
+        steps: int = 50, output: Output = "logits", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @positional_deprecated("steps", "output")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = "auto",
+        *,
         steps: int = 50,
         output: Output = "logits",
         **options: Unpack[PathOptions],
     ) -> None:
-        super().__init__(model, layer, steps, output=output, **options)
+        super().__init__(model, layer, steps=steps, output=output, **options)
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathGradCAMSum:
         return PathGradCAMSum(n_images, partition)

@@ -11,7 +11,7 @@ the path, the chunking and the integration are those of :class:`RSIGradCAM`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,17 @@ from rsigradcam.core.capture import LayerCapture
 from rsigradcam.core.inference import PreparedModel
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule, check_rule
 from rsigradcam.core.targets import Output
-from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods.base import (
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    PathCAM,
+    PathOptions,
+    ResultT,
+    is_layer_list,
+    positional_deprecated,
+)
 
 __all__ = ["INPUT_LAYER", "IntegratedGradients", "PixelMap"]
 
@@ -46,7 +56,7 @@ class _InputTap(nn.Module):
         return self.model(self.input(x))
 
 
-class IntegratedGradients(PathCAM):
+class IntegratedGradients(PathCAM[ResultT]):
     """Integrated Gradients (input level), with the same call and result as the CAMs.
 
     ::
@@ -67,11 +77,13 @@ class IntegratedGradients(PathCAM):
 
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
-        layer: ``"input"``, or ``"auto"`` which means the same here; accepted so that every
-            method is built the same way.
+        layer: ``"input"``, or ``"auto"`` which means the same here, or a list of that one
+            (the call then returns ``{"input": exp}``); accepted so that every method is
+            built the same way.
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m``.
         rule: ``"trapezoid"``, ``"left"`` or ``"right"`` (the paper's Riemann sum).
-        output: ``"softmax"`` (the paper's F, a class probability) or ``"logits"``.
+        output: ``"softmax"`` (the default: the paper's F, a class probability) or
+            ``"logits"``.
         pixel_map: ``"positive"`` or ``"absolute"``, see above.
         **options: The path options ``baseline``, ``normalize``, ``partition``, ``path``,
             ``n_samples``, and ``batch_size``, ``dtype``, ``memory_budget_mb``; see
@@ -90,14 +102,33 @@ class IntegratedGradients(PathCAM):
     explains_input: ClassVar[bool] = True
     has_completeness: ClassVar[bool] = True
 
+    @overload
+    def __init__(
+        self: IntegratedGradients[Explanation], model: nn.Module, layer: OneLayer = INPUT_LAYER,
+        *, steps: int = 50, rule: Rule = "trapezoid", output: Output = "softmax",
+        pixel_map: PixelMap = "positive", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: IntegratedGradients[dict[str, Explanation]], model: nn.Module, layer: LayerList,
+        *, steps: int = 50, rule: Rule = "trapezoid", output: Output = "softmax",
+        pixel_map: PixelMap = "positive", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: IntegratedGradients[Any], model: nn.Module, layer: LayerSpec, *,
+        steps: int = 50, rule: Rule = "trapezoid", output: Output = "softmax",
+        pixel_map: PixelMap = "positive", **options: Unpack[PathOptions],
+    ) -> None: ...
+    @positional_deprecated("steps", "rule", "output")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = INPUT_LAYER,
+        *,
         steps: int = 50,
         rule: Rule = "trapezoid",
         output: Output = "softmax",
-        *,
         pixel_map: PixelMap = "positive",
         **options: Unpack[PathOptions],
     ) -> None:
@@ -106,7 +137,7 @@ class IntegratedGradients(PathCAM):
                 "reshape_transform does not apply to IntegratedGradients, which explains the "
                 "input pixels."
             )
-        super().__init__(model, layer, steps, output=output, **options)
+        super().__init__(model, layer, steps=steps, output=output, **options)
         if pixel_map not in ("positive", "absolute"):
             raise ValueError(f"pixel_map must be 'positive' or 'absolute', got {pixel_map!r}.")
         self.rule = check_rule(rule)
@@ -114,7 +145,8 @@ class IntegratedGradients(PathCAM):
         self._tap = _InputTap(model)
 
     def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
-        if not (isinstance(layer, str) and layer in (INPUT_LAYER, "auto")):
+        one = layer[0] if is_layer_list(layer) and len(layer) == 1 else layer
+        if not (isinstance(one, str) and one in (INPUT_LAYER, "auto")):
             raise ValueError(
                 f"IntegratedGradients attributes to the input pixels, so layer must be "
                 f"{INPUT_LAYER!r} (the default) or 'auto', got {layer!r}. For a layer, use "

@@ -6,17 +6,28 @@ for Localization", IEEE Transactions on Image Processing 30, 2021.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, overload
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from typing_extensions import Unpack
 
+from rsigradcam.core.targets import Output
+from rsigradcam.explanation import Explanation
+from rsigradcam.methods.base import (
+    CamOptions,
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    ResultT,
+    positional_deprecated,
+)
 from rsigradcam.methods.gradcam import GradCAM
 
 __all__ = ["LayerCAM"]
 
 
-class LayerCAM(GradCAM):
+class LayerCAM(GradCAM[ResultT]):
     """LayerCAM, sharing the layer capture of :class:`GradCAM`.
 
     Each position of each channel gets its own weight, the positive part of the gradient
@@ -33,9 +44,9 @@ class LayerCAM(GradCAM):
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
-        output: ``"logits"`` (the paper's class score) or ``"softmax"``.
-        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``;
-            see :class:`~rsigradcam.methods.base.BaseCAM`.
+        output: ``"logits"`` (the default: the paper's class score) or ``"softmax"``.
+        **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,
+            ``speed``; see :class:`~rsigradcam.methods.base.BaseCAM`.
 
     Example:
         >>> from rsigradcam import LayerCAM
@@ -44,6 +55,32 @@ class LayerCAM(GradCAM):
 
     method_name: ClassVar[str] = "layercam"
     label: ClassVar[str] = "LayerCAM"
+
+    @overload
+    def __init__(
+        self: LayerCAM[Explanation], model: nn.Module, layer: OneLayer = "auto", *,
+        output: Output = "logits", **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: LayerCAM[dict[str, Explanation]], model: nn.Module, layer: LayerList, *,
+        output: Output = "logits", **options: Unpack[CamOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: LayerCAM[Any], model: nn.Module, layer: LayerSpec, *,
+        output: Output = "logits", **options: Unpack[CamOptions],
+    ) -> None: ...
+    @positional_deprecated("output")
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        *,
+        output: Output = "logits",
+        **options: Unpack[CamOptions],
+    ) -> None:
+        super().__init__(model, layer, output=output, **options)
 
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None

@@ -18,10 +18,16 @@ from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.path import PathSpec
 from rsigradcam.core.reshape import ReshapeSpec
 
-__all__ = ["CamOptions", "DeprecatedSpeed", "LayerSpec", "PathOptions"]
+__all__ = ["CamOptions", "DeprecatedSpeed", "LayerList", "LayerSpec", "OneLayer", "PathOptions"]
 
-#: What ``layer=`` accepts: a module name, the module itself, ``"auto"``, or a list of these.
-LayerSpec = str | nn.Module | Sequence[str | nn.Module]
+#: One layer: a module name, the module itself, or ``"auto"``; a call explains it alone
+#: and returns an :class:`~rsigradcam.explanation.Explanation`.
+OneLayer = str | nn.Module
+#: Several layers (a list or tuple of :data:`OneLayer`); a call explains them from one set
+#: of passes and returns ``dict[str, Explanation]`` by layer name.
+LayerList = Sequence[str | nn.Module]
+#: What ``layer=`` accepts: :data:`OneLayer` or :data:`LayerList`.
+LayerSpec = OneLayer | LayerList
 
 
 class CamOptions(TypedDict, total=False):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import BaseCAM
 from rsigradcam.methods.gradcam import GradCAM
 from rsigradcam.methods.gradcampp import GradCAMPlusPlus
@@ -31,7 +32,7 @@ from rsigradcam.methods.rsi import RSIGradCAM
 __all__ = ["METHODS", "create_cam", "method_class", "method_layers"]
 
 #: Every method by the name a caller may choose it with, in the order of tables.
-METHODS: dict[str, type[BaseCAM]] = {
+METHODS: dict[str, type[BaseCAM[Any]]] = {
     cls.method_name: cls
     for cls in (
         RSIGradCAM,
@@ -44,7 +45,7 @@ METHODS: dict[str, type[BaseCAM]] = {
 }
 
 
-def method_class(name: str) -> type[BaseCAM]:
+def method_class(name: str) -> type[BaseCAM[Any]]:
     """The class registered under ``name``.
 
     Raises:
@@ -72,15 +73,15 @@ def create_cam(
     path_options: Mapping[str, Any] | None = None,
     variants: Mapping[str, bool] | None = None,
     **options: Any,
-) -> BaseCAM:
+) -> BaseCAM[dict[str, Explanation]]:
     """Build the method ``name`` for ``layers``, with ``steps`` where it integrates.
 
     ``options`` go to every method (e.g. ``output``, ``memory_budget_mb``, ``dtype``);
     ``steps`` and ``path_options`` (e.g. ``baseline``, ``normalize``) only to the path
     methods (:attr:`~BaseCAM.takes_steps`); of ``variants`` (``grad_relu``, ``guided``), only
-    those the class lists in :attr:`~BaseCAM.variants`. A layer method explains ``layers``
-    as a list (its call returns a dict by layer); a method that explains the input explains
-    ``"input"`` (one :class:`Explanation`).
+    those the class lists in :attr:`~BaseCAM.variants`. Its call returns a dict by layer:
+    of ``layers`` for a layer method, of ``"input"`` alone for a method that explains the
+    input (:func:`method_layers`).
 
     Example:
         >>> cam = create_cam("rsi", model, ["head"], steps=50, output="softmax")  # doctest: +SKIP
@@ -91,6 +92,4 @@ def create_cam(
             options["steps"] = steps
         options.update(path_options or {})
     options.update({k: v for k, v in (variants or {}).items() if k in cls.variants})
-    if cls.explains_input:
-        return cls(model, INPUT_LAYER, **options)
-    return cls(model, list(layers), **options)
+    return cls(model, method_layers(name, layers), **options)

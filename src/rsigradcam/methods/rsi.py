@@ -6,8 +6,8 @@ Integrated Gradient-based Localization", ISVC 2022, arXiv:2205.10900.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,15 @@ from rsigradcam.core.limits import check_steps
 from rsigradcam.core.path import uniform_partition
 from rsigradcam.core.targets import Output, TargetSpec
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods.base import LayerSpec, PathCAM, PathOptions
+from rsigradcam.methods.base import (
+    LayerList,
+    LayerSpec,
+    OneLayer,
+    PathCAM,
+    PathOptions,
+    ResultT,
+    positional_deprecated,
+)
 
 __all__ = ["NO_COMPLETENESS_REASON", "RSIGradCAM"]
 
@@ -42,7 +50,7 @@ NO_COMPLETENESS_REASON = (
 )
 
 
-class RSIGradCAM(PathCAM):
+class RSIGradCAM(PathCAM[ResultT]):
     """Riemann–Stieltjes Integrated Grad-CAM.
 
     Integrates the gradient of the class score against the layer's own activation along
@@ -62,7 +70,8 @@ class RSIGradCAM(PathCAM):
     Args:
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name (``"blocks.10"``), the module itself, ``"auto"`` (last layer
-            with a spatial 4-D output), or a list of these (returns a dict by name).
+            with a spatial 4-D output), or a list of these (returns a dict by name). Every
+            parameter after ``layer`` is a keyword (positionally it is deprecated).
         steps: m, the number of intervals (at most
             :data:`~rsigradcam.core.path.MAX_STEPS`); m + 1 path points ``t_i = i / m``.
             ``"auto"`` refines an adaptive partition until the maps settle and, where
@@ -71,7 +80,9 @@ class RSIGradCAM(PathCAM):
             :mod:`rsigradcam.core.adaptive`); ``exp.partition`` and ``exp.n_evaluations``
             then report the points used.
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
-        output: ``"softmax"`` (paper) explains the class probability, ``"logits"`` the logit.
+        output: ``"softmax"`` (the default, as in the paper) explains the class
+            probability, ``"logits"`` the logit. The Grad-CAM family defaults to the logit,
+            as its papers do.
         grad_relu: ReLU on the gradients before integrating (the authors' PyTorch code).
         guided: Keep the integrated gradient only where ``A(x) > 0``, ``IG > 0`` and
             ``A(x) - A(x') > 0`` (the authors' Keras code).
@@ -85,7 +96,9 @@ class RSIGradCAM(PathCAM):
             default), ``normalize``, ``partition`` (any partition gives a valid
             Riemann–Stieltjes sum), ``path``, ``n_samples``, and ``batch_size``, ``dtype``
             (``torch.float64`` for reference-grade maps), ``memory_budget_mb``,
-            ``reshape_transform``; see :class:`~rsigradcam.methods.base.PathCAM`.
+            ``reshape_transform``, ``speed`` (how the model runs:
+            :class:`~rsigradcam.core.inference.SpeedOptions`); see
+            :class:`~rsigradcam.methods.base.PathCAM`.
 
     Example:
         >>> from rsigradcam import RSIGradCAM
@@ -102,21 +115,46 @@ class RSIGradCAM(PathCAM):
     #: The authors' variants it takes (``--grad-relu``, ``--guided`` in the command line).
     variants: ClassVar[tuple[str, ...]] = ("grad_relu", "guided")
 
+    @overload
+    def __init__(
+        self: RSIGradCAM[Explanation], model: nn.Module, layer: OneLayer = "auto", *,
+        steps: int | Literal["auto"] = 50, rule: Rule = "trapezoid",
+        output: Output = "softmax", grad_relu: bool = False, guided: bool = False,
+        tolerance: float = AUTO_TOLERANCE, max_steps: int = AUTO_MAX_STEPS,
+        **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: RSIGradCAM[dict[str, Explanation]], model: nn.Module, layer: LayerList, *,
+        steps: int | Literal["auto"] = 50, rule: Rule = "trapezoid",
+        output: Output = "softmax", grad_relu: bool = False, guided: bool = False,
+        tolerance: float = AUTO_TOLERANCE, max_steps: int = AUTO_MAX_STEPS,
+        **options: Unpack[PathOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: RSIGradCAM[Any], model: nn.Module, layer: LayerSpec, *,
+        steps: int | Literal["auto"] = 50, rule: Rule = "trapezoid",
+        output: Output = "softmax", grad_relu: bool = False, guided: bool = False,
+        tolerance: float = AUTO_TOLERANCE, max_steps: int = AUTO_MAX_STEPS,
+        **options: Unpack[PathOptions],
+    ) -> None: ...
+    @positional_deprecated("steps", "rule", "output")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = "auto",
+        *,
         steps: int | Literal["auto"] = 50,
         rule: Rule = "trapezoid",
         output: Output = "softmax",
-        *,
         grad_relu: bool = False,
         guided: bool = False,
         tolerance: float = AUTO_TOLERANCE,
         max_steps: int = AUTO_MAX_STEPS,
         **options: Unpack[PathOptions],
     ) -> None:
-        super().__init__(model, layer, steps, output=output, **options)
+        super().__init__(model, layer, steps=steps, output=output, **options)
         self.rule = check_rule(rule)
         self.grad_relu = bool(grad_relu)
         self.guided = bool(guided)
@@ -124,23 +162,21 @@ class RSIGradCAM(PathCAM):
         self.schedule: AdaptiveSchedule | None = None
         if steps == "auto":
             self.schedule = AdaptiveSchedule(tolerance=tolerance, max_steps=max_steps)
-        # (grad_relu, guided) per variant during an explain_variants call, and its results
-        self._variants: list[tuple[bool, bool]] | None = None
-        self._found: list[dict[str, Explanation]] = []
 
     def explain_variants(
         self,
         images: Tensor,
         targets: TargetSpec = None,
         variants: Sequence[Mapping[str, bool]] = ({}, {"grad_relu": True}),
-    ) -> list[Explanation | dict[str, Explanation]]:
+    ) -> list[ResultT]:
         """Explain ``images`` with several of the authors' variants from one set of passes.
 
         The variants differ only in what is done with the same activations and gradients
         (``grad_relu`` clips the gradients before the sum, ``guided`` the integrated
         gradients after it), so one path pass serves all of them: each result equals
         ``RSIGradCAM(..., **variant)(images, targets)`` with this instance's other
-        settings, at the cost of one call.
+        settings, at the cost of one call. The instance is not changed, so calls may
+        overlap (from another thread, or from a ``targets`` callable).
 
         Args:
             images: As for a call.
@@ -171,52 +207,46 @@ class RSIGradCAM(PathCAM):
                 'explain_variants needs fixed steps: with steps="auto" the partition depends '
                 "on the variant; call RSIGradCAM(..., grad_relu=...) for each instead."
             )
-        self._variants = chosen
-        try:
-            first = self(images, targets)
-            found = self._found
-        finally:
-            self._variants, self._found = None, []
-        if isinstance(first, Explanation):
-            return [next(iter(by_layer.values())) for by_layer in found]
-        return list(found)
+        relus = _relus(chosen)
+        found = self._path_pass(
+            images, targets, lambda n_images, _: _VariantSums(n_images, self.rule, relus)
+        )
+        evaluator, results = found.evaluator, []
+        for grad_relu, guided in chosen:
+            explanations = {}
+            for name in found.layers:
+                accumulated = found.result.accumulated[name][relus.index(grad_relu)]
+                attributions = (
+                    _keep_guided(
+                        accumulated,
+                        evaluator.activation[name],
+                        evaluator.baseline_activation.get(name),
+                    )
+                    if guided
+                    else accumulated
+                )
+                complete = self.has_completeness and not (grad_relu or guided)
+                explanations[name] = self._explain(name, found, attributions, complete)
+            warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
+            results.append(self._shaped(explanations))
+        return results
 
     def _partition(self) -> Tensor:
         if self.schedule is not None and self.partition is None:
             return uniform_partition(self.schedule.max_steps)  # the most it may use
         return super()._partition()
 
-    def _run_path(self, evaluator: PathEvaluator, partition: Tensor) -> PathResult:
+    def _run_path(
+        self, evaluator: PathEvaluator, partition: Tensor,
+        accumulator: Callable[[int, Tensor], PathAccumulator],
+    ) -> PathResult:
         if self.schedule is None or self.partition is not None:
-            return super()._run_path(evaluator, partition)
-        evaluator.detect_cuts = self.completeness_applies
+            return super()._run_path(evaluator, partition, accumulator)
         integrated, used, n_evaluations = run_adaptive(
             evaluator, evaluator.n_images, evaluator.layers, self.rule, self.grad_relu,
             self.schedule, self._score_gap(evaluator) if self.completeness_applies else None,
         )
         return PathResult(integrated, used, n_evaluations)
-
-    def _explain_layers(
-        self, layers: list[str], evaluator: PathEvaluator, result: PathResult,
-        size: tuple[int, ...], n_baselines: int,
-    ) -> dict[str, Explanation]:
-        if self._variants is None:
-            return super()._explain_layers(layers, evaluator, result, size, n_baselines)
-        relus = _relus(self._variants)
-        own = self.grad_relu, self.guided
-        try:
-            for k, (grad_relu, guided) in enumerate(self._variants):
-                self.grad_relu, self.guided = grad_relu, guided
-                sums = {n: a[relus.index(grad_relu)] for n, a in result.accumulated.items()}
-                summed = PathResult(sums, result.partition, result.n_evaluations)
-                found = super()._explain_layers(layers, evaluator, summed, size, n_baselines)
-                if k:  # the call warns about the first variant's maps; 5: explain_variants' caller
-                    maps = {n: e.layer_map for n, e in found.items()}
-                    warn_zero_maps(self.method_name, maps, stacklevel=5)
-                self._found.append(found)
-        finally:
-            self.grad_relu, self.guided = own
-        return self._found[0]
 
     @property
     def completeness_applies(self) -> bool:
@@ -226,15 +256,12 @@ class RSIGradCAM(PathCAM):
     @staticmethod
     def _score_gap(evaluator: PathEvaluator) -> ScoreGap:
         def gap() -> tuple[list[str], Tensor]:
-            cuts = evaluator.cuts or {}
-            layers = [name for name, cut in cuts.items() if cut]
+            layers = [name for name, cut in evaluator.find_cuts().items() if cut]
             return layers, evaluator.scores - evaluator.baseline_scores
 
         return gap
 
     def _accumulator(self, n_images: int, partition: Tensor) -> PathAccumulator:
-        if self._variants is not None:
-            return _VariantSums(n_images, self.rule, _relus(self._variants))
         return RiemannStieltjesSum(n_images, self.rule, grad_relu=self.grad_relu)
 
     def _attributions(
@@ -242,9 +269,16 @@ class RSIGradCAM(PathCAM):
     ) -> Tensor:
         if not self.guided:
             return accumulated
-        assert baseline_activation is not None
-        keep = (activation > 0) & (accumulated > 0) & (activation - baseline_activation > 0)
-        return accumulated * keep
+        return _keep_guided(accumulated, activation, baseline_activation)
+
+
+def _keep_guided(
+    accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
+) -> Tensor:
+    """``guided``: the integrated gradients where ``A(x) > 0``, ``IG > 0``, ``A(x) > A(x')``."""
+    assert baseline_activation is not None
+    keep = (activation > 0) & (accumulated > 0) & (activation - baseline_activation > 0)
+    return accumulated * keep
 
 
 def _relus(variants: list[tuple[bool, bool]]) -> list[bool]:

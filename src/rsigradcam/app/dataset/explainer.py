@@ -112,8 +112,7 @@ class BatchExplainer:
                 warnings.filterwarnings(
                     "ignore", r".* map at layer .* is zero everywhere", RuntimeWarning
                 )
-                found = cam(x, targets=targets)
-            by_layer = found if isinstance(found, dict) else {found.layer: found}
+                by_layer = cam(x, targets=targets)
             for layer in method_layers(method, self.layers):
                 exp = by_layer[layer]
                 columns["scores"].append(exp.scores.float())

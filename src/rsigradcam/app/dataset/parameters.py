@@ -282,7 +282,7 @@ def _parameters(
 
 #: Parameters that only some methods use, with the test for a method's class that uses it;
 #: a resume compares them only when one of the run's methods uses them.
-_USED_BY: dict[str, Callable[[type[BaseCAM]], bool]] = {
+_USED_BY: dict[str, Callable[[type[BaseCAM[Any]]], bool]] = {
     "steps": lambda cls: cls.takes_steps,
     "baseline": lambda cls: cls.takes_steps,
     "grad_relu": lambda cls: "grad_relu" in cls.variants,

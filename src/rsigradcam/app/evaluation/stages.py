@@ -151,8 +151,7 @@ class MethodRunner:
                     )
                 else:
                     found = [cam(images, targets)]
-            for runner, result in zip(group, found, strict=True):
-                by_layer = result if isinstance(result, dict) else {result.layer: result}
+            for runner, by_layer in zip(group, found, strict=True):
                 runner._cache[key] = by_layer
         return self._cache[key]
 
