@@ -29,7 +29,7 @@ from rsigradcam.app.evaluation.arms import PRESET_ARMS, comparisons, parse_arm, 
 from rsigradcam.app.evaluation.options import PRESETS
 from rsigradcam.app.evaluation.stages import plan_grids
 from rsigradcam.app.evaluation.stats import holm
-from rsigradcam.app.loading import InputError
+from rsigradcam.app.loading.models import InputError
 from rsigradcam.app.settings import Variants
 from tests.app.test_evaluate import TINY_MODULE
 from tests.conftest import load_module

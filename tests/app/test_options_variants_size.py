@@ -27,7 +27,7 @@ from rsigradcam.app.dataset.run import torch_threads
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import EvaluationOptions
 from rsigradcam.app.explain import ImageExplainer
-from rsigradcam.app.loading import load_model
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.app.settings import (
     NO_COMPLETENESS_REASON,
     InputFormat,

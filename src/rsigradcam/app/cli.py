@@ -163,7 +163,8 @@ def explain(
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
-    from rsigradcam.app import loading, outputs
+    from rsigradcam.app import outputs
+    from rsigradcam.app.loading import models as loading
     from rsigradcam.baselines import AutoBaseline
     with fail_cleanly(debug):
         from rsigradcam.app.settings import Variants, input_format
@@ -233,7 +234,7 @@ def layers(
     h x w > 1. Layers are listed in the order they finish (a block after its parts); the
     last one is the default (--layer auto).
     """
-    from rsigradcam.app import loading
+    from rsigradcam.app.loading import models as loading
     from rsigradcam.app.layer_list import layer_lines
 
     with fail_cleanly(debug):

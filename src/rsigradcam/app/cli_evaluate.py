@@ -228,7 +228,7 @@ def evaluate_command(
         usage_error(f"--images {str(images)!r} not found")
     from rich.console import Console
 
-    from rsigradcam.app import loading
+    from rsigradcam.app.loading import models as loading
     from rsigradcam.app.dataset.distributed import Ranks
     from rsigradcam.app.dataset.run import RankZeroError
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from rsigradcam.app.loading import InputError, resolve_class
+from rsigradcam.app.loading.models import InputError, resolve_class
 
 __all__ = ["ImageEntry", "list_images"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rsigradcam.app.explain import ImageExplainer, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
-from rsigradcam.app.loading import (
+from rsigradcam.app.loading.models import (
     InputError,
 )
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png

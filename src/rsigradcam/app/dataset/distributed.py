@@ -26,7 +26,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from rsigradcam.app.loading import check_device
+from rsigradcam.app.loading.models import check_device
 
 __all__ = [
     "BARRIER_TIMEOUT",

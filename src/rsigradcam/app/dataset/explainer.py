@@ -30,7 +30,7 @@ from rsigradcam.app.dataset.parameters import DatasetOptions, RunParameters
 from rsigradcam.app.dataset.progress import RunProgress
 from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading import LoadedModel
+from rsigradcam.app.loading.models import LoadedModel
 from rsigradcam.core.capture import logits_of
 from rsigradcam.methods import create_cam, method_layers
 

@@ -26,7 +26,7 @@ import torch
 
 from rsigradcam.app.dataset.shards import remove_stale, shard_done, shard_names, write_lines
 from rsigradcam.app.images import ImageEntry, list_images
-from rsigradcam.app.loading import (
+from rsigradcam.app.loading.models import (
     FIXED_BUDGET_MB,
     InputError,
     LoadedModel,

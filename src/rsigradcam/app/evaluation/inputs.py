@@ -17,7 +17,7 @@ from torch import Tensor
 
 from rsigradcam.app.evaluation.options import EvaluationOptions
 from rsigradcam.app.images import list_images
-from rsigradcam.app.loading import (
+from rsigradcam.app.loading.models import (
     EMBEDDED_MODELS,
     InputError,
     LoadedModel,

@@ -74,7 +74,7 @@ from rsigradcam.app.evaluation.stats import (
     summarize,
 )
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
-from rsigradcam.app.loading import FIXED_BUDGET_MB, InputError, load_model, model_sha256
+from rsigradcam.app.loading.models import FIXED_BUDGET_MB, InputError, load_model, model_sha256
 from rsigradcam.core.inference import float32_arithmetic
 from rsigradcam.files import save_json, save_text, write_atomically
 from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines

@@ -30,7 +30,7 @@ import torch
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ClassScore, Steps, top_classes
 from rsigradcam.app.layer_list import layer_lines
-from rsigradcam.app.loading import (
+from rsigradcam.app.loading.models import (
     LayerInfo,
     LoadedModel,
     check_layers,

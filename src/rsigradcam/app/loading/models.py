@@ -10,7 +10,7 @@ Models given as ``"module:callable"`` are imported and called, and model files a
 deserialised and run: only load models that you trust.
 
 Example:
-    >>> from rsigradcam.app.loading import load_model
+    >>> from rsigradcam.app.loading.models import load_model
     >>> loaded = load_model("efficientnet_lite0")   # doctest: +SKIP
     >>> loaded.label(285)                           # doctest: +SKIP
     'Egyptian cat'
