@@ -21,7 +21,7 @@ from rsigradcam.app.explain import ClassScore, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
 from rsigradcam.app.folders import removed_if_left_empty
 from rsigradcam.app.layer_list import matches
-from rsigradcam.app.loading.models import parse_methods
+from rsigradcam.app.loading.methods import parse_methods
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import GridCell, grid_figure, overlay, resize_heatmap
 

@@ -21,8 +21,9 @@ from rsigradcam import METHODS, Explanation, GradCAM, RSIGradCAM, load_heatmaps
 from rsigradcam.app.cli import app
 from rsigradcam.app.dataset import ImageFiles, collate_images, explanation_pairs
 from rsigradcam.app.dataset.shards import rank_shards, shard_names
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import list_images
-from rsigradcam.app.loading.models import InputError, parse_methods
+from rsigradcam.app.loading.methods import parse_methods
 from rsigradcam.io import load_image
 from tests.dataset_model import small_cnn
 

@@ -24,12 +24,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsigradcam.app.cli import app
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import EvaluationOptions, evaluate
 from rsigradcam.app.evaluation.arms import PRESET_ARMS, comparisons, parse_arm, run_arms
 from rsigradcam.app.evaluation.options import PRESETS
 from rsigradcam.app.evaluation.stages import plan_grids
 from rsigradcam.app.evaluation.stats import holm
-from rsigradcam.app.loading.models import InputError
 from rsigradcam.app.settings import Variants
 from tests.app.test_evaluate import TINY_MODULE
 from tests.conftest import load_module

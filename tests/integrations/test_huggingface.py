@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from rsigradcam import METHODS, RSIGradCAM, load_heatmaps
 from rsigradcam.app.cli import app
-from rsigradcam.app.loading.models import InputError, load_model, probe_layers
+from rsigradcam.app.errors import InputError
+from rsigradcam.app.loading.layers import probe_layers
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.baselines import AutoBaseline
 from rsigradcam.core.capture import LayerCapture, logits_of
 from rsigradcam.core.reshape import TokenGrid

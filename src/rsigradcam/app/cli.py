@@ -164,23 +164,27 @@ def explain(
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
     from rsigradcam.app import outputs
-    from rsigradcam.app.loading import models as loading
+    from rsigradcam.app.loading.baselines import resolve_baseline
+    from rsigradcam.app.loading.classes import resolve_class
+    from rsigradcam.app.loading.layers import check_layers, probe_layers
+    from rsigradcam.app.loading.methods import parse_methods
+    from rsigradcam.app.loading.models import load_model
     from rsigradcam.baselines import AutoBaseline
     with fail_cleanly(debug):
         from rsigradcam.app.settings import Variants, input_format
 
-        methods = loading.parse_methods(method or ["rsi"])
+        methods = parse_methods(method or ["rsi"])
         variants = Variants(grad_relu, guided)
         variants.check(methods)
         fmt = input_format(size, mean, std, no_normalize)
-        loaded = loading.load_model(model, device, fmt.size)
-        layers = loading.check_layers(layer or [], loading.probe_layers(loaded.model, fmt.size))
+        loaded = load_model(model, device, fmt.size)
+        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size))
         class_id = (
-            loading.resolve_class(target, loaded.class_names, loaded.num_classes)
+            resolve_class(target, loaded.class_names, loaded.num_classes)
             if target is not None
             else None
         )
-        baseline_spec = loading.resolve_baseline(baseline, loaded)
+        baseline_spec = resolve_baseline(baseline, loaded)
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
             variants=variants, input_format=fmt, overlay_size=overlay_size.value,
@@ -234,15 +238,16 @@ def layers(
     h x w > 1. Layers are listed in the order they finish (a block after its parts); the
     last one is the default (--layer auto).
     """
-    from rsigradcam.app.loading import models as loading
     from rsigradcam.app.layer_list import layer_lines
+    from rsigradcam.app.loading.layers import probe_layers
+    from rsigradcam.app.loading.models import load_model
 
     with fail_cleanly(debug):
         from rsigradcam.app.settings import input_format
 
         fmt = input_format(size, mean, std, no_normalize)
-        loaded = loading.load_model(model, device, fmt.size)
-        found = [i for i in loading.probe_layers(loaded.model, fmt.size) if i.explainable]
+        loaded = load_model(model, device, fmt.size)
+        found = [i for i in probe_layers(loaded.model, fmt.size) if i.explainable]
     if not found:
         error(f"model {model!r} has no layer with a spatial output")
         raise typer.Exit(1)

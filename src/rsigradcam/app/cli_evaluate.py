@@ -228,10 +228,10 @@ def evaluate_command(
         usage_error(f"--images {str(images)!r} not found")
     from rich.console import Console
 
-    from rsigradcam.app.loading import models as loading
     from rsigradcam.app.dataset.distributed import Ranks
     from rsigradcam.app.dataset.run import RankZeroError
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
+    from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.settings import input_format
     from rsigradcam.files import one_line
@@ -243,7 +243,7 @@ def evaluate_command(
             model=model,
             images=images,
             layers=tuple(layer or ()),
-            methods=loading.parse_methods(methods or ["all"]),
+            methods=parse_methods(methods or ["all"]),
             steps=steps,
             output=output.value,
             device=device,

@@ -16,7 +16,7 @@ class InputError(ValueError):
     it as ``error: MESSAGE`` and exits with code 2.
 
     Example:
-        >>> from rsigradcam.app.loading.models import resolve_class
+        >>> from rsigradcam.app.loading.classes import resolve_class
         >>> try:
         ...     resolve_class("1000", None, 1000)
         ... except InputError as error:

@@ -26,9 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from rsigradcam.app.loading.models import (
-    LoadedModel,
-)
+from rsigradcam.app.loading.models import LoadedModel
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS

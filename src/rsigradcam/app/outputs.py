@@ -20,11 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ImageExplainer, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
-from rsigradcam.app.loading.models import (
-    InputError,
-)
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.methods import METHODS
 from rsigradcam.progress import make_progress

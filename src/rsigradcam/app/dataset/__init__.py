@@ -53,7 +53,7 @@ from rsigradcam.app.dataset.parameters import (
 from rsigradcam.app.dataset.run import DatasetSummary, RankZeroError, explain_dataset
 from rsigradcam.app.dataset.shards import rank_shards, shard_names
 from rsigradcam.app.images import ImageEntry, list_images
-from rsigradcam.app.loading.models import parse_methods
+from rsigradcam.app.loading.methods import parse_methods
 
 __all__ = [
     "LOCK",

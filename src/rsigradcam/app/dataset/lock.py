@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rsigradcam.app.loading.models import InputError
+from rsigradcam.app.errors import InputError
 
 __all__ = ["LOCK", "run_lock"]
 

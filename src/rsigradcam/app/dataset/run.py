@@ -40,8 +40,10 @@ from rsigradcam.app.dataset.parameters import (
 )
 from rsigradcam.app.dataset.progress import RunProgress
 from rsigradcam.app.dataset.shards import merge_shards, rank_shards, shard_names
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading.models import InputError, check_layers, load_model, probe_layers
+from rsigradcam.app.loading.layers import check_layers, probe_layers
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.app.outputs import prepare_output_dir
 from rsigradcam.core.inference import float32_arithmetic
 

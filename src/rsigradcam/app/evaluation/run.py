@@ -49,6 +49,7 @@ from rsigradcam.app.dataset.shards import (
     shard_names,
     write_lines,
 )
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.arms import comparisons
 from rsigradcam.app.evaluation.inputs import load_images, resolve_layers
 from rsigradcam.app.evaluation.merge import Merged, gallery_heatmaps, merge_lines
@@ -74,7 +75,8 @@ from rsigradcam.app.evaluation.stats import (
     summarize,
 )
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
-from rsigradcam.app.loading.models import FIXED_BUDGET_MB, InputError, load_model, model_sha256
+from rsigradcam.app.loading.hashing import model_sha256
+from rsigradcam.app.loading.models import FIXED_BUDGET_MB, load_model
 from rsigradcam.core.inference import float32_arithmetic
 from rsigradcam.files import save_json, save_text, write_atomically
 from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines

@@ -1,10 +1,8 @@
-"""Turn the user's strings into the things an explanation needs.
+"""``--model``: the classifier a model argument names, checked with a probe pass.
 
-:func:`load_model` turns a ``--model`` argument into a classifier and its class names,
-:func:`probe_layers` and :func:`check_layers` check layer arguments,
-:func:`resolve_class` turns a class id or name into an index and
-:func:`resolve_baseline` a ``--baseline`` into a baseline. Arguments that cannot work
-raise :class:`InputError`, a ``ValueError`` whose message is one line.
+:func:`load_model` turns a ``--model`` argument into a classifier and its class names, and
+:func:`check_device` a ``--device`` into a torch device. Arguments that cannot work raise
+:class:`~rsigradcam.app.errors.InputError`, a ``ValueError`` whose message is one line.
 
 Models given as ``"module:callable"`` are imported and called, and model files are
 deserialised and run: only load models that you trust.
@@ -19,14 +17,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
 import importlib
 import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +31,9 @@ import torch
 from torch import nn
 
 from rsigradcam.app.errors import InputError
-from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline, BaselineSpec
-from rsigradcam.core.capture import LayerCapture, describe, is_spatial_map, logits_of, model_device
+from rsigradcam.app.loading.suggest import did_you_mean, suggest
+from rsigradcam.core.capture import describe, logits_of
 from rsigradcam.files import one_line
-from rsigradcam.methods.registry import METHODS
 from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
 __all__ = [
@@ -46,17 +41,9 @@ __all__ = [
     "FIXED_BUDGET_MB",
     "INPUT_SIZE",
     "PROBE_SIZES",
-    "InputError",
-    "LayerInfo",
     "LoadedModel",
     "check_device",
-    "check_layers",
     "load_model",
-    "model_sha256",
-    "parse_methods",
-    "probe_layers",
-    "resolve_baseline",
-    "resolve_class",
 ]
 
 #: Memory budget of a path chunk (MB) in dataset runs and evaluations. It is fixed, not
@@ -68,31 +55,6 @@ EMBEDDED_MODELS: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": eff
 #: Height and width the images are resized to (whole image, ImageNet normalisation).
 INPUT_SIZE = 224
 _IMAGENET_CLASSES = 1000
-
-
-
-def _suggest(word: str, choices: Sequence[str], n: int = 5) -> list[str]:
-    """Close matches of ``word`` among ``choices``, ignoring case.
-
-    Choices that contain ``word`` as a whole word come first, then spelling neighbours.
-    """
-    by_folded: dict[str, str] = {}
-    for choice in choices:
-        by_folded.setdefault(choice.casefold(), choice)
-    folded = word.casefold().strip()
-    pattern = re.compile(rf"\b{re.escape(folded)}\b") if folded else None
-    containing = [c for f, c in by_folded.items() if pattern is not None and pattern.search(f)]
-    close = [by_folded[f] for f in difflib.get_close_matches(folded, by_folded, n=n, cutoff=0.6)]
-    return list(dict.fromkeys(containing + close))[:n]
-
-
-def _did_you_mean(matches: Sequence[str]) -> str:
-    return f" (did you mean {', '.join(repr(m) for m in matches)}?)" if matches else ""
-
-
-# --------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -218,7 +180,7 @@ def _build(spec: str, device: torch.device) -> nn.Module:
     if path.suffix or "/" in spec or "\\" in spec:
         raise InputError(f"model file not found: '{spec}'")
     raise InputError(
-        f"unknown model {spec!r}{_did_you_mean(_suggest(spec, list(EMBEDDED_MODELS)))}; pass "
+        f"unknown model {spec!r}{did_you_mean(suggest(spec, list(EMBEDDED_MODELS)))}; pass "
         f"{', '.join(EMBEDDED_MODELS)}, a .pt2 file (torch.export.save) or module:callable"
     )
 
@@ -324,227 +286,3 @@ def _scores(output: Any) -> torch.Tensor | None:
 
 def _size_text(size: tuple[int, int]) -> str:
     return str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
-
-
-# --------------------------------------------------------------------------------------
-# Layers and classes
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One module's output for one input image, as seen by a probe pass.
-
-    Attributes:
-        name: The dotted module name.
-        shape: The output shape without the batch dimension, e.g. ``(1280, 7, 7)``;
-            ``None`` when the output is not a tensor.
-        runs: How many times the module ran in the forward pass.
-    """
-
-    name: str
-    shape: tuple[int, ...] | None
-    runs: int = 1
-
-    @property
-    def explainable(self) -> bool:
-        """Whether a CAM can explain it: one run, a spatial (K, h, w) map with h*w > 1."""
-        return self.runs == 1 and self.shape is not None and is_spatial_map((1, *self.shape))
-
-    def describe_shape(self) -> str:
-        """The shape as ``"1280x7x7"`` (``"-"`` when the output is not a tensor)."""
-        return "x".join(str(s) for s in self.shape) if self.shape is not None else "-"
-
-
-def probe_layers(
-    model: nn.Module, size: int | tuple[int, int] = INPUT_SIZE
-) -> list[LayerInfo]:
-    """Run one black image of ``size`` (a side or ``(h, w)``); list each module's output.
-
-    The modules come in the order they finish (a block after its own layers); each
-    module appears once, with how many times it ran.
-
-    Example:
-        >>> infos = probe_layers(efficientnet_lite0())  # doctest: +SKIP
-        >>> [i.name for i in infos if i.explainable][-1]  # doctest: +SKIP
-        'head'
-    """
-    height, width = size if isinstance(size, tuple) else (size, size)
-    image = torch.zeros(1, 3, height, width, device=model_device(model))
-    with LayerCapture(model) as capture:
-        records = capture.probe(image)
-    infos: dict[str, LayerInfo] = {}
-    for record in records:
-        shape = record.shape[1:] if record.shape is not None else None
-        seen = infos.get(record.name)
-        runs = 1 if seen is None else seen.runs + 1
-        infos[record.name] = LayerInfo(record.name, shape if seen is None else seen.shape, runs)
-    return list(infos.values())
-
-
-def check_layers(requested: Sequence[str], layers: Sequence[LayerInfo]) -> list[str]:
-    """Check ``--layer`` arguments against a probe; ``"auto"`` (or none) is the last one.
-
-    Args:
-        requested: Layer names (repeats are dropped); empty means ``["auto"]``.
-        layers: The result of :func:`probe_layers`.
-
-    Returns:
-        The layer names, in the order given.
-
-    Raises:
-        InputError: A name that is not a module (close names are suggested), or a module
-            whose output is not a spatial map.
-
-    Example:
-        >>> check_layers(["auto"], [LayerInfo("conv", (8, 6, 6)), LayerInfo("fc", (5,))])
-        ['conv']
-    """
-    explainable = [info.name for info in layers if info.explainable]
-    by_name = {info.name: info for info in layers}
-    names: list[str] = []
-    for name in requested or ["auto"]:
-        if name == "auto":
-            if not explainable:
-                raise InputError("the model has no layer with a spatial (K, h, w) output")
-            name = explainable[-1]
-        info = by_name.get(name)
-        if info is None:
-            raise InputError(
-                f"unknown layer {name!r}{_did_you_mean(_suggest(name, explainable))}; run "
-                "'rsigradcam layers' to list the layers that can be explained"
-            )
-        if not info.explainable:
-            reason = (
-                f"it runs {info.runs} times in one forward pass"
-                if info.runs > 1
-                else f"its output has shape {info.describe_shape()}, not K x h x w with h x w > 1"
-            )
-            raise InputError(
-                f"layer {name!r} cannot be explained: {reason}; run 'rsigradcam layers' to "
-                "list the layers that can"
-            )
-        names.append(name)
-    return list(dict.fromkeys(names))
-
-
-def resolve_class(spec: str | int, class_names: Sequence[str] | None, num_classes: int) -> int:
-    """Turn a ``--target`` argument (a class id or a class name) into a class index.
-
-    Names are matched ignoring case; an unknown name suggests close ones.
-
-    Raises:
-        InputError: An id out of range, an unknown or ambiguous name, or a name when the
-            class names are unknown.
-
-    Example:
-        >>> resolve_class("Egyptian CAT", ["tabby", "Egyptian cat"], 2)
-        1
-        >>> resolve_class("0", None, 10)
-        0
-    """
-    text = str(spec).strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        index = int(text)
-        if not 0 <= index < num_classes:
-            raise InputError(
-                f"class id {index} is out of range: the model has {num_classes} classes "
-                f"(ids 0 to {num_classes - 1})"
-            )
-        return index
-    if class_names is None:
-        raise InputError(
-            f"class {text!r}: this model's class names are unknown; give a class id from 0 "
-            f"to {num_classes - 1}"
-        )
-    matches = [i for i, name in enumerate(class_names) if name.casefold() == text.casefold()]
-    if len(matches) > 1:
-        raise InputError(
-            f"class name {text!r} is ambiguous: it names classes "
-            f"{', '.join(str(i) for i in matches)}; give the class id"
-        )
-    if not matches:
-        raise InputError(f"unknown class name {text!r}{_did_you_mean(_suggest(text, class_names))}")
-    return matches[0]
-
-
-
-def resolve_baseline(spec: str, loaded: LoadedModel) -> BaselineSpec:
-    """Turn a ``--baseline`` value into a ``baseline=`` argument.
-
-    Args:
-        spec: A name (``black``, ``zeros``, ``blur``, ``noise``, ``uniform``, ``auto``)
-            or a ``.pt`` file: one saved by :meth:`~rsigradcam.baselines.AutoBaseline.save`,
-            or a tensor (C, H, W) saved with ``torch.save`` (read with ``weights_only=True``).
-        loaded: The model, which ``auto`` optimises the baseline for.
-
-    Raises:
-        InputError: An unknown name, a missing file, or a file that holds neither.
-    """
-    if spec == "auto":
-        return AutoBaseline(loaded.model)
-    if spec in BASELINE_NAMES:
-        return spec
-    path = Path(spec)
-    if path.suffix not in (".pt", ".pth") and not path.exists():
-        raise InputError(
-            f"unknown baseline {spec!r}: use one of {', '.join(BASELINE_NAMES)} or a .pt file "
-            "(an AutoBaseline saved with .save, or a (C, H, W) tensor)."
-        )
-    if not path.is_file():
-        raise InputError(f"baseline file {spec} does not exist.")
-    try:
-        payload = torch.load(path, map_location=model_device(loaded.model), weights_only=True)
-    except Exception as err:
-        raise InputError(f"baseline file {spec} could not be read: {one_line(str(err))}") from err
-    if isinstance(payload, torch.Tensor):
-        if payload.dim() != 3 or not payload.is_floating_point():
-            raise InputError(
-                f"baseline file {spec} holds a tensor of shape {tuple(payload.shape)}; it must "
-                "be a floating (C, H, W) image in the model's preprocessed input space."
-            )
-        return payload
-    try:
-        return AutoBaseline.from_file(path, loaded.model)
-    except ValueError as err:
-        raise InputError(one_line(str(err))) from err
-
-
-def model_sha256(model: nn.Module) -> str:
-    """A SHA-256 of every parameter and buffer of ``model``: names, dtypes, shapes, bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def parse_methods(values: Sequence[str]) -> tuple[str, ...]:
-    """Turn ``--method`` values (repeated, or comma lists; ``all``) into method names.
-
-    The names are the keys of :data:`rsigradcam.methods.registry.METHODS`; ``all`` means
-    every one, in the registry's order. Repeated names count once.
-
-    Raises:
-        InputError: An unknown name, or no name at all.
-
-    Example:
-        >>> parse_methods(["rsi,gradcam", "rsi"])
-        ('rsi', 'gradcam')
-    """
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip().lower()
-            if name == "all":
-                names.extend(METHODS)
-            elif name in METHODS:
-                names.append(name)
-            elif name:
-                raise InputError(
-                    f"unknown method {part.strip()!r}; use {', '.join(METHODS)} or all"
-                )
-    if not names:
-        raise InputError(f"no method given; use {', '.join(METHODS)} or all")
-    return tuple(dict.fromkeys(names))
