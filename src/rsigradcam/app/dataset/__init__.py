@@ -3,7 +3,7 @@
 :func:`explain_dataset` is what ``rsigradcam explain-dataset`` runs. The images are
 decoded by a :class:`torch.utils.data.DataLoader` (with worker processes) and explained
 in batches; the results go to shards written atomically (see
-:mod:`rsigradcam.app.dataset.shards`).
+:mod:`rsigradcam.app.runs.shards`).
 
 - **Order.** A folder is scanned recursively for image files (hidden files and folders,
   and the output folder, are skipped); the image id is the path relative to the folder
@@ -26,7 +26,7 @@ in batches; the results go to shards written atomically (see
 - **Errors.** An image that cannot be read, or whose explanation fails, is recorded with
   the reason and the run goes on.
 - **One run at a time.** Rank 0 holds an advisory lock on ``OUT/.lock`` from its checks
-  to the final merge (:mod:`rsigradcam.app.dataset.lock`).
+  to the final merge (:mod:`rsigradcam.app.runs.lock`).
 
 The modules: ``parameters`` (options, ``run.json``, resuming), ``distributed`` (ranks,
 process group), ``loader`` (decoding), ``explainer`` (batches into shards), ``shards``
@@ -41,9 +41,7 @@ Example:
 
 from __future__ import annotations
 
-from rsigradcam.app.dataset.distributed import Ranks
 from rsigradcam.app.dataset.loader import ImageBatch, ImageFiles, collate_images
-from rsigradcam.app.dataset.lock import LOCK, run_lock
 from rsigradcam.app.dataset.parameters import (
     DatasetOptions,
     HeatmapDtype,
@@ -51,9 +49,11 @@ from rsigradcam.app.dataset.parameters import (
     explanation_pairs,
 )
 from rsigradcam.app.dataset.run import DatasetSummary, RankZeroError, explain_dataset
-from rsigradcam.app.dataset.shards import rank_shards, shard_names
 from rsigradcam.app.images import ImageEntry, list_images
 from rsigradcam.app.loading.methods import parse_methods
+from rsigradcam.app.runs.distributed import Ranks
+from rsigradcam.app.runs.lock import LOCK, run_lock
+from rsigradcam.app.runs.shards import rank_shards, shard_names
 
 __all__ = [
     "LOCK",

@@ -24,12 +24,12 @@ from typing import Any, Literal, cast, get_args
 
 import torch
 
-from rsigradcam.app.dataset.shards import remove_stale, shard_done, shard_names, write_lines
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import ImageEntry, list_images
 from rsigradcam.app.loading.hashing import model_sha256
 from rsigradcam.app.loading.methods import parse_methods
 from rsigradcam.app.loading.models import FIXED_BUDGET_MB, LoadedModel
+from rsigradcam.app.runs.shards import remove_stale, shard_done, shard_names, write_lines
 from rsigradcam.app.settings import Channels, InputFormat, Variants
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.targets import Output

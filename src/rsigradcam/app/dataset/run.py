@@ -22,7 +22,19 @@ from pathlib import Path
 
 import torch
 
-from rsigradcam.app.dataset.distributed import (
+from rsigradcam.app.dataset.explainer import explain_shards
+from rsigradcam.app.dataset.parameters import (
+    DatasetOptions,
+    RunParameters,
+    prepare_run,
+    read_run,
+)
+from rsigradcam.app.errors import InputError
+from rsigradcam.app.images import ImageEntry
+from rsigradcam.app.loading.layers import check_layers, probe_layers
+from rsigradcam.app.loading.models import load_model
+from rsigradcam.app.outputs import prepare_output_dir
+from rsigradcam.app.runs.distributed import (
     Ranks,
     barrier,
     cpu_count,
@@ -30,21 +42,9 @@ from rsigradcam.app.dataset.distributed import (
     process_group,
     rank_device,
 )
-from rsigradcam.app.dataset.explainer import explain_shards
-from rsigradcam.app.dataset.lock import run_lock
-from rsigradcam.app.dataset.parameters import (
-    DatasetOptions,
-    RunParameters,
-    prepare_run,
-    read_run,
-)
-from rsigradcam.app.dataset.progress import RunProgress
-from rsigradcam.app.dataset.shards import merge_shards, rank_shards, shard_names
-from rsigradcam.app.errors import InputError
-from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading.layers import check_layers, probe_layers
-from rsigradcam.app.loading.models import load_model
-from rsigradcam.app.outputs import prepare_output_dir
+from rsigradcam.app.runs.lock import run_lock
+from rsigradcam.app.runs.progress import RunProgress
+from rsigradcam.app.runs.shards import merge_shards, rank_shards, shard_names
 from rsigradcam.core.inference import float32_arithmetic
 
 __all__ = ["DatasetSummary", "RankZeroError", "explain_dataset", "torch_threads"]
