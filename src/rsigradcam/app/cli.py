@@ -351,6 +351,7 @@ def explain_dataset(
 
     check_steps_option(steps)
     from rsigradcam.app import dataset
+    from rsigradcam.app.runs.distributed import RankZeroError
 
     with fail_cleanly(debug):
         from rsigradcam.app.settings import Variants, input_format
@@ -380,7 +381,7 @@ def explain_dataset(
             summary = dataset.explain_dataset(
                 options, progress=console.is_terminal, echo=typer.echo
             )
-        except dataset.RankZeroError as stop:  # rank 0 reports why
+        except RankZeroError as stop:  # rank 0 reports why
             raise typer.Exit(stop.exit_code) from None
     if summary.rank != 0:
         return

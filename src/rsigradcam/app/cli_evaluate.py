@@ -228,11 +228,10 @@ def evaluate_command(
         usage_error(f"--images {str(images)!r} not found")
     from rich.console import Console
 
-    from rsigradcam.app.dataset.run import RankZeroError
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
     from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.outputs import prepare_output_dir
-    from rsigradcam.app.runs.distributed import Ranks
+    from rsigradcam.app.runs.distributed import Ranks, RankZeroError
     from rsigradcam.app.settings import input_format
     from rsigradcam.files import one_line
 

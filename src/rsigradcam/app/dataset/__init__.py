@@ -28,9 +28,10 @@ in batches; the results go to shards written atomically (see
 - **One run at a time.** Rank 0 holds an advisory lock on ``OUT/.lock`` from its checks
   to the final merge (:mod:`rsigradcam.app.runs.lock`).
 
-The modules: ``parameters`` (options, ``run.json``, resuming), ``distributed`` (ranks,
-process group), ``loader`` (decoding), ``explainer`` (batches into shards), ``shards``
-(the shard files), ``progress`` (rank 0's display), ``lock``, and ``run`` (the whole run).
+The modules: ``parameters`` (options, ``run.json``, resuming), ``loader`` (decoding),
+``explainer`` (batches into shards) and ``run`` (the whole run). The shards, the ranks,
+the lock and the progress display are the run framework that ``evaluate`` shares
+(:mod:`rsigradcam.app.runs`).
 
 Example:
     >>> from rsigradcam.app.dataset import DatasetOptions, explain_dataset
@@ -48,30 +49,21 @@ from rsigradcam.app.dataset.parameters import (
     RunParameters,
     explanation_pairs,
 )
-from rsigradcam.app.dataset.run import DatasetSummary, RankZeroError, explain_dataset
+from rsigradcam.app.dataset.run import DatasetSummary, explain_dataset
 from rsigradcam.app.images import ImageEntry, list_images
 from rsigradcam.app.loading.methods import parse_methods
-from rsigradcam.app.runs.distributed import Ranks
-from rsigradcam.app.runs.lock import LOCK, run_lock
-from rsigradcam.app.runs.shards import rank_shards, shard_names
 
 __all__ = [
-    "LOCK",
     "DatasetOptions",
     "DatasetSummary",
     "HeatmapDtype",
     "ImageBatch",
     "ImageEntry",
     "ImageFiles",
-    "RankZeroError",
-    "Ranks",
     "RunParameters",
     "collate_images",
     "explain_dataset",
     "explanation_pairs",
     "list_images",
     "parse_methods",
-    "rank_shards",
-    "run_lock",
-    "shard_names",
 ]

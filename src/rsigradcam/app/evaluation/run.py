@@ -30,8 +30,6 @@ import numpy as np
 import torch
 
 from rsigradcam import __version__
-from rsigradcam.app.dataset.parameters import differences
-from rsigradcam.app.dataset.run import RankZeroError, torch_threads
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.arms import comparisons
 from rsigradcam.app.evaluation.inputs import load_images, resolve_layers
@@ -59,15 +57,18 @@ from rsigradcam.app.evaluation.stats import (
 )
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
 from rsigradcam.app.loading.hashing import model_sha256
-from rsigradcam.app.loading.models import FIXED_BUDGET_MB, load_model
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.app.runs.distributed import (
     Ranks,
+    RankZeroError,
     barrier,
     from_rank_zero,
     process_group,
     rank_device,
+    torch_threads,
 )
 from rsigradcam.app.runs.lock import run_lock
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB, differences
 from rsigradcam.app.runs.progress import RunProgress
 from rsigradcam.app.runs.shards import (
     merge_shards,

@@ -43,7 +43,7 @@ from rsigradcam.app.evaluation.results import (
     Units,
 )
 from rsigradcam.app.loading.hashing import model_sha256
-from rsigradcam.app.loading.models import FIXED_BUDGET_MB
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB
 from rsigradcam.core.capture import model_dtype
 from rsigradcam.core.inference import SpeedOptions, prepare_model
 from rsigradcam.core.targets import Output

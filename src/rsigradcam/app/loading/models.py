@@ -38,7 +38,6 @@ from rsigradcam.models import efficientnet_lite0, imagenet_classes
 
 __all__ = [
     "EMBEDDED_MODELS",
-    "FIXED_BUDGET_MB",
     "INPUT_SIZE",
     "PROBE_SIZES",
     "LoadedModel",
@@ -46,10 +45,6 @@ __all__ = [
     "load_model",
 ]
 
-#: Memory budget of a path chunk (MB) in dataset runs and evaluations. It is fixed, not
-#: taken from the free memory, so that chunks, and with them the results, are the same on
-#: every run.
-FIXED_BUDGET_MB = 1024.0
 #: Models shipped with the package, by the name ``--model`` accepts.
 EMBEDDED_MODELS: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": efficientnet_lite0}
 #: Height and width the images are resized to (whole image, ImageNet normalisation).
