@@ -31,8 +31,9 @@ import typer
 
 # Only typer and the light cli_support here: the commands import torch and the library
 # when they run, so that --help and a usage error answer at once (see tests).
-from rsigradcam.app.cli_evaluate import evaluate_command
-from rsigradcam.app.cli_support import (
+from rsigradcam.app.commands.evaluate import evaluate_command
+from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.options import (
     LAST_SPATIAL,
     CompileOption,
     DebugOption,
@@ -62,7 +63,6 @@ from rsigradcam.app.cli_support import (
     plural,
     usage_error,
 )
-from rsigradcam.app.folders import removed_if_left_empty
 
 __all__ = ["app", "main"]
 

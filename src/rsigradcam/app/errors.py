@@ -1,6 +1,6 @@
 """The application's error type, in a module light enough for the command line to import.
 
-:mod:`rsigradcam.app.cli_support` imports it before any argument is read, so it imports
+:mod:`rsigradcam.app.options` imports it before any argument is read, so it imports
 nothing heavy (no torch): ``rsigradcam --help`` and a usage error answer at once.
 """
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from rsigradcam.app.cli_support import (
+from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.options import (
     DebugOption,
     DeviceOption,
     GradReluOption,
@@ -30,7 +31,6 @@ from rsigradcam.app.cli_support import (
     methods_option,
     usage_error,
 )
-from rsigradcam.app.folders import removed_if_left_empty
 
 __all__ = ["PresetChoice", "evaluate_command", "step_list"]
 
