@@ -292,6 +292,33 @@ def test_preset_sets_what_the_flags_leave(folder: Path) -> None:
     assert len(notes) == 1 and "use --bootstrap" in notes[0]
 
 
+@pytest.mark.parametrize(
+    ("flags", "max_grids"),
+    [(["--quick"], 2), (["--quick", "--preset", "claims"], 2),
+     (["--preset", "claims", "--quick"], 2),
+     (["--quick", "--preset", "claims", "--max-grids", "1"], 1),
+     (["--preset", "claims"], PRESETS["claims"]["max_grids"])],
+)  # fmt: skip
+def test_quick_keeps_its_caps_under_a_preset(
+    flags: list[str], max_grids: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rsigradcam.app.evaluation as evaluation
+
+    seen: list[EvaluationOptions] = []
+
+    def stop(options: EvaluationOptions, **_: Any) -> None:
+        seen.append(options)
+        raise RuntimeError("stopped before the work")
+
+    monkeypatch.setattr(evaluation, "evaluate", stop)
+    result = runner.invoke(app, ["evaluate", *flags, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "stopped before the work" in result.output
+    (options,) = seen
+    assert options.max_grids == max_grids
+    if "--quick" in flags:  # no randomisation test and no m sweep, whatever the preset
+        assert options.sanity is False and options.stability_steps == ()
+
+
 def test_a_bad_arm_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
     out = tmp_path / "never"
     result = runner.invoke(app, ["evaluate", "--arm", "rsi+relu", "--out", str(out)])

@@ -52,6 +52,18 @@ def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:
     return replace(options, **chosen, preset=name)
 
 
+def _with_quick(options: Any) -> Any:
+    """``options`` within ``--quick``'s caps: no randomisation test, no m sweep, at most 2 grids.
+
+    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them.
+    """
+    from dataclasses import replace
+
+    return replace(
+        options, max_grids=min(options.max_grids, 2), sanity=False, stability_steps=()
+    )
+
+
 def step_list(text: str) -> tuple[int, ...]:
     """``--stability-steps`` as integers: ``"8,16,50"``; ``""`` or ``"none"`` for none."""
     if text.strip().lower() in ("", "none"):
@@ -249,8 +261,8 @@ def evaluate_command(
             seed=seed,
             max_images=max_images,
             curve_points=curve_points,
-            max_grids=min(max_grids, 2) if quick else max_grids,
-            sanity=sanity and not quick,
+            max_grids=max_grids,
+            sanity=sanity,
             sanity_images=sanity_images,
             sanity_stages=sanity_stages,
             stability=stability,
@@ -272,6 +284,8 @@ def evaluate_command(
         )
         if preset is not None:
             options = _with_preset(ctx, options, preset.value)
+        if quick:
+            options = _with_quick(options)
         options.check()
         out_dir = prepare_output_dir(out)
         try:
