@@ -1,6 +1,6 @@
 """Read back the heatmaps of an ``rsigradcam explain-dataset`` run (the folder's format).
 
-The folder's layout and the shards' arrays are described in :mod:`rsigradcam.app.dataset.shards`,
+The folder's layout and the shards' arrays are described in :mod:`rsigradcam.app.runs.shards`,
 which writes them; this module only reads, with NumPy, so that results can be loaded
 without the application.
 """

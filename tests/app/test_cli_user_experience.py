@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from rsigradcam.app import cli_support
+from rsigradcam.app import options
 from rsigradcam.app.cli import app
 from rsigradcam.app.explain import ClassScore, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
 from rsigradcam.app.folders import removed_if_left_empty
 from rsigradcam.app.layer_list import matches
-from rsigradcam.app.loading import parse_methods
+from rsigradcam.app.loading.methods import parse_methods
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import GridCell, grid_figure, overlay, resize_heatmap
 
@@ -84,7 +84,7 @@ def test_help_and_usage_errors_run_without_torch(args: list[str], code: int) -> 
 
 
 def test_the_help_texts_list_the_registry_methods() -> None:
-    assert tuple(METHODS) == cli_support.METHOD_NAMES
+    assert tuple(METHODS) == options.METHOD_NAMES
 
 
 def test_the_package_exports_are_imported_on_first_use() -> None:
@@ -336,10 +336,10 @@ def test_a_callable_returning_an_int_is_named_with_an(
 
 
 def test_plural_counts() -> None:
-    counts = [cli_support.plural(n, "shard") for n in (0, 1, 2)]
+    counts = [options.plural(n, "shard") for n in (0, 1, 2)]
     assert counts == ["0 shards", "1 shard", "2 shards"]
-    assert cli_support.plural(1, "process") == "1 process"
-    assert cli_support.plural(4, "process") == "4 processes"
+    assert options.plural(1, "process") == "1 process"
+    assert options.plural(4, "process") == "4 processes"
 
 
 def test_explain_dataset_summary_says_1_shard(photos: Path, tmp_path: Path) -> None:

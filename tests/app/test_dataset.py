@@ -20,9 +20,10 @@ from typer.testing import CliRunner, Result
 from rsigradcam import METHODS, Explanation, GradCAM, RSIGradCAM, load_heatmaps
 from rsigradcam.app.cli import app
 from rsigradcam.app.dataset import ImageFiles, collate_images, explanation_pairs
-from rsigradcam.app.dataset.shards import rank_shards, shard_names
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import list_images
-from rsigradcam.app.loading import InputError, parse_methods
+from rsigradcam.app.loading.methods import parse_methods
+from rsigradcam.app.runs.shards import rank_shards, shard_names
 from rsigradcam.io import load_image
 from tests.dataset_model import small_cnn
 
@@ -263,7 +264,7 @@ def test_a_second_run_into_the_same_folder_is_refused(reference: Path, source: P
     changes nothing; the lock dies with its holder, so the next run goes ahead."""
     import fcntl
 
-    from rsigradcam.app.dataset.lock import LOCK, run_lock
+    from rsigradcam.app.runs.lock import LOCK, run_lock
 
     before = (reference / "manifest.jsonl").stat().st_mtime_ns
     with run_lock(reference):

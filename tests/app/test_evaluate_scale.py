@@ -24,12 +24,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsigradcam.app.cli import app
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import EvaluationOptions, evaluate, read_results, save_results
 from rsigradcam.app.evaluation.arms import PRESET_ARMS, comparisons, parse_arm, run_arms
 from rsigradcam.app.evaluation.options import PRESETS
 from rsigradcam.app.evaluation.stages import plan_grids
 from rsigradcam.app.evaluation.stats import holm
-from rsigradcam.app.loading import InputError
 from rsigradcam.app.settings import Variants
 from rsigradcam.files import finite
 from rsigradcam.serialization import encode
@@ -314,6 +314,33 @@ def test_preset_sets_what_the_flags_leave(folder: Path) -> None:
     assert PRESETS["claims"]["bootstrap"] == 10_000
     notes = [n for n in _numbers(folder / "preset")["notes"] if n.startswith("bootstrap: ")]
     assert len(notes) == 1 and "use --bootstrap" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "max_grids"),
+    [(["--quick"], 2), (["--quick", "--preset", "claims"], 2),
+     (["--preset", "claims", "--quick"], 2),
+     (["--quick", "--preset", "claims", "--max-grids", "1"], 1),
+     (["--preset", "claims"], PRESETS["claims"]["max_grids"])],
+)  # fmt: skip
+def test_quick_keeps_its_caps_under_a_preset(
+    flags: list[str], max_grids: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rsigradcam.app.evaluation as evaluation
+
+    seen: list[EvaluationOptions] = []
+
+    def stop(options: EvaluationOptions, **_: Any) -> None:
+        seen.append(options)
+        raise RuntimeError("stopped before the work")
+
+    monkeypatch.setattr(evaluation, "evaluate", stop)
+    result = runner.invoke(app, ["evaluate", *flags, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "stopped before the work" in result.output
+    (options,) = seen
+    assert options.max_grids == max_grids
+    if "--quick" in flags:  # no randomisation test and no m sweep, whatever the preset
+        assert options.sanity is False and options.stability_steps == ()
 
 
 def test_a_bad_arm_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from rsigradcam import RSIGradCAM
 from rsigradcam.app.evaluation.stages import MethodRunner, share_passes
-from rsigradcam.app.loading import FIXED_BUDGET_MB
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB
 from tests.conftest import make_case
 
 

@@ -23,11 +23,12 @@ from typer.testing import CliRunner, Result
 from rsigradcam.app import outputs as explaining
 from rsigradcam.app.cli import app
 from rsigradcam.app.dataset import run as dataset_run
-from rsigradcam.app.dataset.run import torch_threads
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import EvaluationOptions, read_results
 from rsigradcam.app.explain import ImageExplainer
-from rsigradcam.app.loading import load_model
+from rsigradcam.app.loading.models import load_model
+from rsigradcam.app.runs import distributed
+from rsigradcam.app.runs.distributed import torch_threads
 from rsigradcam.app.settings import (
     NO_COMPLETENESS_REASON,
     InputFormat,
@@ -304,7 +305,7 @@ def test_evaluate_records_size_and_variant(images: Path, tmp_path: Path) -> None
 
 
 def test_threads_honour_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dataset_run, "cpu_count", lambda: 8)
+    monkeypatch.setattr(distributed, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert torch_threads(None, 2) == 4  # cores / processes
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -317,7 +318,7 @@ def test_threads_honour_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None
 def test_explain_dataset_runs_with_the_omp_threads(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dataset_run, "cpu_count", lambda: 8)
+    monkeypatch.setattr(distributed, "cpu_count", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     seen: list[int] = []
     monkeypatch.setattr(dataset_run, "_run", lambda *args: seen.append(torch.get_num_threads()))

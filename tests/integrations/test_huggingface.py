@@ -21,8 +21,10 @@ from typer.testing import CliRunner
 
 from rsigradcam import METHODS, RSIGradCAM, load_heatmaps
 from rsigradcam.app.cli import app
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import read_results
-from rsigradcam.app.loading import InputError, load_model, probe_layers
+from rsigradcam.app.loading.layers import probe_layers
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.baselines import AutoBaseline
 from rsigradcam.core.capture import LayerCapture, logits_of
 from rsigradcam.core.reshape import TokenGrid

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsigradcam.app.loading import check_device
+from rsigradcam.app.loading.models import check_device
 from rsigradcam.app.samples import find_paper_samples
 from rsigradcam.app.speed import (
     SPEED_CONTENDERS,

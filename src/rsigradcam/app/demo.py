@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsigradcam.app.explain import ImageExplainer
-from rsigradcam.app.loading import load_model
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.app.outputs import write_outputs
 from rsigradcam.app.samples import DEMO_LAYERS, DEMO_PHOTOS, find_paper_samples, sample_images
 

@@ -1,6 +1,6 @@
 """The application's error type, in a module light enough for the command line to import.
 
-:mod:`rsigradcam.app.cli_support` imports it before any argument is read, so it imports
+:mod:`rsigradcam.app.options` imports it before any argument is read, so it imports
 nothing heavy (no torch): ``rsigradcam --help`` and a usage error answer at once.
 """
 
@@ -16,7 +16,7 @@ class InputError(ValueError):
     it as ``error: MESSAGE`` and exits with code 2.
 
     Example:
-        >>> from rsigradcam.app.loading import resolve_class
+        >>> from rsigradcam.app.loading.classes import resolve_class
         >>> try:
         ...     resolve_class("1000", None, 1000)
         ... except InputError as error:

@@ -6,7 +6,7 @@ any of the registry's methods; :mod:`rsigradcam.app.outputs` writes what it foun
 Example:
     >>> from rsigradcam.app.explain import ImageExplainer
     >>> from rsigradcam.app.outputs import write_outputs
-    >>> from rsigradcam.app.loading import load_model
+    >>> from rsigradcam.app.loading.models import load_model
     >>> loaded = load_model("efficientnet_lite0")                      # doctest: +SKIP
     >>> explainer = ImageExplainer(loaded, ["blocks.10", "head"])      # doctest: +SKIP
     >>> files = write_outputs(explainer("cat.jpg"), "out")             # doctest: +SKIP
@@ -26,9 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from rsigradcam.app.loading import (
-    LoadedModel,
-)
+from rsigradcam.app.loading.models import LoadedModel
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from rsigradcam.app.loading import InputError, resolve_class
+from rsigradcam.app.errors import InputError
+from rsigradcam.app.loading.classes import resolve_class
 
 __all__ = ["ImageEntry", "list_images"]
 

@@ -1,7 +1,8 @@
 """The listing of ``rsigradcam layers``: each explainable layer, its module type and shape.
 
 Example:
-    >>> from rsigradcam.app.loading import load_model, probe_layers
+    >>> from rsigradcam.app.loading.layers import probe_layers
+    >>> from rsigradcam.app.loading.models import load_model
     >>> loaded = load_model()                                            # doctest: +SKIP
     >>> layer_lines(loaded.model, probe_layers(loaded.model), "blocks.1*")  # doctest: +SKIP
     ['blocks.10  InvertedResidual  112x14x14', ...]
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from rsigradcam.app.loading import LayerInfo
+from rsigradcam.app.loading.layers import LayerInfo
 
 __all__ = ["layer_lines", "matches"]
 

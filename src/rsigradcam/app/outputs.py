@@ -20,11 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ImageExplainer, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
-from rsigradcam.app.loading import (
-    InputError,
-)
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.methods import METHODS
 from rsigradcam.progress import make_progress
@@ -248,7 +246,7 @@ def explain_images(
 
     Args:
         explainer: Built for the model, layers and methods.
-        images: Existing image files (see :func:`rsigradcam.app.cli_support.check_image_files`).
+        images: Existing image files (see :func:`rsigradcam.app.options.check_image_files`).
         out_dir: A writable folder (see :func:`prepare_output_dir`).
         class_id: The class to explain; ``None``: each image's top-1 class.
         echo: Prints a line when there is no terminal.

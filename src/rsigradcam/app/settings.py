@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rsigradcam.app.errors import InputError
-from rsigradcam.app.loading import INPUT_SIZE
+from rsigradcam.app.loading.models import INPUT_SIZE
 from rsigradcam.baselines import Normalize
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.inference import SpeedOptions

@@ -3,7 +3,7 @@
 :func:`explain_dataset` is what ``rsigradcam explain-dataset`` runs. The images are
 decoded by a :class:`torch.utils.data.DataLoader` (with worker processes) and explained
 in batches; the results go to shards written atomically (see
-:mod:`rsigradcam.app.dataset.shards`).
+:mod:`rsigradcam.app.runs.shards`).
 
 - **Order.** A folder is scanned recursively for image files (hidden files and folders,
   and the output folder, are skipped); the image id is the path relative to the folder
@@ -26,11 +26,12 @@ in batches; the results go to shards written atomically (see
 - **Errors.** An image that cannot be read, or whose explanation fails, is recorded with
   the reason and the run goes on.
 - **One run at a time.** Rank 0 holds an advisory lock on ``OUT/.lock`` from its checks
-  to the final merge (:mod:`rsigradcam.app.dataset.lock`).
+  to the final merge (:mod:`rsigradcam.app.runs.lock`).
 
-The modules: ``parameters`` (options, ``run.json``, resuming), ``distributed`` (ranks,
-process group), ``loader`` (decoding), ``explainer`` (batches into shards), ``shards``
-(the shard files), ``progress`` (rank 0's display), ``lock``, and ``run`` (the whole run).
+The modules: ``parameters`` (options, ``run.json``, resuming), ``loader`` (decoding),
+``explainer`` (batches into shards) and ``run`` (the whole run). The shards, the ranks,
+the lock and the progress display are the run framework that ``evaluate`` shares
+(:mod:`rsigradcam.app.runs`).
 
 Example:
     >>> from rsigradcam.app.dataset import DatasetOptions, explain_dataset
@@ -41,37 +42,28 @@ Example:
 
 from __future__ import annotations
 
-from rsigradcam.app.dataset.distributed import Ranks
 from rsigradcam.app.dataset.loader import ImageBatch, ImageFiles, collate_images
-from rsigradcam.app.dataset.lock import LOCK, run_lock
 from rsigradcam.app.dataset.parameters import (
     DatasetOptions,
     HeatmapDtype,
     RunParameters,
     explanation_pairs,
 )
-from rsigradcam.app.dataset.run import DatasetSummary, RankZeroError, explain_dataset
-from rsigradcam.app.dataset.shards import rank_shards, shard_names
+from rsigradcam.app.dataset.run import DatasetSummary, explain_dataset
 from rsigradcam.app.images import ImageEntry, list_images
-from rsigradcam.app.loading import parse_methods
+from rsigradcam.app.loading.methods import parse_methods
 
 __all__ = [
-    "LOCK",
     "DatasetOptions",
     "DatasetSummary",
     "HeatmapDtype",
     "ImageBatch",
     "ImageEntry",
     "ImageFiles",
-    "RankZeroError",
-    "Ranks",
     "RunParameters",
     "collate_images",
     "explain_dataset",
     "explanation_pairs",
     "list_images",
     "parse_methods",
-    "rank_shards",
-    "run_lock",
-    "shard_names",
 ]

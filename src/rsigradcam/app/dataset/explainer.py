@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader
 
 from rsigradcam.app.dataset.loader import ImageFiles, collate_images
 from rsigradcam.app.dataset.parameters import DatasetOptions, RunParameters
-from rsigradcam.app.dataset.progress import RunProgress
-from rsigradcam.app.dataset.shards import ShardBuffer
 from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading import LoadedModel
+from rsigradcam.app.loading.models import LoadedModel
+from rsigradcam.app.runs.progress import RunProgress
+from rsigradcam.app.runs.shards import ShardBuffer
 from rsigradcam.core.capture import logits_of
 from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.methods import create_cam, method_layers

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,22 +24,20 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from rsigradcam.app.dataset.shards import remove_stale, shard_done, shard_names, write_lines
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import ImageEntry, list_images
-from rsigradcam.app.loading import (
-    FIXED_BUDGET_MB,
-    InputError,
-    LoadedModel,
-    model_sha256,
-    parse_methods,
-)
+from rsigradcam.app.loading.hashing import model_sha256
+from rsigradcam.app.loading.methods import parse_methods
+from rsigradcam.app.loading.models import LoadedModel
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB, differences
+from rsigradcam.app.runs.shards import remove_stale, shard_done, shard_names, write_lines
 from rsigradcam.app.settings import Channels, InputFormat, Variants, speed_options
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.inference import SpeedOptions
 from rsigradcam.core.targets import Output
 from rsigradcam.files import save_json
 from rsigradcam.heatmaps import IMAGES, RUN, SHARD_DIR, read_lines
-from rsigradcam.methods import METHODS, BaseCAM, method_layers
+from rsigradcam.methods import method_layers
 from rsigradcam.serialization import FormatError, decode, encode, json_options
 
 __all__ = [
@@ -278,39 +276,6 @@ def _parameters(
         memory_budget_mb=_budget_mb(loaded.device),
         version=__version__,
     )
-
-
-#: Parameters that only some methods use, with the test for a method's class that uses it;
-#: a resume compares them only when one of the run's methods uses them.
-_USED_BY: dict[str, Callable[[type[BaseCAM[Any]]], bool]] = {
-    "steps": lambda cls: cls.takes_steps,
-    "baseline": lambda cls: cls.takes_steps,
-    "grad_relu": lambda cls: "grad_relu" in cls.variants,
-    "guided": lambda cls: "guided" in cls.variants,
-}
-
-
-def _ignored(methods: Sequence[str]) -> set[str]:
-    """The parameters of :data:`_USED_BY` that none of ``methods`` uses."""
-    classes = [METHODS[m] for m in methods if m in METHODS]
-    return {key for key, uses in _USED_BY.items() if not any(uses(c) for c in classes)}
-
-
-def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The parameters of a stored run that differ now, as ``"key old -> new"`` lines.
-
-    Parameters that none of ``now["methods"]`` uses (e.g. ``steps`` of a Grad-CAM-only
-    run) are not compared; ``*sha256`` values are only said to differ.
-    """
-    changed = []
-    ignored = _ignored(now.get("methods", ()))
-    for key in sorted((set(before) | set(now)) - ignored):
-        old, new = before.get(key), now.get(key)
-        if old != new:
-            changed.append(
-                f"{key} differs" if key.endswith("sha256") else f"{key} {old!r} -> {new!r}"
-            )
-    return changed
 
 
 def prepare_run(

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,42 +21,33 @@ from pathlib import Path
 
 import torch
 
-from rsigradcam.app.dataset.distributed import (
-    Ranks,
-    barrier,
-    cpu_count,
-    from_rank_zero,
-    process_group,
-    rank_device,
-)
 from rsigradcam.app.dataset.explainer import explain_shards
-from rsigradcam.app.dataset.lock import run_lock
 from rsigradcam.app.dataset.parameters import (
     DatasetOptions,
     RunParameters,
     prepare_run,
     read_run,
 )
-from rsigradcam.app.dataset.progress import RunProgress
-from rsigradcam.app.dataset.shards import merge_shards, rank_shards, shard_names
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import ImageEntry
-from rsigradcam.app.loading import InputError, check_layers, load_model, probe_layers
+from rsigradcam.app.loading.layers import check_layers, probe_layers
+from rsigradcam.app.loading.models import load_model
 from rsigradcam.app.outputs import prepare_output_dir
+from rsigradcam.app.runs.distributed import (
+    Ranks,
+    RankZeroError,
+    barrier,
+    from_rank_zero,
+    process_group,
+    rank_device,
+    torch_threads,
+)
+from rsigradcam.app.runs.lock import run_lock
+from rsigradcam.app.runs.progress import RunProgress
+from rsigradcam.app.runs.shards import merge_shards, rank_shards, shard_names
 from rsigradcam.core.inference import float32_arithmetic
 
-__all__ = ["DatasetSummary", "RankZeroError", "explain_dataset", "torch_threads"]
-
-
-class RankZeroError(Exception):
-    """Raised on ranks other than 0 when rank 0 refused the run (it reports why).
-
-    Attributes:
-        exit_code: The exit code rank 0 exits with (2 for a usage error).
-    """
-
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(f"rank 0 stopped the run (exit code {exit_code})")
-        self.exit_code = exit_code
+__all__ = ["DatasetSummary", "explain_dataset"]
 
 
 @dataclass(frozen=True)
@@ -134,27 +124,6 @@ def explain_dataset(
             return _run(options, ranks, device, progress, echo)
     finally:
         torch.set_num_threads(threads_before)
-
-
-def torch_threads(threads: int | None, local_processes: int) -> int:
-    """Torch threads per process: ``threads`` (``--threads``), else ``OMP_NUM_THREADS``.
-
-    Without either, the CPU cores divided by the processes on this machine. An
-    ``OMP_NUM_THREADS`` that is not a positive integer is ignored, as OpenMP does.
-
-    Example:
-        >>> torch_threads(3, 4)
-        3
-    """
-    if threads is not None:
-        return threads
-    try:
-        from_env = int(os.environ.get("OMP_NUM_THREADS", "").strip())
-    except ValueError:
-        from_env = 0
-    if from_env >= 1:
-        return from_env
-    return max(1, cpu_count() // local_processes)
 
 
 def _run(

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsigradcam.app.loading import InputError
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.settings import Variants
 from rsigradcam.core.targets import Output
 from rsigradcam.methods import METHODS, method_class

@@ -15,15 +15,11 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.options import EvaluationOptions
 from rsigradcam.app.images import list_images
-from rsigradcam.app.loading import (
-    EMBEDDED_MODELS,
-    InputError,
-    LoadedModel,
-    check_layers,
-    probe_layers,
-)
+from rsigradcam.app.loading.layers import check_layers, probe_layers
+from rsigradcam.app.loading.models import EMBEDDED_MODELS, LoadedModel
 from rsigradcam.app.samples import (
     DEMO_LAYERS,
     EVALUATION_PHOTOS,

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rsigradcam import metrics
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.arms import PRESET_ARMS, Arm, run_arms
-from rsigradcam.app.loading import INPUT_SIZE, InputError
+from rsigradcam.app.loading.models import INPUT_SIZE
 from rsigradcam.app.settings import Channels, InputFormat, Variants
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.targets import Output

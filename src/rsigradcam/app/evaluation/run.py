@@ -3,7 +3,7 @@
 The work is split into shards (:mod:`.work`). Into an output folder, each shard is written
 as ``shards/shard-NNNNN.jsonl`` (one line per image, grid or test) and ``.npz`` (the
 gallery's heatmaps), with the files and the lock of ``explain-dataset``
-(:mod:`rsigradcam.app.dataset.shards`): a shard is finished when its ``.npz`` exists, so a
+(:mod:`rsigradcam.app.runs.shards`): a shard is finished when its ``.npz`` exists, so a
 run that was killed resumes with the same command, redoing only the unfinished shards,
 and a run with other parameters is refused. Under ``torchrun`` rank ``r`` of ``w``
 computes the unfinished shards ``r, r + w...``; rank 0 then joins the lines into
@@ -30,25 +30,7 @@ import numpy as np
 import torch
 
 from rsigradcam import __version__
-from rsigradcam.app.dataset.distributed import (
-    Ranks,
-    barrier,
-    from_rank_zero,
-    process_group,
-    rank_device,
-)
-from rsigradcam.app.dataset.lock import run_lock
-from rsigradcam.app.dataset.parameters import differences
-from rsigradcam.app.dataset.progress import RunProgress
-from rsigradcam.app.dataset.run import RankZeroError, torch_threads
-from rsigradcam.app.dataset.shards import (
-    merge_shards,
-    rank_shards,
-    remove_stale,
-    shard_done,
-    shard_names,
-    write_lines,
-)
+from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation.arms import comparisons
 from rsigradcam.app.evaluation.inputs import load_images, resolve_layers
 from rsigradcam.app.evaluation.merge import Merged, gallery_heatmaps, merge_lines
@@ -75,7 +57,28 @@ from rsigradcam.app.evaluation.stats import (
 )
 from rsigradcam.app.evaluation.storage import UNITS, save_results
 from rsigradcam.app.evaluation.work import Context, ShardSpec, Work, plan_shards, run_shard
-from rsigradcam.app.loading import FIXED_BUDGET_MB, InputError, load_model, model_sha256
+from rsigradcam.app.loading.hashing import model_sha256
+from rsigradcam.app.loading.models import load_model
+from rsigradcam.app.runs.distributed import (
+    Ranks,
+    RankZeroError,
+    barrier,
+    from_rank_zero,
+    process_group,
+    rank_device,
+    torch_threads,
+)
+from rsigradcam.app.runs.lock import run_lock
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB, differences
+from rsigradcam.app.runs.progress import RunProgress
+from rsigradcam.app.runs.shards import (
+    merge_shards,
+    rank_shards,
+    remove_stale,
+    shard_done,
+    shard_names,
+    write_lines,
+)
 from rsigradcam.core.inference import float32_arithmetic
 from rsigradcam.files import finite, save_json, save_text, write_atomically
 from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines

@@ -42,7 +42,8 @@ from rsigradcam.app.evaluation.results import (
     StabilityDetails,
     Units,
 )
-from rsigradcam.app.loading import FIXED_BUDGET_MB, model_sha256
+from rsigradcam.app.loading.hashing import model_sha256
+from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB
 from rsigradcam.core.capture import model_dtype
 from rsigradcam.core.inference import SpeedOptions, prepare_model
 from rsigradcam.core.targets import Output

@@ -30,14 +30,9 @@ import torch
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ClassScore, Steps, top_classes
 from rsigradcam.app.layer_list import layer_lines
-from rsigradcam.app.loading import (
-    LayerInfo,
-    LoadedModel,
-    check_layers,
-    load_model,
-    parse_methods,
-    probe_layers,
-)
+from rsigradcam.app.loading.layers import LayerInfo, check_layers, probe_layers
+from rsigradcam.app.loading.methods import parse_methods
+from rsigradcam.app.loading.models import LoadedModel, load_model
 from rsigradcam.app.samples import SKIMAGE_PHOTOS, find_paper_samples, sample_images
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from rsigradcam.app.cli_support import (
+from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.options import (
     DebugOption,
     DeviceOption,
     GradReluOption,
@@ -30,7 +31,6 @@ from rsigradcam.app.cli_support import (
     methods_option,
     usage_error,
 )
-from rsigradcam.app.folders import removed_if_left_empty
 
 __all__ = ["PresetChoice", "evaluate_command", "step_list"]
 
@@ -50,6 +50,18 @@ def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:
 
     chosen = {k: v for k, v in PRESETS[name].items() if not given(k)}
     return replace(options, **chosen, preset=name)
+
+
+def _with_quick(options: Any) -> Any:
+    """``options`` within ``--quick``'s caps: no randomisation test, no m sweep, at most 2 grids.
+
+    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them.
+    """
+    from dataclasses import replace
+
+    return replace(
+        options, max_grids=min(options.max_grids, 2), sanity=False, stability_steps=()
+    )
 
 
 def step_list(text: str) -> tuple[int, ...]:
@@ -229,11 +241,10 @@ def evaluate_command(
         usage_error(f"--images {str(images)!r} not found")
     from rich.console import Console
 
-    from rsigradcam.app import loading
-    from rsigradcam.app.dataset.distributed import Ranks
-    from rsigradcam.app.dataset.run import RankZeroError
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
+    from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.outputs import prepare_output_dir
+    from rsigradcam.app.runs.distributed import Ranks, RankZeroError
     from rsigradcam.app.settings import input_format
     from rsigradcam.files import one_line
 
@@ -244,15 +255,15 @@ def evaluate_command(
             model=model,
             images=images,
             layers=tuple(layer or ()),
-            methods=loading.parse_methods(methods or ["all"]),
+            methods=parse_methods(methods or ["all"]),
             steps=steps,
             output=output.value,
             device=device,
             seed=seed,
             max_images=max_images,
             curve_points=curve_points,
-            max_grids=min(max_grids, 2) if quick else max_grids,
-            sanity=sanity and not quick,
+            max_grids=max_grids,
+            sanity=sanity,
             sanity_images=sanity_images,
             sanity_stages=sanity_stages,
             stability=stability,
@@ -274,6 +285,8 @@ def evaluate_command(
         )
         if preset is not None:
             options = _with_preset(ctx, options, preset.value)
+        if quick:
+            options = _with_quick(options)
         options.check()
         out_dir = prepare_output_dir(out)
         try:

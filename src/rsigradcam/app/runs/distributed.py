@@ -1,4 +1,4 @@
-"""The processes of a dataset run: one alone, or the ranks of a ``torchrun`` job.
+"""The processes of a run: one alone, or the ranks of a ``torchrun`` job.
 
 Under ``torchrun`` (the ``RANK`` and ``WORLD_SIZE`` variables) each process joins a
 ``torch.distributed`` process group (gloo on CPU, nccl on GPU, or the group that the
@@ -26,22 +26,36 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from rsigradcam.app.loading import check_device
+from rsigradcam.app.loading.models import check_device
 
 __all__ = [
     "BARRIER_TIMEOUT",
+    "RankZeroError",
     "Ranks",
     "barrier",
     "cpu_count",
     "from_rank_zero",
     "process_group",
     "rank_device",
+    "torch_threads",
 ]
 
 #: How long a process waits for the others at a barrier (the slowest rank's last shard).
 BARRIER_TIMEOUT = timedelta(hours=24)
 
 T = TypeVar("T")
+
+
+class RankZeroError(Exception):
+    """Raised on ranks other than 0 when rank 0 refused the run (it reports why).
+
+    Attributes:
+        exit_code: The exit code rank 0 exits with (2 for a usage error).
+    """
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"rank 0 stopped the run (exit code {exit_code})")
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -129,3 +143,24 @@ def from_rank_zero(value: T, ranks: Ranks) -> T:
     box: list[T] = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def torch_threads(threads: int | None, local_processes: int) -> int:
+    """Torch threads per process: ``threads`` (``--threads``), else ``OMP_NUM_THREADS``.
+
+    Without either, the CPU cores divided by the processes on this machine. An
+    ``OMP_NUM_THREADS`` that is not a positive integer is ignored, as OpenMP does.
+
+    Example:
+        >>> torch_threads(3, 4)
+        3
+    """
+    if threads is not None:
+        return threads
+    try:
+        from_env = int(os.environ.get("OMP_NUM_THREADS", "").strip())
+    except ValueError:
+        from_env = 0
+    if from_env >= 1:
+        return from_env
+    return max(1, cpu_count() // local_processes)

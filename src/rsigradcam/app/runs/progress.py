@@ -1,4 +1,4 @@
-"""Rank 0's view of a dataset run: a progress bar on a terminal, else a line per shard.
+"""Rank 0's view of a run: a progress bar on a terminal, else a line per shard.
 
 Example:
     >>> with RunProgress(out, sizes, bar=True, echo=print) as view:  # doctest: +SKIP

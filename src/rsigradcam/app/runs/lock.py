@@ -1,4 +1,4 @@
-"""One dataset run at a time per output folder: an advisory lock on ``OUT/.lock``.
+"""One run at a time per output folder: an advisory lock on ``OUT/.lock``.
 
 Rank 0 holds the lock (``flock``) from its checks to the final merge, so a second run
 into the same folder is refused, naming the process that holds it. The system drops the
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rsigradcam.app.loading import InputError
+from rsigradcam.app.errors import InputError
 
 __all__ = ["LOCK", "run_lock"]
 

@@ -1,0 +1,220 @@
+"""``rsigradcam explain`` and ``rsigradcam layers``: explain image files, list a model's layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.options import (
+    LAST_SPATIAL,
+    CompileOption,
+    DebugOption,
+    DeviceOption,
+    FoldBatchnormOption,
+    GradReluOption,
+    GuidedOption,
+    LayerFilterOption,
+    MeanOption,
+    ModelOption,
+    NoNormalizeOption,
+    OutputChoice,
+    OutputOption,
+    OverlaySizeChoice,
+    OverlaySizeOption,
+    SizeOption,
+    StdOption,
+    check_image_files,
+    check_steps_option,
+    describe,
+    error,
+    fail_cleanly,
+    layer_option,
+    methods_option,
+    plural,
+    usage_error,
+)
+
+__all__ = ["explain", "layers"]
+
+
+def explain(
+    images: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
+    ],
+    layer: Annotated[
+        list[str] | None, layer_option(LAST_SPATIAL + " See 'rsigradcam layers'.")
+    ] = None,
+    method: Annotated[list[str] | None, methods_option("--method", "-m", default="rsi")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Class to explain: an id (285) or a name ('Egyptian cat', any case). "
+            "Default: each image's top-1 class.",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", "-s", min=1, help="RSI-Grad-CAM steps m (m + 1 points).")
+    ] = 50,
+    output: OutputOption = OutputChoice.softmax,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            "-b",
+            help="RSI-Grad-CAM baseline: black (paper), zeros, blur, noise, uniform, auto "
+            "(optimised so the model's output is uniform; fitted once per run), or PATH.pt "
+            "(a saved AutoBaseline or a (C, H, W) tensor).",
+        ),
+    ] = "black",
+    save_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-baseline",
+            help="With --baseline auto: save the fitted baseline to this .pt file, to reuse "
+            "with --baseline PATH.pt.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
+    ] = Path("rsigradcam-output"),
+    overlay_size: OverlaySizeOption = OverlaySizeChoice.model,
+    grad_relu: GradReluOption = False,
+    guided: GuidedOption = False,
+    device: DeviceOption = "cpu",
+    model: ModelOption = "efficientnet_lite0",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
+    compile_model: CompileOption = False,
+    fold_batchnorm: FoldBatchnormOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
+
+    Writes to --out, for each image NAME.ext and each layer and method:
+    NAME_LAYER_METHOD.png (the heatmap in the jet colormap over the image) and
+    NAME_LAYER_METHOD.npy (the raw heatmap in [0, 1], at the input size); ig explains the
+    input, as LAYER 'input'. Per image NAME.json (top-5 classes, the explained class, the
+    options, per layer and method the steps and completeness error, the time taken) and,
+    with several layers or methods, NAME_grid.png (rows = layers, columns = the image,
+    then one per method). Images are resized to --size (224x224) and normalised with
+    --mean and --std (the ImageNet ones), or not with --no-normalize; the black baseline
+    is black in the same normalisation. --grad-relu and --guided (the authors' variants)
+    change rsi only; its completeness error is then null.
+
+    An image that cannot be read is reported and skipped; the others are still explained
+    and the exit code is 1.
+    """
+    check_steps_option(steps)
+    check_image_files(images)
+    if save_baseline is not None and baseline != "auto":
+        usage_error("--save-baseline needs --baseline auto")
+    from rsigradcam.app import explain as explaining
+    from rsigradcam.app import outputs
+    from rsigradcam.app.loading.baselines import resolve_baseline
+    from rsigradcam.app.loading.classes import resolve_class
+    from rsigradcam.app.loading.layers import check_layers, probe_layers
+    from rsigradcam.app.loading.methods import parse_methods
+    from rsigradcam.app.loading.models import load_model
+    from rsigradcam.baselines import AutoBaseline
+    with fail_cleanly(debug):
+        from rsigradcam.app.settings import Variants, input_format, speed_options
+
+        methods = parse_methods(method or ["rsi"])
+        variants = Variants(grad_relu, guided)
+        variants.check(methods)
+        fmt = input_format(size, mean, std, no_normalize)
+        loaded = load_model(model, device, fmt.size)
+        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size))
+        class_id = (
+            resolve_class(target, loaded.class_names, loaded.num_classes)
+            if target is not None
+            else None
+        )
+        baseline_spec = resolve_baseline(baseline, loaded)
+        explainer = explaining.ImageExplainer(
+            loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
+            variants=variants, input_format=fmt, overlay_size=overlay_size.value,
+            speed=speed_options(compile_model, fold_batchnorm),
+        )
+    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+        out_dir = outputs.prepare_output_dir(out)
+        failures = outputs.explain_images(
+            explainer,
+            images,
+            out_dir,
+            class_id,
+            echo=lambda line, problem: typer.echo(line, err=problem),
+            describe=lambda exc: describe(exc, debug),
+        )
+    done = len(images) - failures
+    if isinstance(baseline_spec, AutoBaseline):
+        for fit in baseline_spec.fits.values():
+            typer.echo(
+                f"Auto baseline {tuple(fit.baseline.shape)}: the largest class probability went "
+                f"from {fit.max_prob_before:.4f} (black) to {fit.max_prob_after:.4f}"
+            )
+        if save_baseline is not None and baseline_spec.fits:
+            with fail_cleanly(debug):
+                baseline_spec.save(save_baseline)
+            typer.echo(f"Saved the auto baseline to {save_baseline}")
+    if done:
+        typer.echo(f"Wrote the outputs of {plural(done, 'image')} to {out_dir.resolve()}")
+    if failures:
+        error(f"{failures} of {plural(len(images), 'image')} could not be explained")
+        raise typer.Exit(1)
+
+
+def layers(
+    model: ModelOption = "efficientnet_lite0",
+    device: DeviceOption = "cpu",
+    size: SizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    no_normalize: NoNormalizeOption = False,
+    pattern: LayerFilterOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """List the layers that can be explained, their module types and output shapes.
+
+    --size gives another input size (the shapes follow it); --mean, --std and
+    --no-normalize are accepted as in the other commands and do not change the shapes.
+
+    A layer can be explained when it runs once and outputs a spatial map K x h x w with
+    h x w > 1. Layers are listed in the order they finish (a block after its parts); the
+    last one is the default (--layer auto).
+    """
+    from rsigradcam.app.layer_list import layer_lines
+    from rsigradcam.app.loading.layers import probe_layers
+    from rsigradcam.app.loading.models import load_model
+
+    with fail_cleanly(debug):
+        from rsigradcam.app.settings import input_format
+
+        fmt = input_format(size, mean, std, no_normalize)
+        loaded = load_model(model, device, fmt.size)
+        found = [i for i in probe_layers(loaded.model, fmt.size) if i.explainable]
+    if not found:
+        error(f"model {model!r} has no layer with a spatial output")
+        raise typer.Exit(1)
+    lines = layer_lines(loaded.model, found, pattern)
+    if not lines:
+        error(f"no layer of {model} matches --filter {pattern!r}; run without --filter to see "
+              f"all {plural(len(found), 'layer')}")
+        raise typer.Exit(1)
+    matching = f" matching {pattern!r}" if pattern else ""
+    typer.echo(
+        f"# {plural(len(lines), 'layer')} of {model} that can be explained{matching}, in the "
+        f"order they finish, with their type and output K x h x w for a {fmt.size_text} image:"
+    )
+    for line in lines:
+        typer.echo(line)
