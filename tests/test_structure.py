@@ -2,8 +2,9 @@
 
 The contracts themselves (the library never imports the application, the library's layers,
 no import cycle, private modules stay in their package) are import-linter's, in
-pyproject.toml, and `make lint` checks them. Here: importing the library stays light, and no
-private name crosses a module line in the package.
+pyproject.toml, and `make lint` checks them. Here: importing the library stays light, no
+private name crosses a module line in the package, and the tests import only the library's
+public names and the shared helpers (tests/helpers.py), never another test module.
 """
 
 from __future__ import annotations
@@ -131,3 +132,40 @@ def test_no_private_name_is_imported_across_library_modules() -> None:
         )
     ]
     assert problems == []
+
+
+def _test_import_problem(module: str, name: str | None) -> str | None:
+    """Why a test may not import ``name`` from ``module``, or ``None`` when it may."""
+    full = module if name is None else f"{module}.{name}"
+    parts = full.split(".")
+    if parts[0] == "tests":
+        if "conftest" in parts:
+            return "conftest (fixtures reach tests by name; helpers live in tests/helpers.py)"
+        if any(part.startswith("test_") for part in parts):
+            return "another test module (shared code lives in tests/helpers.py)"
+    elif parts[0] == PACKAGE and any(_is_private(part) for part in parts):
+        return "a private library name (test the public one)"
+    return None
+
+
+def test_tests_import_no_test_module_conftest_or_private_library_name() -> None:
+    problems = [
+        f"{path.relative_to(ROOT)}:{line}: {module}{'' if name is None else ' ' + name}: {why}"
+        for package, path in _python_files(ROOT, "tests")
+        for line, module, name in _imports(path, package)
+        if (why := _test_import_problem(module, name)) is not None
+    ]
+    assert problems == []
+
+
+def test_the_test_import_rule_on_examples() -> None:
+    assert _test_import_problem("tests.conftest", "make_case") is not None
+    assert _test_import_problem("tests", "conftest") is not None
+    assert _test_import_problem("tests.app.test_evaluate", "TINY_MODULE") is not None
+    assert _test_import_problem("tests.app", "test_evaluate") is not None
+    assert _test_import_problem("rsigradcam.core.adaptive", "_completeness") is not None
+    assert _test_import_problem("rsigradcam.metrics._common", "x") is not None
+    assert _test_import_problem("tests.helpers", "make_case") is None
+    assert _test_import_problem("tests.reference.loop", "reference_rsi") is None
+    assert _test_import_problem("rsigradcam.core.adaptive", "AdaptiveSchedule") is None
+    assert _test_import_problem("torch.nn", "functional") is None

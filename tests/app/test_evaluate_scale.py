@@ -31,14 +31,13 @@ from rsigradcam.app.evaluation.stages import plan_grids
 from rsigradcam.app.evaluation.stats import holm
 from rsigradcam.app.loading import InputError
 from rsigradcam.app.settings import Variants
-from tests.app.test_evaluate import TINY_MODULE
-from tests.conftest import load_module
+from tests.helpers import DISCS_MODULE, load_module
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 N_IMAGES = 8
 LAYER = "features.3"
-DELAYED = TINY_MODULE + '''
+DELAYED = DISCS_MODULE + '''
 
 import os
 import re

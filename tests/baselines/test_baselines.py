@@ -15,7 +15,7 @@ from rsigradcam.baselines import (
     make_baselines,
 )
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_NORMALIZE, IMAGENET_STD
-from tests.conftest import assert_same_state, make_case, model_state
+from tests.helpers import assert_same_state, make_case, model_state
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -25,7 +25,7 @@ from rsigradcam.core.inference import (
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
 from rsigradcam.models.efficientnet_lite import SameConv2d
-from tests.conftest import assert_same_state, make_case, make_cnn, model_state
+from tests.helpers import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.loop import reference_rsi
 
 OFF = {"fold_batchnorm": False, "channels_last": False}

@@ -15,7 +15,7 @@ from rsigradcam.core.adaptive import AdaptiveSchedule
 from rsigradcam.core.path import MAX_AUTO_STEPS, MAX_STEPS, check_partition, check_steps
 from rsigradcam.methods import IntegratedGradCAM, IntegratedGradients
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 WHY = "each interval costs a forward and backward pass; 50-256 converge on every case measured"
 

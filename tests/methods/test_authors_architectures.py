@@ -32,7 +32,7 @@ from tests.architectures import (
     resnet50,
     vgg19,
 )
-from tests.conftest import assert_same_state, model_state
+from tests.helpers import assert_same_state, model_state
 from tests.reference.loop import activations_and_gradients, reference_rsi
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")

@@ -11,7 +11,7 @@ import torch
 from rsigradcam import RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import make_case
+from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
