@@ -239,6 +239,7 @@ def _section(title: str) -> str:
     return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
+@pytest.mark.slow
 def test_reproducing_the_authors_notebooks_example_runs() -> None:
     """The README section's Python example runs as written, and what it says holds: their
     mean over channels is a scale factor that the normalisation removes, the upsampling is

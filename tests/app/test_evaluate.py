@@ -405,6 +405,7 @@ def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedP
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(
     full_run: Path, chromium: str, tmp_path: Path
 ) -> None:

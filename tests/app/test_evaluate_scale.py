@@ -230,6 +230,7 @@ def test_a_resume_with_other_parameters_is_refused(folder: Path, reference: Path
     assert "holds an evaluation with other parameters (steps 4 -> 5)" in result.output
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(folder: Path, reference: Path) -> None:
     out = folder / "killed"
     command = [sys.executable, "-m", "rsigradcam.app.cli", "evaluate", "--images",
@@ -258,6 +259,7 @@ def test_killed_run_resumes_to_the_same_result(folder: Path, reference: Path) ->
     assert len(manifest) == N_IMAGES + 1 + 1  # images, one grid, the randomisation test
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(folder: Path, reference: Path) -> None:
     out = folder / "two"
     command = [

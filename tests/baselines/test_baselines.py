@@ -156,6 +156,7 @@ def embedded_model():
     return efficientnet_lite0()
 
 
+@pytest.mark.slow
 def test_auto_baseline_makes_the_embedded_model_unsure(fitted):
     _, fit = fitted
     assert fit.iterations == 200 and len(fit.loss) == 200
@@ -166,6 +167,7 @@ def test_auto_baseline_makes_the_embedded_model_unsure(fitted):
     assert fit.to_dict()["max_prob_after"] == fit.max_prob_after
 
 
+@pytest.mark.slow
 def test_auto_baseline_is_cached_saved_and_loaded(fitted, embedded_model, tmp_path):
     auto, fit = fitted
     x = torch.zeros(2, 3, 224, 224)

@@ -185,6 +185,7 @@ def test_completeness_and_auto_steps_are_unchanged_by_the_options():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+@pytest.mark.slow
 def test_compile_matches_eager_and_reports_its_compile_time_apart():
     model, images = make_case(14)
     cam = RSIGradCAM(model, "conv", steps=4, batch_size=5, compile=True, **OFF)
@@ -198,6 +199,7 @@ def test_compile_matches_eager_and_reports_its_compile_time_apart():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+@pytest.mark.slow
 def test_compiled_and_frozen_copy_follows_changed_weights():
     """On a CPU the compiled copy is frozen (its weights become constants): a model whose
     weights change between calls gets a new copy, so the maps follow the new weights."""

@@ -137,6 +137,7 @@ def test_auto_defaults_match_uniform_50_within_128_evaluations():
     assert auto.partition.shape[-1] <= 128
 
 
+@pytest.mark.slow
 def test_auto_is_as_complete_as_uniform_50_on_chelsea_blocks5() -> None:
     """Issue 16's own case: auto bisects where the sum departs from the score's change."""
     from skimage import data

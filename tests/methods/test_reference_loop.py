@@ -93,6 +93,7 @@ def embedded():
     ("rule", "output", "variant"),
     list(itertools.product(["trapezoid", "left", "right"], ["softmax", "logits"], VARIANTS)),
 )
+@pytest.mark.slow
 def test_embedded_model_matches_reference(embedded, rule, output, variant):
     model, image = embedded
     grad_relu, guided = variant
