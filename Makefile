@@ -36,4 +36,5 @@ test-fast: lint
 	$(PY) -m pytest -m "not slow and not browser and not gpu"
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+		.import_linter_cache .grimp_cache
