@@ -1,6 +1,7 @@
-# Two entry points: `make demo` and `make test`. Each creates .venv when it is missing,
-# installs torch 2.13.0 first when no torch is installed (pinned, so that the package's
-# torch>=2.2 requirement never picks another build), then this package in editable mode.
+# Two entry points: `make demo` and `make test` (`make test-fast` leaves out the slow,
+# browser and GPU tests). Each creates .venv when it is missing, installs torch 2.13.0
+# first when no torch is installed (pinned, so that the package's torch>=2.2 requirement
+# never picks another build), then this package in editable mode.
 # TORCH_PIP_ARGS adds pip arguments for that torch install, e.g. the CPU wheel index:
 #   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rsigradcam-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +26,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest
 
+# Every test but the slow, browser and GPU ones (see the markers in pyproject.toml).
+test-fast: lint
+	$(PY) -m pytest -m "not slow and not browser and not gpu"
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+		.import_linter_cache .grimp_cache

@@ -1,4 +1,5 @@
-"""A small seeded classifier for the explain-dataset tests: ``tests.dataset_model:small_cnn``.
+"""Small seeded classifiers for the command-line tests: ``tests.dataset_model:small_cnn``,
+and ``tests.dataset_model:cifar_cnn``, which takes 32x32 images only.
 
 With ``RSIGRADCAM_TEST_DELAY`` set (seconds), every forward pass sleeps that long, so that
 a run can be killed half-way; the numbers do not change.
@@ -45,3 +46,27 @@ def small_cnn(seed: int = 0) -> nn.Module:
 def other_small_cnn() -> nn.Module:
     """The same network with other weights: ``tests.dataset_model:other_small_cnn``."""
     return small_cnn(seed=1)
+
+
+class Cifar(nn.Module):
+    """A CIFAR-style classifier whose flatten + linear head takes 32x32 images only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.AvgPool2d(4)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1))
+
+
+def cifar_cnn() -> nn.Module:
+    """The model with seeded weights: ``tests.dataset_model:cifar_cnn``."""
+    generator = torch.Generator().manual_seed(0)
+    model = Cifar()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    return model.eval()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rsigradcam import METHODS, Explanation, GradCAM
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from rsigradcam.io import (
     read_image,
 )
 from rsigradcam.models import IMAGENET_MEAN, IMAGENET_STD
+from tests.helpers import png_header_only
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -31,22 +30,6 @@ WHITE = (255, 255, 255)
 def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height RGB pixels but holds almost no data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def _check_output(x: torch.Tensor, rgb: np.ndarray, size: int = 224) -> None:
@@ -396,7 +379,7 @@ def test_text_file_renamed_to_jpg(tmp_path: Path) -> None:
 
 def test_decompression_bomb_refused_by_pillow_check(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(50_000, 50_000))
+    path.write_bytes(png_header_only(50_000, 50_000))
     limit = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ValueError, match="too large") as error:
         load_image(path)
@@ -410,7 +393,7 @@ def test_decompression_bomb_refused_by_pillow_check(tmp_path: Path) -> None:
 
 def test_decompression_bomb_refused_by_max_pixels(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(5_000, 4_000))
+    path.write_bytes(png_header_only(5_000, 4_000))
     with pytest.raises(ValueError, match="too large") as error:
         load_image(path, max_pixels=10_000_000)
     message = str(error.value)
@@ -422,7 +405,7 @@ def test_decompression_bomb_refused_by_max_pixels(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_default_limit_is_enforced_below_pillows_hard_limit() -> None:
     with pytest.raises(ValueError, match="12000x10000"):
-        load_image(_png_header_only(12_000, 10_000))
+        load_image(png_header_only(12_000, 10_000))
 
 
 def test_max_pixels_on_real_image_and_pil_global_untouched(tmp_path: Path) -> None:

@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rsigradcam.app.bench import ConvergenceRow, SpeedRow, _markdown
+from rsigradcam.app.bench import ConvergenceRow, SpeedRow, bench_markdown
 from rsigradcam.app.cli import app
 from rsigradcam.app.evaluation import EvaluationResults, markdown_summary, read_results
 from rsigradcam.files import md_cell
 from rsigradcam.serialization import decode
-from tests.app.test_evaluate import TINY_MODULE
-from tests.conftest import load_benchmark, load_module
+from tests.helpers import DISCS_MODULE, load_benchmark, load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
@@ -128,9 +127,9 @@ def test_md_cell_escapes_pipes_and_joins_lines() -> None:
 @pytest.fixture(scope="module")
 def evaluation_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """results.json and summary.md of a small `rsigradcam evaluate` run (the tiny disc
-    classifier of tests/app/test_evaluate.py, Grad-CAM and RSI, every metric on)."""
+    classifier of tests/helpers.py, Grad-CAM and RSI, every metric on)."""
     folder = tmp_path_factory.mktemp("markdown")
-    (folder / "tinydiscs.py").write_text(TINY_MODULE)
+    (folder / "tinydiscs.py").write_text(DISCS_MODULE)
     module = load_module(folder / "tinydiscs.py", "tinydiscs_markdown")
     from PIL import Image
 
@@ -180,7 +179,7 @@ def _bench_markdown(name: str) -> str:
                                   {0.1: (33, 0.998), 0.05: (41, 0.9991)})]
     meta = {"device_name": "cpu", "torch": "x", "threads": 1, "image": name, "layer": name,
             "steps": 4, "repeats": 1, "target_corr": 0.999}
-    return _markdown(meta, speed, convergence, {"max_abs_heatmap_diff": 1e-7})
+    return bench_markdown(meta, speed, convergence, {"max_abs_heatmap_diff": 1e-7})
 
 
 def test_bench_results_md_tables_are_well_formed() -> None:
@@ -241,6 +240,7 @@ def _section(title: str) -> str:
     return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
+@pytest.mark.slow
 def test_reproducing_the_authors_notebooks_example_runs() -> None:
     """The README section's Python example runs as written, and what it says holds: their
     mean over channels is a scale factor that the normalisation removes, the upsampling is

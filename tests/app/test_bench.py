@@ -6,7 +6,7 @@ import torch
 
 from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import (
-    _markdown,
+    bench_markdown,
     convergence_table,
     heatmap_correlation,
     official_style_loop,
@@ -15,7 +15,7 @@ from rsigradcam.app.bench import (
 )
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import load_benchmark, make_case
+from tests.helpers import load_benchmark, make_case
 
 
 def test_official_style_loop_computes_the_grad_relu_variant():
@@ -44,7 +44,7 @@ def test_speed_convergence_and_precision_tables(tmp_path):
     assert precision["max_abs_heatmap_diff"] < 1e-4
     meta = {"device_name": "cpu", "torch": "x", "threads": 1, "image": "img", "layer": "conv",
             "steps": 4, "repeats": 1, "target_corr": 0.999}
-    text = _markdown(meta, rows, conv, precision)
+    text = bench_markdown(meta, rows, conv, precision)
     assert "| img (0" in text or "| img (" in text
     assert "auto tol 0.1" in text
     evals = conv[0].auto[0.1][0]

@@ -338,6 +338,7 @@ def test_parts(source: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(
     reference: Path, source: Path, tmp_path: Path
 ) -> None:
@@ -358,6 +359,7 @@ def test_torchrun_two_ranks_equal_one_process(
     assert_same_results(reference, out)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(
     reference: Path, source: Path, tmp_path: Path
 ) -> None:

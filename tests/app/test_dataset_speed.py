@@ -24,7 +24,14 @@ def _maps(out: Path) -> np.ndarray:
         return np.asarray(found["heatmaps_0"], dtype=np.float32)
 
 
-@pytest.mark.parametrize("extra", [["--compile"], ["--fold-batchnorm"], ["--no-fold-batchnorm"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(["--compile"], marks=pytest.mark.slow),  # torch.compile: a C++ build
+        ["--fold-batchnorm"],
+        ["--no-fold-batchnorm"],
+    ],
+)
 def test_speed_options_keep_the_maps(tmp_path: Path, extra: list[str]) -> None:
     rng = np.random.default_rng(0)
     for i in range(4):

@@ -43,61 +43,9 @@ from rsigradcam.app.evaluation.results import Evaluation
 from rsigradcam.app.evaluation.stats import paired_bootstrap_mean
 from rsigradcam.files import finite
 from rsigradcam.serialization import decode, encode
-from tests.conftest import load_module
+from tests.helpers import DISCS_MODULE, load_module
 
 runner = CliRunner()
-
-# Four classes: a red, green, blue or yellow disc on a noisy grey background. The last
-# layer is fitted in build() so that each disc colour is its class.
-TINY_MODULE = '''
-import numpy as np
-import torch
-from torch import nn
-
-COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (235, 220, 40)]
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def picture(k, seed, size=224, radius=None):
-    g = torch.Generator().manual_seed(seed)
-    base = 100 + 40 * torch.rand(3, size, size, generator=g)
-    r = int(torch.randint(30, 60, (1,), generator=g)) if radius is None else radius
-    cy, cx = torch.randint(r, size - r, (2,), generator=g).tolist()
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-    colour = torch.tensor(COLOURS[k], dtype=torch.float32).view(3, 1, 1)
-    image = torch.where(disc, colour, base).round().clamp(0, 255).to(torch.uint8)
-    return image.permute(1, 2, 0).numpy()
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.ReLU(),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 4)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def build():
-    torch.manual_seed(0)
-    model = Tiny().eval()
-    x = torch.stack([torch.from_numpy(picture(k, 100 + k, radius=45)) for k in range(4)])
-    x = (x.permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
-    with torch.no_grad():
-        f = torch.flatten(model.pool(model.features(x)), 1)
-        a = torch.cat([f, torch.ones(4, 1)], dim=1).double()
-        w = torch.linalg.pinv(a) @ (5.0 * torch.eye(4, dtype=torch.float64))
-        model.fc.weight.copy_(w[:-1].T.float())
-        model.fc.bias.copy_(w[-1].float())
-    return model
-'''
 
 N_IMAGES = 4  # classes 0, 1, 2, 3: one grid; images 0 and 2 are saturated, 1 and 3 not
 LAYERS = ("features.1", "features.3")
@@ -115,7 +63,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model module and four disc images (saturated and unsaturated ones)."""
     folder = tmp_path_factory.mktemp("evaluate")
     module_file = folder / "tinydiscs.py"
-    module_file.write_text(TINY_MODULE)
+    module_file.write_text(DISCS_MODULE)
     module = load_module(module_file, "tinydiscs_pictures")
     (folder / "images").mkdir()
     for i in range(N_IMAGES):
@@ -463,6 +411,7 @@ def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedP
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(
     full_run: Path, chromium: str, tmp_path: Path
 ) -> None:

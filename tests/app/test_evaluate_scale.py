@@ -33,14 +33,13 @@ from rsigradcam.app.evaluation.stats import holm
 from rsigradcam.app.settings import Variants
 from rsigradcam.files import finite
 from rsigradcam.serialization import encode
-from tests.app.test_evaluate import TINY_MODULE
-from tests.conftest import load_module
+from tests.helpers import DISCS_MODULE, load_module
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 N_IMAGES = 8
 LAYER = "features.3"
-DELAYED = TINY_MODULE + '''
+DELAYED = DISCS_MODULE + '''
 
 import os
 import re
@@ -233,6 +232,7 @@ def test_a_resume_with_other_parameters_is_refused(folder: Path, reference: Path
     assert "holds an evaluation with other parameters (steps 4 -> 5)" in result.output
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(folder: Path, reference: Path) -> None:
     out = folder / "killed"
     command = [sys.executable, "-m", "rsigradcam.app.cli", "evaluate", "--images",
@@ -283,6 +283,7 @@ def test_a_finished_run_of_an_earlier_version_resumes_to_the_compact_form(
     assert _numbers(out) == _numbers(reference)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(folder: Path, reference: Path) -> None:
     out = folder / "two"
     command = [

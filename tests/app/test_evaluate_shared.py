@@ -7,7 +7,7 @@ import torch
 from rsigradcam import RSIGradCAM
 from rsigradcam.app.evaluation.stages import MethodRunner, share_passes
 from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 
 def _runner(name: str, output: str, notes: list[str], **variants: bool) -> MethodRunner:

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 from typer.testing import CliRunner, Result
 
 from rsigradcam.app import outputs as explaining
@@ -41,32 +40,8 @@ from rsigradcam.methods import RSIGradCAM
 from rsigradcam.serialization import encode
 
 runner = CliRunner()
-CIFAR = "tests.app.test_options_variants_size:cifar_cnn"
+CIFAR = "tests.dataset_model:cifar_cnn"
 SMALL = "tests.dataset_model:small_cnn"
-
-
-class Cifar(nn.Module):
-    """A CIFAR-style classifier whose flatten + linear head takes 32x32 images only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.act = nn.ReLU()
-        self.pool = nn.AvgPool2d(4)
-        self.fc = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1))
-
-
-def cifar_cnn() -> nn.Module:
-    """The model with seeded weights: ``--model`` :data:`CIFAR`."""
-    generator = torch.Generator().manual_seed(0)
-    model = Cifar()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ needs_browser = pytest.mark.skipif(
     "/usr/bin/chromedriver); .ci/run installs them with apt-get",
 )
 pytest.importorskip("gradio", reason="the app extra: pip install 'rsigradcam[app]'")
+# The server is the browser's page; the gradio_client tests share it.
+pytestmark = pytest.mark.browser
 
 
 def _free_port() -> int:

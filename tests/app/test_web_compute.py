@@ -28,7 +28,7 @@ from rsigradcam.app.web.results import convergence, explain_image
 from rsigradcam.app.web.server import INSTALL_HINT, check_gradio, check_port
 from rsigradcam.app.web.views import gallery, results_table, summary
 from rsigradcam.io import ImageLoadError
-from tests.test_io import _png_header_only
+from tests.helpers import png_header_only
 
 SMALL = "tests.dataset_model:small_cnn"  # 5 classes, layers stem.*, conv, act
 runner = CliRunner()
@@ -180,7 +180,7 @@ def test_unreadable_uploads_are_one_line_naming_the_file(
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header_only(50_000, 50_000))
+    bomb.write_bytes(png_header_only(50_000, 50_000))
     cases = {
         truncated: "'half.png' is not a readable image: image file is truncated",
         text: "'notes.png' is not a readable image: not a recognised image format",

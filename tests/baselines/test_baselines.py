@@ -16,7 +16,7 @@ from rsigradcam.baselines import (
 )
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_NORMALIZE, IMAGENET_STD
 from rsigradcam.serialization import encode
-from tests.conftest import assert_same_state, make_case, model_state
+from tests.helpers import assert_same_state, make_case, model_state
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -157,6 +157,7 @@ def embedded_model():
     return efficientnet_lite0()
 
 
+@pytest.mark.slow
 def test_auto_baseline_makes_the_embedded_model_unsure(fitted):
     _, fit = fitted
     assert fit.iterations == 200 and len(fit.loss) == 200
@@ -167,6 +168,7 @@ def test_auto_baseline_makes_the_embedded_model_unsure(fitted):
     assert encode(fit)["max_prob_after"] == fit.max_prob_after
 
 
+@pytest.mark.slow
 def test_auto_baseline_is_cached_saved_and_loaded(fitted, embedded_model, tmp_path):
     auto, fit = fitted
     x = torch.zeros(2, 3, 224, 224)

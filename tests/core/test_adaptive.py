@@ -9,8 +9,13 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.bench import heatmap_correlation
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.core.adaptive import AdaptiveSchedule, _completeness, _first_error, _ImagePoints
-from tests.conftest import make_case
+from rsigradcam.core.adaptive import (
+    AdaptiveSchedule,
+    ImagePoints,
+    first_error_scale,
+    largest_completeness_error,
+)
+from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -79,12 +84,12 @@ def test_first_error_is_the_residuals_spread_where_signs_cancel():
     # Two intervals whose trapezoid terms are 1 each while y changes by 1.1 and 0.9: the
     # signed completeness error is 0 by cancellation; each residual is 0.1 / |gap| = 0.05
     # and their spread sqrt(2 * 0.05^2).
-    points = _ImagePoints(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    points = ImagePoints(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
     points.acts["l"] = torch.tensor([0.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
     points.grads["l"] = torch.ones(3, 1, 1, 1)
     points.scores = torch.tensor([0.0, 1.1, 2.0], dtype=torch.float64)
     points.sums["l"] = 2.0
-    assert _completeness(points, ["l"], 2.0) == 0.0
-    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.05 * 2**0.5)
+    assert largest_completeness_error(points, ["l"], 2.0) == 0.0
+    assert first_error_scale(points, ["l"], 2.0) == pytest.approx(0.05 * 2**0.5)
     points.sums["l"] = 2.5  # a larger signed error wins
-    assert _first_error(points, ["l"], 2.0) == pytest.approx(0.25)
+    assert first_error_scale(points, ["l"], 2.0) == pytest.approx(0.25)

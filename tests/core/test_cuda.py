@@ -24,7 +24,10 @@ from rsigradcam.app.evaluation import EvaluationOptions, evaluate
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
 
 DEVICE = "cuda"
 STEPS = 16

@@ -25,7 +25,7 @@ from rsigradcam.core.inference import (
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
 from rsigradcam.models.efficientnet_lite import SameConv2d
-from tests.conftest import assert_same_state, make_case, make_cnn, model_state
+from tests.helpers import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.loop import reference_rsi
 
 OFF = {"speed": "off"}
@@ -189,6 +189,7 @@ def test_completeness_and_auto_steps_are_unchanged_by_the_options():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+@pytest.mark.slow
 def test_compile_matches_eager_and_reports_its_compile_time_apart():
     model, images = make_case(14)
     compiled = SpeedOptions(fold_batchnorm=False, channels_last=False, cpu_tuning=False,
@@ -204,6 +205,7 @@ def test_compile_matches_eager_and_reports_its_compile_time_apart():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+@pytest.mark.slow
 def test_compiled_and_frozen_copy_follows_changed_weights():
     """On a CPU the compiled copy is frozen (its weights become constants): a model whose
     weights change between calls gets a new copy, so the maps follow the new weights."""

@@ -15,7 +15,7 @@ from rsigradcam.core.adaptive import AdaptiveSchedule
 from rsigradcam.core.path import MAX_AUTO_STEPS, MAX_STEPS, check_partition, check_steps
 from rsigradcam.methods import IntegratedGradCAM, IntegratedGradients
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 WHY = "each interval costs a forward and backward pass; 50-256 converge on every case measured"
 
@@ -137,6 +137,7 @@ def test_auto_defaults_match_uniform_50_within_128_evaluations():
     assert auto.partition.shape[-1] <= 128
 
 
+@pytest.mark.slow
 def test_auto_is_as_complete_as_uniform_50_on_chelsea_blocks5() -> None:
     """Issue 16's own case: auto bisects where the sum departs from the score's change."""
     from skimage import data

@@ -54,6 +54,7 @@ def test_chunk_size_follows_the_budget():
 
 @linux_only
 @pytest.mark.parametrize("budget_mb", [48, 160])
+@pytest.mark.slow
 def test_sixteen_images_at_m50_stay_within_the_budget(budget_mb):
     result = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(budget_mb)],

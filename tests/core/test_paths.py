@@ -8,7 +8,7 @@ import torch
 from rsigradcam import GradCAM, RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import assert_same_state, make_case, model_state
+from tests.helpers import assert_same_state, make_case, model_state
 from tests.reference.loop import reference_rsi
 
 KW = dict(dtype=torch.float64, batch_size=5)

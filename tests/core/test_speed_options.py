@@ -14,7 +14,7 @@ from torch import nn
 from rsigradcam import GradCAM, ModelRun, RSIGradCAM, SpeedOptions
 from rsigradcam.core import inference
 from rsigradcam.core.inference import COPIES_PER_MODEL, clear_cache, prepare_model
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 
 class _Standardized(nn.Conv2d):

@@ -7,7 +7,7 @@ import torch
 
 from rsigradcam import GradCAM, RSIGradCAM
 from rsigradcam.core.reshape import TokenGrid
-from tests.conftest import assert_same_state, model_state
+from tests.helpers import assert_same_state, model_state
 from tests.reference.loop import activations_and_gradients, reference_rsi
 from tests.vit import make_vit
 

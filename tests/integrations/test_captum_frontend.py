@@ -16,7 +16,7 @@ from captum.attr import visualization as viz
 
 import rsigradcam
 from rsigradcam.integrations.captum import REFUSED_METHODS, LayerRSIGradCAM
-from tests.conftest import make_case
+from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 
 STEPS = 8

@@ -18,7 +18,7 @@ from rsigradcam.integrations.pytorch_grad_cam import (
     ClassifierOutputTarget,
     RSIGradCAM,
 )
-from tests.conftest import make_case
+from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 from tests.vit import make_vit
 

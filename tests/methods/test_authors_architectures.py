@@ -32,7 +32,7 @@ from tests.architectures import (
     resnet50,
     vgg19,
 )
-from tests.conftest import assert_same_state, model_state
+from tests.helpers import assert_same_state, model_state
 from tests.reference.loop import activations_and_gradients, reference_rsi
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -129,6 +129,7 @@ def test_gradcam_at_the_notebooks_layers_matches_reference(models, images, arch,
         assert _rel(exp.layer_map[n], layer_map) < 1e-9
 
 
+@pytest.mark.slow
 def test_full_width_resnet50_matches_reference(images):
     """torchvision's own channel counts (25.6 M parameters), the notebooks' variant."""
     model = resnet50(10, width=64, seed=1)

@@ -18,7 +18,7 @@ from rsigradcam import (
     LayerCAM,
     RSIGradCAM,
 )
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 #: class, layer, the old positional values, and the keywords they stand for.
 OLD_SHAPES = [

@@ -21,7 +21,7 @@ from captum.attr import LayerConductance, LayerGradCam
 from rsigradcam import GradCAM, RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 

@@ -29,7 +29,7 @@ from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
 from rsigradcam.io import load_image
 from rsigradcam.models import efficientnet_lite0
-from tests.conftest import assert_same_state, make_case, make_cnn, model_state
+from tests.helpers import assert_same_state, make_case, make_cnn, model_state
 from tests.reference.comparators import (
     reference_gradcampp,
     reference_integrated_gradcam,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from rsigradcam import GradCAMPlusPlus
 from rsigradcam.methods.registry import create_cam
 from rsigradcam.metrics import pearson
-from tests.conftest import make_case
+from tests.helpers import make_case
 from tests.reference.comparators import top1, upsample_and_normalise
 from tests.reference.loop import activations_and_gradients
 

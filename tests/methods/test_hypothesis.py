@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rsigradcam import GradCAM, RSIGradCAM
-from tests.conftest import assert_same_state, model_state
+from tests.helpers import assert_same_state, model_state
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

@@ -5,7 +5,7 @@ import torch
 
 from rsigradcam import IntegratedGradients, RSIGradCAM
 from rsigradcam.methods import path_scores
-from tests.conftest import assert_same_state, make_case, model_state
+from tests.helpers import assert_same_state, make_case, model_state
 
 
 def test_ends_are_the_explanations_scores_and_the_middle_is_the_straight_path() -> None:

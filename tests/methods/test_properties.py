@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from rsigradcam import GradCAM, RSIGradCAM
-from tests.conftest import make_case, make_cnn
+from tests.helpers import make_case, make_cnn
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 

@@ -11,7 +11,7 @@ import torch
 from rsigradcam import RSIGradCAM
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from tests.conftest import make_case
+from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -93,6 +93,7 @@ def embedded():
     ("rule", "output", "variant"),
     list(itertools.product(["trapezoid", "left", "right"], ["softmax", "logits"], VARIANTS)),
 )
+@pytest.mark.slow
 def test_embedded_model_matches_reference(embedded, rule, output, variant):
     model, image = embedded
     grad_relu, guided = variant

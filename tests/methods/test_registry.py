@@ -16,7 +16,7 @@ from rsigradcam import (
     RSIGradCAM,
 )
 from rsigradcam.methods import PathCAM, create_cam, method_class, method_layers
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 #: name -> (class, label, takes_steps, explains_input)
 EXPECTED = {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rsigradcam import GradCAM, RSIGradCAM
-from tests.conftest import SmallCNN, assert_same_state, make_case, make_cnn, model_state
+from tests.helpers import SmallCNN, assert_same_state, make_case, make_cnn, model_state
 
 
 def _same_output_after(model: nn.Module, images: torch.Tensor, call) -> None:

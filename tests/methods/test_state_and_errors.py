@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rsigradcam import GradCAM, RSIGradCAM
-from tests.conftest import assert_same_state, make_case, make_cnn, model_state
+from tests.helpers import assert_same_state, make_case, make_cnn, model_state
 
 
 def _prepared_model():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rsigradcam import RSIGradCAM
-from tests.conftest import make_case
+from tests.helpers import make_case
 
 VARIANTS = [{}, {"grad_relu": True}, {"guided": True}, {"grad_relu": True, "guided": True}]
 FIELDS = ("heatmap", "layer_map", "weights", "attributions", "scores", "baseline_scores")

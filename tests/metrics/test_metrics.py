@@ -38,7 +38,7 @@ from rsigradcam.metrics import (
     steps_spread,
 )
 from rsigradcam.serialization import encode
-from tests.conftest import assert_same_state, make_case, model_state
+from tests.helpers import assert_same_state, make_case, model_state
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*map at layer.*is zero everywhere:RuntimeWarning")
 

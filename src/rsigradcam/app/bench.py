@@ -47,6 +47,7 @@ __all__ = [
     "SWEEP_SIZES",
     "SpeedExtras",
     "SpeedRow",
+    "bench_markdown",
     "convergence_table",
     "heatmap_correlation",
     "main",
@@ -148,13 +149,14 @@ def precision_row(model: nn.Module, image: Tensor, layer: str, steps: int) -> di
 
 
 # --------------------------------------------------------------------------- report
-def _markdown(
+def bench_markdown(
     meta: dict[str, Any],
     speed: list[SpeedRow],
     convergence: list[ConvergenceRow],
     precision: dict[str, float],
     extras: SpeedExtras | None = None,
 ) -> str:
+    """The benchmark's Markdown report: the setup, the speed table and the convergence table."""
     lines = [
         f"# Benchmark ({meta['device_name']}, torch {meta['torch']}, "
         f"{meta['threads']} threads)",
@@ -336,7 +338,7 @@ def run_benchmark(
     suffix = "" if dev.type == "cpu" else f"-{dev.type}"
     markdown = out / f"results{suffix}.md"
     markdown.write_text(
-        _markdown(meta, speed, rows, precision, extras) + startup_markdown(startup)
+        bench_markdown(meta, speed, rows, precision, extras) + startup_markdown(startup)
     )
     (out / f"results{suffix}.json").write_text(
         json.dumps(

@@ -67,7 +67,10 @@ __all__ = [
     "AUTO_TOLERANCE",
     "AdaptiveSchedule",
     "Evaluate",
+    "ImagePoints",
     "ScoreGap",
+    "first_error_scale",
+    "largest_completeness_error",
     "run_adaptive",
 ]
 
@@ -130,7 +133,7 @@ class AdaptiveSchedule:
 
 
 @dataclass
-class _ImagePoints:
+class ImagePoints:
     """Every evaluated point of one image, sorted by t."""
 
     t: Tensor
@@ -145,6 +148,7 @@ class _ImagePoints:
     def insert(
         self, t: Tensor, acts: dict[str, Tensor], grads: dict[str, Tensor], scores: Tensor
     ) -> None:
+        """Add evaluated points (any order) and keep every field sorted by ``t``."""
         order = torch.argsort(torch.cat([self.t, t]))
         self.t = torch.cat([self.t, t])[order]
         old_y = scores[:0] if self.scores is None else self.scores
@@ -156,7 +160,7 @@ class _ImagePoints:
             self.grads[name] = torch.cat([old_g, grads[name]])[order.to(grads[name].device)]
 
 
-def _integrate(points: _ImagePoints, name: str, rule: Rule, grad_relu: bool) -> Tensor:
+def _integrate(points: ImagePoints, name: str, rule: Rule, grad_relu: bool) -> Tensor:
     acc = RiemannStieltjesSum(1, rule, grad_relu=grad_relu, descending=False)
     a = points.acts[name]
     acc.update(torch.zeros(a.shape[0], dtype=torch.long, device=a.device), a, points.grads[name])
@@ -168,14 +172,14 @@ def _layer_map(integrated: Tensor, activation: Tensor) -> Tensor:
     return torch.relu(torch.einsum("k,khw->hw", weights, activation))
 
 
-def _indicator(points: _ImagePoints, name: str, scale: float) -> Tensor:
+def _indicator(points: ImagePoints, name: str, scale: float) -> Tensor:
     a, g = points.acts[name], points.grads[name]
     d = (0.5 * (g[1:] - g[:-1]) * (a[1:] - a[:-1])).mean(dim=(2, 3))
     change: Tensor = torch.einsum("ik,khw->ihw", d, a[-1]).flatten(1).norm(dim=1)
     return change / scale
 
 
-def _residual(points: _ImagePoints, name: str, gap: float) -> Tensor:
+def _residual(points: ImagePoints, name: str, gap: float) -> Tensor:
     """Per interval, its trapezoid term's departure from the score's change, over ``|gap|``.
 
     Where the layer cuts the graph, ``sum(1/2 (G_i + G_j)(A_j - A_i)) - (y_j - y_i)`` is the
@@ -188,7 +192,7 @@ def _residual(points: _ImagePoints, name: str, gap: float) -> Tensor:
     return (terms - change).abs() / _gap_scale(gap)
 
 
-def _completeness(points: _ImagePoints, layers: list[str], gap: float) -> float:
+def largest_completeness_error(points: ImagePoints, layers: list[str], gap: float) -> float:
     """The largest completeness error over ``layers``, as :func:`completeness_error` does."""
     return max(abs(points.sums[name] - gap) / _gap_scale(gap) for name in layers)
 
@@ -198,7 +202,7 @@ def _gap_scale(gap: float) -> float:
     return max(abs(gap), float(torch.finfo(torch.float32).eps))
 
 
-def _first_error(points: _ImagePoints, layers: list[str], gap: float) -> float:
+def first_error_scale(points: ImagePoints, layers: list[str], gap: float) -> float:
     """The first partition's error scale: its completeness error or, if larger, the spread.
 
     The spread ``sqrt(sum r_ij^2)`` of the intervals' residuals (:func:`_residual`) is the
@@ -208,7 +212,7 @@ def _first_error(points: _ImagePoints, layers: list[str], gap: float) -> float:
     signed at m_0 = 8, where uniform m = 50 has 0.059).
     """
     spread = max(float(_residual(points, name, gap).pow(2).sum().sqrt()) for name in layers)
-    return max(_completeness(points, layers, gap), spread)
+    return max(largest_completeness_error(points, layers, gap), spread)
 
 
 def _relative_change(new: Tensor, old: Tensor) -> float:
@@ -247,7 +251,7 @@ def run_adaptive(
         empty intervals), and the largest number of evaluations of an image.
     """
     initial = uniform_partition(min(schedule.initial_steps, schedule.max_steps))
-    images = [_ImagePoints(initial[:0].clone()) for _ in range(n_images)]
+    images = [ImagePoints(initial[:0].clone()) for _ in range(n_images)]
     n, t = path_rows(n_images, initial)
     _evaluate_rows(evaluate, images, n, t)
     for points in images:
@@ -261,7 +265,7 @@ def run_adaptive(
     if complete:
         scale = (initial.numel() - 1) / MATCH_STEPS
         for points, g in zip(images, gaps, strict=True):
-            first = _first_error(points, complete, g)
+            first = first_error_scale(points, complete, g)
             if math.isfinite(first):
                 target = min(schedule.tolerance, first * scale**MATCH_ORDER)
                 points.completeness_target = target
@@ -312,7 +316,7 @@ def run_adaptive(
             settled = change * points.t.numel() / added <= schedule.tolerance
             target = points.completeness_target
             if settled and target is not None:
-                settled = _completeness(points, complete, gaps[index]) <= target
+                settled = largest_completeness_error(points, complete, gaps[index]) <= target
             if settled:
                 points.done = True
             if points.t.numel() >= budget:
@@ -331,7 +335,7 @@ def run_adaptive(
     return integrated, partition, longest
 
 
-def _evaluate_rows(evaluate: Evaluate, images: list[_ImagePoints], n: Tensor, t: Tensor) -> None:
+def _evaluate_rows(evaluate: Evaluate, images: list[ImagePoints], n: Tensor, t: Tensor) -> None:
     for rows, tc, acts, grads, y in evaluate(n, t):
         y_cpu = y.detach().double().cpu()
         rows_cpu, tc_cpu = rows.cpu(), tc.cpu()
@@ -346,7 +350,7 @@ def _evaluate_rows(evaluate: Evaluate, images: list[_ImagePoints], n: Tensor, t:
             )
 
 
-def _update_maps(points: _ImagePoints, layers: list[str], rule: Rule, grad_relu: bool) -> None:
+def _update_maps(points: ImagePoints, layers: list[str], rule: Rule, grad_relu: bool) -> None:
     for name in layers:
         integrated = _integrate(points, name, rule, grad_relu)
         points.maps[name] = _layer_map(integrated, points.acts[name][-1])

@@ -1,0 +1,166 @@
+"""Code the tests share: small models, model-state snapshots, loading files as modules.
+
+Fixtures live in conftest.py; everything a test imports by name lives here (or, for the
+larger reference implementations and models, in tests/reference/ and the model modules
+beside this one). No test imports another test module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import zlib
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    """A small classifier with named layers, like the ones users explain."""
+
+    def __init__(self, classes: int = 5, act: type[nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1),
+            act(),
+            nn.Conv2d(6, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            act(),
+        )
+        self.conv = nn.Conv2d(8, 12, 3, padding=1)
+        self.act = act()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv(self.features(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def make_cnn(seed: int = 0, dtype: torch.dtype = torch.float32, **kwargs: object) -> SmallCNN:
+    torch.manual_seed(seed)
+    model = SmallCNN(**kwargs)  # type: ignore[arg-type]
+    # Non-trivial BatchNorm statistics, so eval mode matters.
+    bn = model.features[3]
+    bn.running_mean.uniform_(-0.2, 0.2)
+    bn.running_var.uniform_(0.5, 1.5)
+    return model.to(dtype).eval()
+
+
+def model_state(model: nn.Module) -> dict[str, object]:
+    """Everything a call could leave changed on a model."""
+    return {
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.detach().clone() for b in model.buffers()],
+    }
+
+
+def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
+    assert before["training"] == after["training"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["hooks"] == after["hooks"]
+    for a, b in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
+        assert (a is None and b is None) or torch.equal(a, b)
+    for key in ("params", "buffers"):
+        for a, b in zip(before[key], after[key], strict=True):  # type: ignore[call-overload]
+            assert torch.equal(a, b)
+
+
+def make_case(seed: int, n: int = 3, size: int = 12) -> tuple[SmallCNN, torch.Tensor]:
+    """A model and images whose maps are not all zero (checked for these seeds)."""
+    model = make_cnn(seed=seed)
+    torch.manual_seed(seed + 1)
+    return model, torch.randn(n, 3, size, size)
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` as a module named ``name`` (not added to ``sys.modules``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    return load_module(path, f"benchmark_{name}")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height RGB pixels but holds almost no data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+# Four classes: a red, green, blue or yellow disc on a noisy grey background. The last
+# layer is fitted in build() so that each disc colour is its class.
+DISCS_MODULE = '''
+import numpy as np
+import torch
+from torch import nn
+
+COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (235, 220, 40)]
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def picture(k, seed, size=224, radius=None):
+    g = torch.Generator().manual_seed(seed)
+    base = 100 + 40 * torch.rand(3, size, size, generator=g)
+    r = int(torch.randint(30, 60, (1,), generator=g)) if radius is None else radius
+    cy, cx = torch.randint(r, size - r, (2,), generator=g).tolist()
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    colour = torch.tensor(COLOURS[k], dtype=torch.float32).view(3, 1, 1)
+    image = torch.where(disc, colour, base).round().clamp(0, 255).to(torch.uint8)
+    return image.permute(1, 2, 0).numpy()
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def build():
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    x = torch.stack([torch.from_numpy(picture(k, 100 + k, radius=45)) for k in range(4)])
+    x = (x.permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
+    with torch.no_grad():
+        f = torch.flatten(model.pool(model.features(x)), 1)
+        a = torch.cat([f, torch.ones(4, 1)], dim=1).double()
+        w = torch.linalg.pinv(a) @ (5.0 * torch.eye(4, dtype=torch.float64))
+        model.fc.weight.copy_(w[:-1].T.float())
+        model.fc.bias.copy_(w[-1].float())
+    return model
+'''
