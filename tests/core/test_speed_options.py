@@ -108,13 +108,13 @@ def test_float64_runs_get_no_float32_tricks_and_equal_the_model_bit_for_bit():
         assert torch.equal(getattr(fast, field), getattr(plain, field)), field
 
 
-def test_the_cache_keeps_at_most_two_copies_per_model():
+def test_the_cache_keeps_at_most_four_copies_per_model():
     clear_cache()
     model, x = _user_model(), _images()
-    built = [prepare_model(model, x, SpeedOptions(), keep=[layer]).module
-             for layer in ("0", "3", "5")]
-    assert len(inference._CACHE[model]) == COPIES_PER_MODEL == 2
-    assert prepare_model(model, x, SpeedOptions(), keep=["5"]).module is built[2]
+    layers = ("0", "1", "3", "4", "5")
+    built = [prepare_model(model, x, SpeedOptions(), keep=[layer]).module for layer in layers]
+    assert len(inference._CACHE[model]) == COPIES_PER_MODEL == 4
+    assert prepare_model(model, x, SpeedOptions(), keep=["5"]).module is built[4]
     assert prepare_model(model, x, SpeedOptions(), keep=["0"]).module is not built[0]
     clear_cache()
     assert model not in inference._CACHE

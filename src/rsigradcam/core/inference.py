@@ -89,7 +89,10 @@ __all__ = [
 COPY_CHECK_TOLERANCE = 1e-4
 
 #: Prepared copies kept per model (several option sets or explained layers per model).
-COPIES_PER_MODEL = 2
+#: Each copy is made only where it fits the call's memory budget. Fewer thrash: a process
+#: that alternates between more option sets (as ``rsigradcam bench`` does, four) would
+#: rebuild, re-check and, with ``compile``, recompile a copy on every call.
+COPIES_PER_MODEL = 4
 
 
 @runtime_checkable

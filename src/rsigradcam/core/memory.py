@@ -21,16 +21,16 @@ __all__ = [
 #: Fraction of the free memory that an explanation may use when no budget is given.
 DEFAULT_FRACTION = 0.25
 
-#: On a CPU, larger batches stop paying off once activations leave the caches (and, in a
-#: process that hands freed memory back, once each chunk faults in more fresh pages): a
-#: chunk is capped so that its largest activation stays near this size. Measured on
-#: EfficientNet-Lite0 at 224x224 (2 cores, the CPU inference copy with kernel padding and
-#: activations in place), one call at ``head``, m = 50, batches of 3, 4, 6, 8 and 17:
-#: 0.38-0.39, 0.35-0.36, 0.34-0.35, 0.33-0.43 and 0.40-0.49 s in a plain process, and
-#: 0.37, 0.35, 0.32-0.34, 0.31 and 0.28-0.29 s with glibc's mmap and trim thresholds
-#: raised, as the ``rsigradcam`` command does. 6 points are 29 MB, 8 points 39 MB: above glibc's
-#: largest adaptive mmap threshold (32 MB), every chunk of 8 may fault fresh pages in,
-#: hence the spread. (Before those two changes, batches of 4 were fastest: 20 MB.)
+#: On a CPU, larger batches stop paying off once activations leave the caches and each
+#: chunk faults in fresh pages (glibc serves blocks above its adaptive mmap threshold,
+#: 32 MB at most, with new pages): a chunk is capped so that its largest activation stays
+#: near this size. Measured by ``python benchmarks/chunk_size.py`` in a plain Python
+#: process (the allocator as glibc sets it up; nothing in the package changes it) on
+#: EfficientNet-Lite0 at 224x224, 2 cores, the default ``speed="auto"`` copy, one call at
+#: ``head``, m = 50, median of 7 interleaved runs: batches of 2, 3, 4, 6, 8, 12 and 17
+#: (4.6 MB of largest activation per point) took 0.345, 0.275, 0.272, 0.248, 0.247, 0.240
+#: and 0.352 s: a plateau from 6 to 12 points, then a jump. The cap takes 6 (28 MB), the
+#: plateau's start, which also keeps memory low (benchmarks/chunk_size.md).
 CPU_CHUNK_ACTIVATION_BYTES = 30 * 1024**2
 
 
