@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import struct
+import sys
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -83,11 +84,19 @@ def make_case(seed: int, n: int = 3, size: int = 12) -> tuple[SmallCNN, torch.Te
 
 
 def load_module(path: Path, name: str) -> ModuleType:
-    """The Python file ``path`` as a module named ``name`` (not added to ``sys.modules``)."""
+    """The Python file ``path`` as a module named ``name``.
+
+    It is in ``sys.modules`` while it runs (dataclasses look their module up there), and
+    taken out again afterwards.
+    """
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
     return module
 
 

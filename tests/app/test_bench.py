@@ -106,3 +106,38 @@ def test_ceiling_replays_every_convolution_as_the_model_runs_it():
         torch.testing.assert_close(replayed, outputs[call.name], rtol=1e-5, atol=1e-5)
     assert sum(c.macs() for c in calls) > 0
     assert calls[0].seconds_per_image(2) > 0
+
+
+def test_profile_summarises_one_call_and_counts_the_scalars_read_back():
+    """benchmarks/profile.py: on a CPU, no kernels or launches; the scalar reads the call
+    makes (bool(tensor) checks) are counted, and the Markdown table has one row per case."""
+    profile = load_benchmark("profile")
+    model, images = make_case(14)
+    cam = RSIGradCAM(model, "conv", steps=4)
+    summary = profile.profile_call(cam, images, "3 images")
+    assert summary.wall_s > 0 and summary.kernels == summary.launches == 0
+    assert summary.scalar_reads > 0 and summary.copy_calls >= 0
+    assert len(summary.top) == 10 and all(sec >= 0 for _, sec, _ in summary.top)
+    text = profile.markdown("CPU", [summary])
+    assert "| 3 images |" in text and text.count("Top operators") == 1
+
+
+def test_dataset_throughput_runs_explain_dataset_and_its_floor(tmp_path):
+    """rsigradcam.app.throughput: the real explain-dataset engine on the first photos of a
+    folder, against the no-grad forward of the same points; too few photos: one line."""
+    import pytest
+    from PIL import Image
+    from skimage import data
+
+    from rsigradcam.app.errors import InputError
+    from rsigradcam.app.throughput import dataset_throughput
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k, image in enumerate((data.chelsea(), data.coffee(), data.astronaut())):
+        Image.fromarray(image).resize((64, 48)).save(photos / f"{k}.png")
+    found = dataset_throughput(photos, images=2, steps=2, batch_size=2, workers=0)
+    assert found.images == 2 and found.images_per_s > 0 and found.floor_images_per_s > 0
+    assert found.seconds > 0 and found.floor_seconds > 0
+    with pytest.raises(InputError, match="holds 3 images, fewer than the 5 asked for"):
+        dataset_throughput(photos, images=5)

@@ -143,3 +143,16 @@ def test_evaluate_on_cuda_gives_the_cpu_numbers(photo_folder: Path):
             cpu = np.asarray(runs["cpu"][metric][method]["head"], np.float64)
             gpu = np.asarray(runs["gpu"][metric][method]["head"], np.float64)
             np.testing.assert_allclose(gpu, cpu, atol=2e-2, err_msg=f"{metric} {method}")
+
+
+def test_dataset_batches_are_pinned_for_a_copy_without_a_host_wait():
+    """explain-dataset's DataLoader pins its batches on a GPU run (ImageBatch.pin_memory),
+    and the explainer copies them with non_blocking=True."""
+    from rsigradcam.app.dataset.loader import collate_images
+
+    images = torch.rand(2, 3, 8, 8)
+    batch = collate_images([(0, images[0], None), (1, None, "unreadable"), (2, images[1], None)])
+    pinned = batch.pin_memory()
+    assert pinned.images is not None and pinned.images.is_pinned()
+    assert torch.equal(pinned.images, torch.stack([images[0], images[1]]))
+    assert (pinned.indices, pinned.ok, pinned.failures) == ([0, 1, 2], [0, 2], [(1, "unreadable")])

@@ -35,6 +35,7 @@ from rsigradcam.app.speed import (
     speed_table,
 )
 from rsigradcam.app.startup import cli_startup, startup_markdown
+from rsigradcam.app.throughput import DatasetThroughput, dataset_throughput
 from rsigradcam.core.capture import logits_of
 from rsigradcam.files import md_cell
 from rsigradcam.io import load_image
@@ -274,6 +275,18 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def throughput_markdown(found: DatasetThroughput) -> str:
+    """The ``explain-dataset`` throughput section of the benchmark's Markdown."""
+    return (
+        f"\n## explain-dataset throughput\n\n{found.images} photos, `{found.layer}`, "
+        f"m = {found.steps}, batches of {found.batch_size}: **{found.images_per_s:.2f} "
+        f"images/s** ({found.seconds:.1f} s); the no-grad forward of the same path points in "
+        f"the same batches: {found.floor_images_per_s:.2f} images/s ({found.floor_seconds:.1f} "
+        f"s), so the engine runs at {found.images_per_s / found.floor_images_per_s:.2f}x the "
+        "floor's rate.\n"
+    )
+
+
 def run_benchmark(
     device: str = "cpu",
     layer: str = "head",
@@ -283,13 +296,19 @@ def run_benchmark(
     convergence: bool = True,
     progress: Callable[[str], None] = print,
     compile: bool = True,
+    dataset: Path | None = None,
+    dataset_images: int = 256,
+    dataset_batch: int | None = None,
 ) -> Path:
     """Run the whole benchmark on the embedded model and write Markdown and JSON results.
 
     The speed rows use scikit-image's ``chelsea``; the convergence table uses the paper's
     six sample images when they are found (else ``chelsea``). ``compile`` adds the
     ``compile=True`` row (its compile time is reported apart); on CUDA the autocast row is
-    added.
+    added. ``dataset``: a folder of photos, whose first ``dataset_images`` run through
+    ``explain-dataset`` against the forward floor
+    (:func:`~rsigradcam.app.throughput.dataset_throughput`; batches of ``dataset_batch``,
+    default 8 on a CPU and 64 on a GPU), written as ``dataset_throughput``.
 
     Returns:
         The path of the Markdown file.
@@ -332,13 +351,24 @@ def run_benchmark(
             model, named, ["blocks.5", "blocks.10", "head"], imagenet_classes()
         )
     precision = precision_row(model, speed_image, layer, steps)
+    throughput = None
+    if dataset is not None:
+        batch = dataset_batch or (64 if dev.type == "cuda" else 8)
+        throughput = dataset_throughput(dataset, str(dev), dataset_images, layer, steps, batch)
+        progress(
+            f"explain-dataset on {throughput.images} images, batches of {batch}: "
+            f"{throughput.images_per_s:.2f} images/s; the forward floor "
+            f"{throughput.floor_images_per_s:.2f} images/s"
+        )
     startup = cli_startup()
     progress("".join(f"{row.name:45s} {row.seconds:8.3f} s\n" for row in startup).rstrip())
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if dev.type == "cpu" else f"-{dev.type}"
     markdown = out / f"results{suffix}.md"
     markdown.write_text(
-        bench_markdown(meta, speed, rows, precision, extras) + startup_markdown(startup)
+        bench_markdown(meta, speed, rows, precision, extras)
+        + (throughput_markdown(throughput) if throughput is not None else "")
+        + startup_markdown(startup)
     )
     (out / f"results{suffix}.json").write_text(
         json.dumps(
@@ -349,6 +379,7 @@ def run_benchmark(
                 "convergence": [asdict(r) for r in rows],
                 "precision": precision,
                 "cli_startup": [asdict(row) for row in startup],
+                **({"dataset_throughput": asdict(throughput)} if throughput else {}),
             },
             indent=2,
         )
@@ -367,10 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
     parser.add_argument("--no-convergence", action="store_true")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=True row")
+    parser.add_argument("--dataset", type=Path, help="a folder of photos for explain-dataset")
+    parser.add_argument("--dataset-images", type=int, default=256)
+    parser.add_argument("--dataset-batch", type=int, default=None)
     args = parser.parse_args(argv)
     run_benchmark(
         args.device, args.layer, args.steps, args.repeats, args.out, not args.no_convergence,
-        compile=not args.no_compile,
+        compile=not args.no_compile, dataset=args.dataset, dataset_images=args.dataset_images,
+        dataset_batch=args.dataset_batch,
     )
     return 0
 

@@ -73,6 +73,18 @@ def bench(
             help="Also measure convergence against m=512 on the sample images (slow).",
         ),
     ] = True,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="A folder of photos: time explain-dataset on its first --dataset-images "
+            "against the no-grad forward of the same points (images/s).",
+            show_default=False,
+        ),
+    ] = None,
+    dataset_images: Annotated[
+        int, typer.Option("--dataset-images", min=1, help="Photos of --dataset to explain.")
+    ] = 256,
     debug: DebugOption = False,
 ) -> None:
     """Measure speed, peak memory, convergence and precision; write results.md and .json.
@@ -85,7 +97,10 @@ def bench(
     from rsigradcam.app.bench import run_benchmark
 
     with fail_cleanly(debug):
-        run_benchmark(device, layer, steps, repeats, out, convergence, progress=typer.echo)
+        run_benchmark(
+            device, layer, steps, repeats, out, convergence, progress=typer.echo,
+            dataset=dataset, dataset_images=dataset_images,
+        )
 
 
 def app_command(

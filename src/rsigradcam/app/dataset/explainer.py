@@ -98,7 +98,7 @@ class BatchExplainer:
 
     def __call__(self, images: Tensor, given: Sequence[int | None]) -> BatchResult:
         """Explain ``images`` (B, 3, H, W) for the classes ``given`` (``None``: top-1)."""
-        x = images.to(self.device)
+        x = images.to(self.device, non_blocking=images.is_pinned())
         with torch.no_grad():
             probabilities = torch.softmax(logits_of(self.model(x)).float(), dim=1)
         targets = probabilities.argmax(dim=1)
@@ -170,6 +170,7 @@ def explain_shards(
         batch_sampler=batches,
         num_workers=options.workers,
         collate_fn=collate_images,
+        pin_memory=loaded.device.type == "cuda",  # copies to the GPU without a host wait
     )
     out = Path(options.out)
     buffer: ShardBuffer | None = None

@@ -71,6 +71,15 @@ class ImageBatch:
     images: Tensor | None
     failures: list[tuple[int, str]]
 
+    def pin_memory(self) -> ImageBatch:
+        """The batch with its images in page-locked memory.
+
+        ``DataLoader(pin_memory=True)`` calls this, so that the copy to a GPU can overlap
+        the work before it.
+        """
+        images = self.images.pin_memory() if self.images is not None else None
+        return ImageBatch(self.indices, self.ok, images, self.failures)
+
 
 def collate_images(items: Sequence[tuple[int, Tensor | None, str | None]]) -> ImageBatch:
     """Stack the decoded images of a batch and set the failures apart."""
