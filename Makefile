@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rsigradcam-installed
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean docs docs-serve
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -m "not slow and not browser and not gpu"
 
+# The documentation site (mkdocs-material): `make docs` builds site/ with --strict, running
+# the tutorials in docs/tutorials; `make docs-serve` serves it at http://127.0.0.1:8000.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) build dist site docs/generated src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
 		.import_linter_cache .grimp_cache
