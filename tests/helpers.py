@@ -50,6 +50,52 @@ def make_cnn(seed: int = 0, dtype: torch.dtype = torch.float32, **kwargs: object
     return model.to(dtype).eval()
 
 
+class SpatialCNN(nn.Module):
+    """SmallCNN's layout for signals (dims=1), images (2), volumes or video (3).
+
+    ``factorised=True`` (3-D only) splits the first convolution into a spatial (1, 3, 3)
+    and a temporal (3, 1, 1) one, as (2+1)-D video networks do on (N, C, T, H, W).
+    """
+
+    def __init__(
+        self, dims: int, in_channels: int, classes: int = 4, factorised: bool = False
+    ) -> None:
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
+        pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dims]
+        first: list[nn.Module] = (
+            [conv(in_channels, 6, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
+             conv(6, 6, (3, 1, 1), padding=(1, 0, 0))]
+            if factorised
+            else [conv(in_channels, 6, 3, padding=1)]
+        )
+        self.features = nn.Sequential(
+            *first, nn.ReLU(), conv(6, 8, 3, stride=2, padding=1), norm(8), nn.ReLU()
+        )
+        self.conv = conv(8, 10, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = pool(1)
+        self.fc = nn.Linear(10, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv(self.features(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def make_spatial_case(
+    shape: tuple[int, ...], seed: int = 0, n: int = 2, factorised: bool = False,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[SpatialCNN, torch.Tensor]:
+    """A :class:`SpatialCNN` for inputs (C, *S) = ``shape`` and ``n`` random inputs."""
+    torch.manual_seed(seed)
+    model = SpatialCNN(len(shape) - 1, shape[0], factorised=factorised)
+    bn = model.features[-2]  # non-trivial statistics, as in make_cnn
+    bn.running_mean.uniform_(-0.2, 0.2)
+    bn.running_var.uniform_(0.5, 1.5)
+    return model.to(dtype).eval(), torch.randn(n, *shape, dtype=dtype)
+
+
 def model_state(model: nn.Module) -> dict[str, object]:
     """Everything a call could leave changed on a model."""
     return {

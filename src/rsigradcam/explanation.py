@@ -63,24 +63,25 @@ class Explanation:
     dimension, so ``exp[i]`` gives the explanation of image ``i`` alone.
 
     Attributes:
-        heatmap: (N, H, W) float32 in [0, 1]: ``layer_map`` bilinearly upsampled to the
-            input size and min-max normalised per image. A map that is zero everywhere
-            stays zero.
-        layer_map: (N, h, w) the map at the layer's resolution, not normalised; per method
+        heatmap: (N, *S) float32 in [0, 1], the input's spatial shape ((N, H, W) for
+            images, (N, L) for signals, (N, D, H, W) for volumes and video):
+            ``layer_map`` upsampled to it (linearly, bilinearly or trilinearly) and
+            min-max normalised per image. A map that is zero everywhere stays zero.
+        layer_map: (N, *s) the map at the layer's resolution, not normalised; per method
             (``method``): ``ReLU(sum_k weights[:, k] * A^k(x))`` for RSI-Grad-CAM,
             Grad-CAM and Grad-CAM++; ``ReLU(sum_k attributions_k * A^k(x))`` with the
             element-wise weights for LayerCAM; ``ReLU(sum_k attributions_k)``, the path
             sum of Grad-CAM maps against the baseline, for Integrated Grad-CAM; and for
-            Integrated Gradients the (N, H, W) pixel map ``ReLU(sum_c IG_c)`` (or
+            Integrated Gradients the (N, *S) pixel map ``ReLU(sum_c IG_c)`` (or
             ``|sum_c IG_c|`` with ``pixel_map="absolute"``).
         weights: (N, K) the channel weights ``w_k``; for LayerCAM, Integrated Grad-CAM and
             Integrated Gradients (N, C) the spatial mean of ``attributions``, which the map
             does not use.
-        attributions: (N, K, h, w) the per-element quantity whose spatial mean gives
+        attributions: (N, K, *s) the per-element quantity whose spatial mean gives
             ``weights`` (spatial sum for Grad-CAM++): the Riemann–Stieltjes integrated
             gradient for RSI-Grad-CAM, the gradient at the input for Grad-CAM, its positive
             part for LayerCAM, ``alpha * ReLU(gradient)`` for Grad-CAM++, the per-channel
-            parts of the path sum for Integrated Grad-CAM, and (N, C, H, W) Integrated
+            parts of the path sum for Integrated Grad-CAM, and (N, C, *S) Integrated
             Gradients at the input pixels for ``method="ig"``.
         targets: (N,) long, the class explained for each image (-1 when the score came
             from a callable).

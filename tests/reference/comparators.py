@@ -1,4 +1,5 @@
-"""Slow, obviously correct Grad-CAM++, LayerCAM, Integrated Grad-CAM and Integrated Gradients.
+"""Slow, obviously correct Grad-CAM, Grad-CAM++, LayerCAM, Integrated Grad-CAM and
+Integrated Gradients.
 
 One image at a time, one point at a time, a full backward pass through a copy of the
 model (activations and gradients from hooks, see ``loop.py``), and the formulas of the
@@ -8,12 +9,13 @@ papers written as plain loops over channels and path points.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tests.reference.loop import activations_and_gradients
+from tests.reference.loop import activations_and_gradients, upsample_and_normalise
 
 
 def top1(model: nn.Module, image: Tensor) -> int:
@@ -21,28 +23,38 @@ def top1(model: nn.Module, image: Tensor) -> int:
         return int(copy.deepcopy(model).eval()(image.unsqueeze(0)).argmax(dim=1).item())
 
 
-def upsample_and_normalise(layer_map: Tensor, size: tuple[int, ...]) -> Tensor:
-    up = F.interpolate(layer_map[None, None], size=size, mode="bilinear", align_corners=False)
-    up = up[0, 0]
-    span = up.max() - up.min()
-    return (up - up.min()) / span if span > 0 else torch.zeros_like(up)
+def reference_gradcam(
+    model: nn.Module, layer: str, image: Tensor, output: str = "logits", target: int | None = None
+) -> dict[str, Tensor | float | int]:
+    """Grad-CAM of one input (C, *S): each channel weighted by its mean gradient at the input."""
+    target = top1(model, image) if target is None else target
+    (act,), (grad,), (score,) = activations_and_gradients(model, layer, [image], target, output)
+    weights = torch.stack([grad[k].mean() for k in range(act.shape[0])])
+    cam = torch.relu(sum(weights[k] * act[k] for k in range(act.shape[0])))
+    assert isinstance(cam, Tensor)
+    return {
+        "target": target,
+        "weights": weights,
+        "layer_map": cam,
+        "heatmap": upsample_and_normalise(cam, tuple(image.shape[1:])),
+        "score": score,
+    }
 
 
 def reference_gradcampp(
     model: nn.Module, layer: str, image: Tensor, output: str = "logits", target: int | None = None
 ) -> dict[str, Tensor | float | int]:
-    """Grad-CAM++ of one image (C, H, W): alpha from powers of the gradient at the input."""
+    """Grad-CAM++ of one input (C, *S): alpha from powers of the gradient at the input."""
     target = top1(model, image) if target is None else target
     (act,), (grad,), (score,) = activations_and_gradients(model, layer, [image], target, output)
     weights = torch.zeros(act.shape[0], dtype=act.dtype)
     alphas = torch.zeros_like(act)
     for k in range(act.shape[0]):
         g, total = grad[k], act[k].sum()
-        for i in range(g.shape[0]):
-            for j in range(g.shape[1]):
-                denominator = 2 * g[i, j] ** 2 + total * g[i, j] ** 3
-                if denominator != 0:
-                    alphas[k, i, j] = g[i, j] ** 2 / denominator
+        for at in itertools.product(*(range(s) for s in g.shape)):  # every position
+            denominator = 2 * g[at] ** 2 + total * g[at] ** 3
+            if denominator != 0:
+                alphas[(k, *at)] = g[at] ** 2 / denominator
         weights[k] = (alphas[k] * torch.relu(g)).sum()
     cam = torch.relu(sum(weights[k] * act[k] for k in range(act.shape[0])))
     assert isinstance(cam, Tensor)
@@ -106,7 +118,7 @@ def reference_integrated_gradcam(
 def input_gradients(
     model: nn.Module, points: list[Tensor], target: int, output: str
 ) -> tuple[list[Tensor], list[float]]:
-    """dy/dx and y at each single point x (C, H, W), by a full backward pass."""
+    """dy/dx and y at each single point x (C, *S), by a full backward pass."""
     model = copy.deepcopy(model).eval()
     grads, scores = [], []
     for point in points:

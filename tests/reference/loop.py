@@ -3,7 +3,9 @@
 One image and one path point at a time, a full backward pass to the input through a
 copy of the model whose parameters require grad, the layer's activation and gradient
 taken with a forward hook and a tensor hook. Then the Riemann-Stieltjes sum is a plain
-Python loop over the intervals.
+Python loop over the intervals. Inputs are single points (C, *S) with 1, 2 or 3 spatial
+dimensions (signals, images, volumes or video); maps are upsampled linearly, bilinearly or
+trilinearly to S.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: ``F.interpolate``'s mode by the number of spatial dimensions.
+MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample_and_normalise(layer_map: Tensor, size: tuple[int, ...]) -> Tensor:
+    """A (*s) map upsampled to ``size`` (no corner alignment), min-max normalised."""
+    mode = MODES[len(size)]
+    up = F.interpolate(layer_map[None, None], size=size, mode=mode, align_corners=False)[0, 0]
+    span = up.max() - up.min()
+    return (up - up.min()) / span if span > 0 else torch.zeros_like(up)
+
 
 def activations_and_gradients(
     model: nn.Module,
@@ -24,7 +37,7 @@ def activations_and_gradients(
     output: str,
     reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[list[Tensor], list[Tensor], list[float]]:
-    """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, H, W).
+    """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, *S).
 
     ``reshape`` turns a token layer's (1, T, D) output and gradient into (1, D, h, w).
     """
@@ -76,7 +89,7 @@ def reference_rsi(
     points: list[Tensor] | None = None,
     reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor | float | int]:
-    """RSI-Grad-CAM of one image (C, H, W) against one baseline (C, H, W).
+    """RSI-Grad-CAM of one input (C, *S) against one baseline (C, *S).
 
     ``points`` replaces the straight-line path by explicit path points (the first is the
     baseline, the last the point explained).
@@ -105,13 +118,9 @@ def reference_rsi(
     if guided:
         keep = (acts[-1] > 0) & (integrated > 0) & (acts[-1] - acts[0] > 0)
         integrated = integrated * keep
-    weights = integrated.mean(dim=(1, 2))
-    cam = torch.relu((weights[:, None, None] * acts[-1]).sum(dim=0))
-    size = points[-1].shape[1:]
-    up = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)
-    up = up[0, 0]
-    span = up.max() - up.min()
-    heatmap = (up - up.min()) / span if span > 0 else torch.zeros_like(up)
+    weights = integrated.mean(dim=tuple(range(1, integrated.dim())))
+    cam = torch.relu((weights.view(-1, *[1] * (acts[-1].dim() - 1)) * acts[-1]).sum(dim=0))
+    heatmap = upsample_and_normalise(cam, tuple(points[-1].shape[1:]))
     return {
         "attributions": integrated,
         "weights": weights,

@@ -11,7 +11,8 @@ The ``baseline=`` argument of a CAM accepts a string or an object:
 - ``"uniform"``: each image's per-channel mean colour (:class:`UniformBaseline`);
 - ``"auto"``: an image optimised so that the model's output is uniform
   (:class:`AutoBaseline`, fitted once per input size and cached);
-- a tensor (C, H, W), shared by every image, or (N, C, H, W), one per image;
+- a tensor (C, *S), shared by every input, or (N, C, *S), one per input (S: the 1, 2 or 3
+  spatial dimensions of signals, images, volumes);
 - a :class:`Baseline` object or any callable ``fn(images) -> baselines``;
 - a list of the above: the explanation is the mean of the per-baseline integrated
   attributions (expected-gradients style), and so is ``y(x) - y(x')`` in the

@@ -1,7 +1,8 @@
 """Baselines computed from the images alone: black, zeros, blur, noise, mean colour, tensor.
 
 Every baseline is a :class:`Baseline`: ``baseline(images) -> baselines`` of the same
-(N, C, H, W) shape. Those that depend on the pixel scale (black, noise) work in the
+(N, C, *S) shape, for signals (N, C, L), images (N, C, H, W) and volumes or video
+(N, C, D, H, W) alike. Those that depend on the pixel scale (black, noise) work in the
 *preprocessed* space given by ``normalize=(mean, std)``; inside a CAM they use the CAM's
 ``normalize=`` unless one was given to the baseline itself.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -55,23 +56,25 @@ def check_normalize(normalize: Normalize) -> CheckedNormalize:
 
 
 def channel_affine(normalize: CheckedNormalize, images: Tensor) -> tuple[Tensor, Tensor]:
-    """``(mean, std)`` as (1, C, 1, 1) tensors on the images' device (0 and 1 for ``None``).
+    """``(mean, std)`` as (1, C, 1, ...) tensors on the images' device (0 and 1 for ``None``).
 
     Raises:
         ValueError: ``normalize`` has a different number of channels than the images.
     """
     channels = images.shape[1]
+    view = (1, channels, *([1] * (images.dim() - 2)))
     if normalize is None:
-        zero = images.new_zeros((1, channels, 1, 1))
+        zero = images.new_zeros(view)
         return zero, torch.ones_like(zero)
     mean, std = normalize
     if channels != len(mean):
         raise ValueError(
-            f"the images have {channels} channels but normalize has {len(mean)} values per "
-            "channel; pass normalize=(mean, std) with one value per channel, or "
-            "normalize=None for images in [0, 1]."
+            f"the images of shape {tuple(images.shape)} have {channels} channel"
+            f"{'s' * (channels != 1)} but normalize has {len(mean)} values per channel; the "
+            "'black' and 'noise' baselines need the inputs' own normalize=(mean, std), one "
+            "value per channel (normalize=None for inputs in [0, 1]), or use "
+            "baseline='zeros'."
         )
-    view = (1, channels, 1, 1)
     return (
         torch.tensor(mean, dtype=images.dtype, device=images.device).view(view),
         torch.tensor(std, dtype=images.dtype, device=images.device).view(view),
@@ -132,7 +135,7 @@ class BlackBaseline(Baseline):
 
 
 class ZerosBaseline(Baseline):
-    """An all-zero baseline (black only when the images are not normalised)."""
+    """An all-zero baseline (black only when the images are not normalised); any shape."""
 
     def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """Zeros shaped like ``images``."""
@@ -140,11 +143,12 @@ class ZerosBaseline(Baseline):
 
 
 class UniformBaseline(Baseline):
-    """Each image's per-channel mean colour, constant over the image."""
+    """Each image's per-channel mean colour, constant over the image (or signal, volume)."""
 
     def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
-        """The spatial mean of each image and channel, broadcast to the image."""
-        return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
+        """The mean over all spatial dimensions of each image and channel, broadcast."""
+        spatial = tuple(range(2, images.dim()))
+        return images.mean(dim=spatial, keepdim=True).expand_as(images).contiguous()
 
 
 class BlurBaseline(Baseline):
@@ -154,8 +158,8 @@ class BlurBaseline(Baseline):
     preprocessed images directly (replicate padding at the borders).
 
     Args:
-        sigma: Standard deviation in pixels; ``None`` uses a tenth of the longer image side
-            (22.4 pixels at 224 x 224).
+        sigma: Standard deviation in pixels; ``None`` uses a tenth of the longest spatial
+            side (22.4 pixels at 224 x 224).
     """
 
     def __init__(self, sigma: float | None = None) -> None:
@@ -165,8 +169,8 @@ class BlurBaseline(Baseline):
         self.sigma = None if sigma is None else float(sigma)
 
     def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
-        """Separable Gaussian blur of every channel."""
-        sigma = self.sigma if self.sigma is not None else max(images.shape[-2:]) / 10.0
+        """Separable Gaussian blur of every channel, over every spatial dimension."""
+        sigma = self.sigma if self.sigma is not None else max(images.shape[2:]) / 10.0
         return gaussian_blur(images, sigma)
 
     def __repr__(self) -> str:
@@ -179,9 +183,10 @@ def gaussian_blur(
     kernel_size: int | None = None,
     padding: Literal["replicate", "reflect"] = "replicate",
 ) -> Tensor:
-    """Blur (N, C, H, W) images channel by channel with a normalised Gaussian kernel.
+    """Blur (N, C, *S) inputs channel by channel with a normalised N-D Gaussian kernel.
 
-    A separable depthwise convolution, one spatial dimension at a time.
+    A separable depthwise convolution, one spatial dimension at a time: signals (N, C, L),
+    images (N, C, H, W) and volumes (N, C, D, H, W).
 
     Args:
         images: The images.
@@ -194,15 +199,26 @@ def gaussian_blur(
     x = torch.arange(size, dtype=images.dtype, device=images.device) - half
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    channels = images.shape[1]
+    channels, rank = images.shape[1], images.dim() - 2
+    convolve = _CONVOLUTIONS.get(rank)
+    if convolve is None:
+        raise ValueError(
+            f"gaussian_blur takes (N, C, *S) inputs with 1 to 3 spatial dimensions, got shape "
+            f"{tuple(images.shape)}."
+        )
     out = images
-    for dim in (2, 3):
-        shape = [1, 1, 1, 1]
+    for dim in range(2, images.dim()):
+        shape = [1] * images.dim()
         shape[dim] = size
-        weight = kernel.view(shape).repeat(channels, 1, 1, 1)
-        pad = (0, 0, half, half) if dim == 2 else (half, half, 0, 0)
-        out = F.conv2d(F.pad(out, pad, mode=padding), weight, groups=channels)
+        weight = kernel.view(shape).repeat(channels, *([1] * (rank + 1)))
+        pad = [0] * (2 * rank)  # F.pad's pairs run from the last dimension backwards
+        pad[2 * (images.dim() - 1 - dim)] = pad[2 * (images.dim() - 1 - dim) + 1] = half
+        out = convolve(F.pad(out, tuple(pad), mode=padding), weight, groups=channels)
     return out
+
+
+#: The depthwise convolution of :func:`gaussian_blur` by the number of spatial dimensions.
+_CONVOLUTIONS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 class NoiseBaseline(Baseline):
@@ -257,20 +273,20 @@ class NoiseBaseline(Baseline):
 
 
 class TensorBaseline(Baseline):
-    """A fixed baseline tensor, (C, H, W) for every image or (N, C, H, W) per image."""
+    """A fixed baseline tensor, (C, *S) for every input or (N, C, *S) per input."""
 
     def __init__(self, baseline: Tensor) -> None:
         super().__init__(None)
-        if baseline.dim() not in (3, 4):
+        if baseline.dim() not in (2, 3, 4, 5):
             raise ValueError(
-                f"baseline tensor must be (C, H, W) or (N, C, H, W), got shape "
-                f"{tuple(baseline.shape)}."
+                f"baseline tensor must be (C, *S) or (N, C, *S) like the inputs, e.g. "
+                f"(C, H, W) or (N, C, H, W), got shape {tuple(baseline.shape)}."
             )
         self.baseline = baseline
 
     def make(self, images: Tensor, normalize: CheckedNormalize, sample: int = 0) -> Tensor:
         """The baseline broadcast to ``images``' shape (a mismatch is reported later)."""
         b = self.baseline
-        if b.dim() == 3 and tuple(b.shape) == tuple(images.shape[1:]):
+        if b.dim() == images.dim() - 1 and tuple(b.shape) == tuple(images.shape[1:]):
             return b.unsqueeze(0).expand_as(images)
         return b

@@ -61,6 +61,7 @@ from torch import Tensor
 from rsigradcam.core.integrate import RiemannStieltjesSum, Rule
 from rsigradcam.core.limits import MAX_AUTO_STEPS, check_steps
 from rsigradcam.core.path import path_rows, uniform_partition
+from rsigradcam.core.reduction import spatial_dims
 
 __all__ = [
     "AUTO_MAX_STEPS",
@@ -168,14 +169,14 @@ def _integrate(points: ImagePoints, name: str, rule: Rule, grad_relu: bool) -> T
 
 
 def _layer_map(integrated: Tensor, activation: Tensor) -> Tensor:
-    weights = integrated.mean(dim=(1, 2))
-    return torch.relu(torch.einsum("k,khw->hw", weights, activation))
+    weights = integrated.mean(dim=tuple(range(1, integrated.dim())))
+    return torch.relu(torch.einsum("k,k...->...", weights, activation))
 
 
 def _indicator(points: ImagePoints, name: str, scale: float) -> Tensor:
     a, g = points.acts[name], points.grads[name]
-    d = (0.5 * (g[1:] - g[:-1]) * (a[1:] - a[:-1])).mean(dim=(2, 3))
-    change: Tensor = torch.einsum("ik,khw->ihw", d, a[-1]).flatten(1).norm(dim=1)
+    d = (0.5 * (g[1:] - g[:-1]) * (a[1:] - a[:-1])).mean(dim=spatial_dims(a))
+    change: Tensor = torch.einsum("ik,k...->i...", d, a[-1]).flatten(1).norm(dim=1)
     return change / scale
 
 

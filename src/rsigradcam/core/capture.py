@@ -11,6 +11,7 @@ and never touches ``param.grad``.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,9 +116,23 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def is_spatial_map(shape: tuple[int, ...] | None) -> bool:
-    """Whether a batched output shape is a CAM-able (N, K, h, w) map with h * w > 1."""
-    return shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
+def is_spatial_map(shape: tuple[int, ...] | None, spatial_dims: int = 2) -> bool:
+    """Whether a batched output shape is a CAM-able (N, K, *s) map of more than one position.
+
+    ``s`` must have ``spatial_dims`` dimensions, the input's: (N, K, l) for signals,
+    (N, K, h, w) for images, (N, K, d, h, w) for volumes and video.
+
+    Example:
+        >>> is_spatial_map((1, 8, 7, 7)), is_spatial_map((1, 8, 1, 1))
+        (True, False)
+        >>> is_spatial_map((1, 8, 30), spatial_dims=1), is_spatial_map((1, 8, 30))
+        (True, False)
+    """
+    return (
+        shape is not None
+        and len(shape) == 2 + spatial_dims
+        and math.prod(shape[2:]) > 1
+    )
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -164,6 +179,10 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     raise TypeError(
         f"layer must be a module name (str), an nn.Module or 'auto', not {type(layer).__name__}."
     )
+
+
+#: A layer map's layout by its number of spatial dimensions.
+_MAP_LAYOUTS = {1: "(N, K, l)", 2: "(N, K, h, w)", 3: "(N, K, d, h, w)"}
 
 
 @dataclass(frozen=True)
@@ -215,6 +234,8 @@ class LayerCapture:
         #: Run the model without a graph up to the first captured layer (see above).
         self.grad_from_layer = bool(grad_from_layer)
         self._grad_after: bool | None = None
+        #: The spatial dimensions of the input of the pass under way (2 for images).
+        self._spatial_dims = 2
 
     def __enter__(self) -> LayerCapture:
         self._modes = [(m, m.training) for m in self.model.modules()]
@@ -263,7 +284,7 @@ class LayerCapture:
         Args:
             layers: The layers by name.
             transform: A reshape transform (see :mod:`rsigradcam.core.reshape`) that turns each
-                layer's output into an (N, K, h, w) map; :meth:`view` applies it to
+                layer's output into an (N, K, *s) map; :meth:`view` applies it to
                 activations and gradients alike.
         """
         self._check_active()
@@ -274,7 +295,7 @@ class LayerCapture:
             self._handles.append(module.register_forward_hook(self._capture_hook(name)))
 
     def view(self, name: str, tensor: Tensor) -> Tensor:
-        """A captured layer's tensor (activation or gradient) as its (N, K, h, w) map."""
+        """A captured layer's tensor (activation or gradient) as its (N, K, *s) map."""
         transform = self._transforms.get(name)
         return tensor if transform is None else transform(tensor)
 
@@ -303,36 +324,46 @@ class LayerCapture:
 
     def _check_output(self, name: str, output: Any) -> Tensor:
         transform = self._transforms.get(name)
+        dims = self._spatial_dims
+        layout = _MAP_LAYOUTS.get(dims, f"(N, K, {dims} spatial)")
         if transform is not None and isinstance(output, Tensor):
             try:
                 mapped = transform(output.detach())
             except ValueError as err:
                 raise ValueError(f"layer {name!r}: reshape_transform failed: {err}") from err
-            if not isinstance(mapped, Tensor) or mapped.dim() != 4:
+            if not isinstance(mapped, Tensor) or mapped.dim() != 2 + dims:
                 raise ValueError(
                     f"reshape_transform turned layer {name!r}'s {describe(output)} into "
-                    f"{describe(mapped)}; it must return an (N, K, h, w) map."
+                    f"{describe(mapped)}; it must return an {layout} map."
                 )
             shape = tuple(mapped.shape)
-        elif isinstance(output, Tensor) and output.dim() == 4:
+        elif isinstance(output, Tensor) and output.dim() == 2 + dims:
             shape = tuple(output.shape)
-        elif isinstance(output, Tensor) and output.dim() == 3:
+        elif isinstance(output, Tensor) and output.dim() == 3 and dims == 2:
             raise ValueError(
                 f"layer {name!r} returned {describe(output)}: (N, tokens, D) like a "
                 "transformer block. Pass reshape_transform='tokens' (drops the class and "
                 "register tokens, square patch grid), TokenGrid(prefix_tokens, grid), or "
                 "a callable (N, T, D) -> (N, D, h, w)."
             )
+        elif isinstance(output, Tensor) and output.dim() == 2:
+            raise ValueError(
+                f"layer {name!r} returned {describe(output)}, which has no spatial dimension, "
+                f"but a CAM needs a {2 + dims}-D {layout} feature map like the input's. "
+                "Choose a convolutional layer or block before the pooling."
+            )
         else:
             raise ValueError(
-                f"layer {name!r} returned {describe(output)}, but a CAM needs a 4-D "
-                "(N, K, h, w) feature map. Choose a convolutional layer or block."
+                f"layer {name!r} returned {describe(output)}, but a CAM needs a {2 + dims}-D "
+                f"{layout} feature map with the input's {dims} spatial dimension"
+                f"{'s' * (dims != 1)}. Choose a convolutional layer or block."
             )
-        if not is_spatial_map(shape):
+        if not is_spatial_map(shape, dims):
+            single = "x".join(["1"] * dims) if dims > 1 else "length-1"
             raise ValueError(
-                f"layer {name!r} has a 1x1 spatial output {shape}, so a class activation "
-                "map would be a single value. Choose an earlier layer with a spatial "
-                "feature map."
+                f"layer {name!r} has a {single} spatial output {shape}, so a "
+                "class activation map would be a single value. Choose an earlier layer with "
+                "a spatial feature map."
             )
         return output
 
@@ -351,6 +382,7 @@ class LayerCapture:
         """
         self._check_active()
         self._captured = {}
+        self._spatial_dims = x.dim() - 2
         grad = torch.is_grad_enabled()
         from_layer = self.grad_from_layer if grad_from_layer is None else grad_from_layer
         if from_layer:

@@ -122,7 +122,8 @@ class SpeedOptions:
         fold_batchnorm: Fold eval-mode BatchNorms into the preceding convolutions in a
             private copy (a pair whose convolution or BatchNorm is explained is kept).
         channels_last: Run the path points and a private copy in the NHWC memory format;
-            ``None``: on a CPU, for 4-D (image) inputs.
+            ``None``: on a CPU. It applies to 4-D (image) inputs only; signals, volumes
+            and video run in the usual layout whatever it says.
         cpu_tuning: On a CPU, activations that follow a folded pair clamp in place and
             modules implementing :class:`InferenceCopyHook` prepare themselves.
         compile: ``torch.compile`` a private copy (the first call compiles).
@@ -336,9 +337,9 @@ def prepare_model(
         )
     tricks = run_dtype == own == torch.float32
     fold = tricks and options.fold_batchnorm
-    nhwc = tricks and (
+    nhwc = tricks and x.dim() == 4 and (
         options.channels_last if options.channels_last is not None
-        else x.device.type == "cpu" and x.dim() == 4
+        else x.device.type == "cpu"
     )
     tune = tricks and options.cpu_tuning and x.device.type == "cpu"
     as_given = ModelRun(dtype=str(_dtype_name(own)), autocast=_dtype_name(autocast))

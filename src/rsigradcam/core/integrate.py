@@ -107,7 +107,7 @@ class RiemannStieltjesSum:
         self._total.index_add_(0, image_index[1:][same], terms[same])
 
     def result(self) -> Tensor:
-        """The (N, K, h, w) integrated gradients."""
+        """The (N, K, *s) integrated gradients."""
         if self._total is None:
             raise RuntimeError("no path points were accumulated.")
         return self._total
@@ -131,7 +131,7 @@ class GradientAtInput:
         self._grad[image_index] = gradients
 
     def result(self) -> Tensor:
-        """The (N, K, h, w) gradients dy/dA at the inputs."""
+        """The (N, K, *s) gradients dy/dA at the inputs."""
         if self._grad is None:
             raise RuntimeError("no gradients were captured.")
         return self._grad

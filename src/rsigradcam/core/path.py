@@ -44,7 +44,7 @@ class Path(Protocol):
     images: Tensor
 
     def __call__(self, image_index: Tensor, t: Tensor) -> Tensor:
-        """The path points of the rows, (B, C, H, W)."""
+        """The path points of the rows, (B, C, *S)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ class StraightLinePath:
     """The straight line from each image's baseline to the image.
 
     Args:
-        images: (N, C, H, W) inputs x.
-        baselines: (N, C, H, W) baselines x'.
+        images: (N, C, *S) inputs x (S: 1, 2 or 3 spatial dimensions).
+        baselines: (N, C, *S) baselines x'.
 
     Example:
         >>> path = StraightLinePath(images, baselines)            # doctest: +SKIP
@@ -126,7 +126,8 @@ class StraightLinePath:
 
     def __call__(self, image_index: Tensor, t: Tensor) -> Tensor:
         """Points ``x'_n + t (x_n - x'_n)`` for each (n, t) pair; exact at t = 0 and t = 1."""
-        weight = t.to(self.images.device, self.images.dtype).view(-1, 1, 1, 1)
+        ones = [1] * (self.images.dim() - 1)
+        weight = t.to(self.images.device, self.images.dtype).view(-1, *ones)
         return torch.lerp(self.baselines[image_index], self.images[image_index], weight)
 
 
@@ -159,7 +160,7 @@ def path_rows(n_images: int, partition: Tensor) -> tuple[Tensor, Tensor]:
 class CallablePath:
     """A user-defined path ``fn(images, t) -> points`` for t in [0, 1].
 
-    ``fn`` receives a batch of input images (B, C, H, W) and their t values (B,) and
+    ``fn`` receives a batch of inputs (B, C, *S) and their t values (B,) and
     returns the path point of each row. ``fn(x, 0)`` is the baseline and ``fn(x, 1)``
     should be x itself; a path that ends elsewhere (e.g. a decoder's reconstruction)
     explains its own end point, and a warning says so.

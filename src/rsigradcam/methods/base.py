@@ -67,7 +67,12 @@ from rsigradcam.core.path import (
     path_rows,
     uniform_partition,
 )
-from rsigradcam.core.reduction import cam_reduction, completeness_error, normalize_heatmap
+from rsigradcam.core.reduction import (
+    cam_reduction,
+    completeness_error,
+    normalize_heatmap,
+    spatial_dims,
+)
 from rsigradcam.core.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
 from rsigradcam.core.targets import (
     Output,
@@ -173,7 +178,7 @@ class PathPass(NamedTuple):
     evaluator: PathEvaluator
     #: The accumulated tensors by layer, the partition and the evaluations per image.
     result: PathResult
-    #: The images' (H, W).
+    #: The inputs' spatial size S: (L,), (H, W) or (D, H, W).
     size: tuple[int, ...]
     #: J, the baselines per image (rows ``n * J + j``).
     n_baselines: int
@@ -189,9 +194,13 @@ class BaseCAM(Generic[ResultT]):
     the gradient at the input, whose spatial mean weights the channels (Grad-CAM's map).
 
     Args:
-        model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
+        model: Any classifier ``images (N, C, *S) -> logits (N, classes)``, S with 1, 2 or 3
+            spatial dimensions: signals (N, C, L), images (N, C, H, W), volumes and video
+            (N, C, D, H, W). Layer maps are (N, *s) at the layer's resolution, heatmaps
+            (N, *S) at the input's (linear, bilinear or trilinear upsampling).
         layer: A module name such as ``"blocks.10"``, the module itself, ``"auto"`` (the
-            last layer with a spatial 4-D output), or a list of these. With a list the call
+            last layer whose output is a spatial map (N, K, *s) with as many spatial
+            dimensions as the input), or a list of these. With a list the call
             returns ``dict[str, Explanation]`` computed from one set of forward passes
             (:data:`ResultT`). ``model`` and ``layer`` are the only positional parameters.
         output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
@@ -310,15 +319,15 @@ class BaseCAM(Generic[ResultT]):
     def _attributions(
         self, accumulated: Tensor, activation: Tensor, baseline_activation: Tensor | None
     ) -> Tensor:
-        """Per-element attributions (N, K, h, w) from the accumulated tensor."""
+        """Per-element attributions (N, K, *s) from the accumulated tensor."""
         return accumulated
 
     def _weights(self, attributions: Tensor) -> Tensor:
-        """Channel weights (N, K); by default the spatial mean of the attributions."""
-        return attributions.mean(dim=(2, 3))
+        """Channel weights (N, K); by default the mean of the attributions over all of *s."""
+        return attributions.mean(dim=spatial_dims(attributions))
 
     def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
-        """The (N, h, w) layer map; by default ``ReLU(sum_k weights_k A^k(x))``.
+        """The (N, *s) layer map; by default ``ReLU(sum_k weights_k A^k(x))``.
 
         Methods whose map is not a channel-weighted sum of A(x) (element-wise weights,
         maps summed along the path) override this.
@@ -330,8 +339,8 @@ class BaseCAM(Generic[ResultT]):
         """Explain ``images`` for ``targets``.
 
         Args:
-            images: (N, C, H, W) floating-point images, preprocessed for the model and on
-                the model's device.
+            images: (N, C, *S) floating-point inputs (signals, images, volumes or video, see
+                the class), preprocessed for the model and on the model's device.
             targets: ``None`` (each image's top-1 class), an int, one int per image, or a
                 callable ``fn(outputs) -> scores`` on the model's raw (B, classes) outputs.
 
@@ -436,7 +445,7 @@ class BaseCAM(Generic[ResultT]):
         layers: dict[str, nn.Module] = {}
         for item in self._layer_names:
             if isinstance(item, str) and item == "auto":
-                name = self._auto_layer(self._probe(capture, x))
+                name = self._auto_layer(self._probe(capture, x), x.dim() - 2)
             else:
                 name, _ = resolve_layer(self.model, item)
             layers[name] = model.get_submodule(name)
@@ -449,7 +458,8 @@ class BaseCAM(Generic[ResultT]):
             self._probe_cache[key] = capture.probe(x[:1])
         return self._probe_cache[key]
 
-    def _auto_layer(self, records: list[ModuleOutput]) -> str:
+    def _auto_layer(self, records: list[ModuleOutput], dims: int = 2) -> str:
+        """The last module whose output is a spatial map with the input's ``dims``."""
         if self.reshape_transform is not None:
             raise ValueError(
                 "layer='auto' cannot choose a token layer: after the last attention block "
@@ -457,11 +467,12 @@ class BaseCAM(Generic[ResultT]):
                 "give empty maps. Name the layer, e.g. the last block's first norm "
                 "('blocks.11.norm1' in a ViT-B)."
             )
-        spatial = [r.name for r in records if is_spatial_map(r.shape)]
+        spatial = [r.name for r in records if is_spatial_map(r.shape, dims)]
         if not spatial:
             raise ValueError(
-                "layer='auto' found no layer with a spatial 4-D (N, K, h, w) output; pass "
-                "layer= a convolutional module or its name."
+                f"layer='auto' found no layer with a spatial {2 + dims}-D output (N, K, *s) "
+                f"of the input's {dims} spatial dimension{'s' * (dims != 1)}; pass layer= a "
+                "convolutional module or its name."
             )
         return spatial[-1]
 
@@ -537,7 +548,7 @@ class BaseCAM(Generic[ResultT]):
                 partition = fold(partition)
         weights = self._weights(attributions)
         layer_map = self._layer_map(weights, attributions, activation)
-        heatmap = normalize_heatmap(layer_map, (found.size[0], found.size[1]))
+        heatmap = normalize_heatmap(layer_map, found.size)
         completeness = (
             completeness_error(attributions, scores, baseline_scores)
             if complete
@@ -577,16 +588,18 @@ class PathCAM(BaseCAM[ResultT], ABC):
         output: See :class:`BaseCAM`.
         baseline: Where the path starts: ``"black"`` (a black image after ``normalize``),
             ``"zeros"``, ``"blur"``, ``"noise"``, ``"uniform"``, ``"auto"``, a tensor
-            (C, H, W) or (N, C, H, W), a :class:`~rsigradcam.baselines.Baseline` or callable
+            (C, *S) or (N, C, *S), a :class:`~rsigradcam.baselines.Baseline` or callable
             ``fn(images) -> baselines``, or a list of these (attributions averaged); see
             :mod:`rsigradcam.baselines`.
-        normalize: ``(mean, std)`` the images were normalised with, used by the
-            ``"black"`` baseline; ``None`` for images in [0, 1].
+        normalize: ``(mean, std)`` the images were normalised with, one value per channel,
+            used by the ``"black"`` baseline; ``None`` for images in [0, 1]. The default
+            is ImageNet's (3 channels): for other inputs give theirs, ``None``, or another
+            baseline such as ``"zeros"``.
         partition: Explicit path parameters ``0 = t_0 < t_1 < ... < t_m = 1`` (a 1-D
             tensor or sequence); overrides ``steps``.
         path: The integration path instead of the straight line from ``baseline``: a
-            tensor of points from the baseline to the input, (P, C, H, W) for one image or
-            (N, P, C, H, W); or a callable ``path(images, t) -> points`` for t in [0, 1]
+            tensor of points from the baseline to the input, (P, C, *S) for one image or
+            (N, P, C, *S); or a callable ``path(images, t) -> points`` for t in [0, 1]
             (see :mod:`rsigradcam.core.path`).
         n_samples: Average over this many draws of a random baseline (e.g. ``"noise"``).
         **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, overload
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
+from rsigradcam.core.reduction import spatial_dims
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import (
@@ -105,11 +106,12 @@ class GradCAMPlusPlus(GradCAM[ResultT]):
     ) -> Tensor:
         g = accumulated
         g2 = g * g
-        denominator = 2 * g2 + activation.sum(dim=(2, 3), keepdim=True) * g2 * g + self.eps
+        spatial_sum = activation.sum(dim=spatial_dims(activation), keepdim=True)
+        denominator = 2 * g2 + spatial_sum * g2 * g + self.eps
         nonzero = denominator != 0
         safe = denominator.masked_fill(~nonzero, 1)
         alpha = (g2 / safe).masked_fill(~nonzero, 0)
         return alpha * g.clamp(min=0)
 
     def _weights(self, attributions: Tensor) -> Tensor:
-        return attributions.sum(dim=(2, 3))
+        return attributions.sum(dim=spatial_dims(attributions))

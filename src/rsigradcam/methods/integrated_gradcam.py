@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
+from rsigradcam.core.reduction import spatial_dims
 from rsigradcam.core.targets import Output
 from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import (
@@ -101,15 +102,16 @@ class PathGradCAMSum:
         assert self._total is not None and self._baseline is not None
         partition = self.partition.to(t.device)
         width = (t - partition[torch.searchsorted(partition, t) - 1]).to(activations.dtype)
-        weights = gradients.mean(dim=(2, 3))
+        weights = gradients.mean(dim=spatial_dims(gradients))
         difference = activations - self._baseline[image_index]
-        point_map = torch.einsum("nk,nkhw->nhw", weights, difference)
-        scale = width.view(-1, 1, 1) * (point_map > 0)
-        terms = scale.unsqueeze(1) * weights[:, :, None, None] * difference
+        point_map = torch.einsum("nk,nk...->n...", weights, difference)
+        ones = [1] * (difference.dim() - 2)
+        scale = width.view(-1, *ones) * (point_map > 0)
+        terms = scale.unsqueeze(1) * weights.view(*weights.shape, *ones) * difference
         self._total.index_add_(0, image_index, terms)
 
     def result(self) -> Tensor:
-        """The (N, K, h, w) per-channel contributions; their channel sum is the layer map."""
+        """The (N, K, *s) per-channel contributions; their channel sum is the layer map."""
         if self._total is None:
             raise RuntimeError("no path points were accumulated.")
         return self._total
