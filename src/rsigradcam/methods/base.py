@@ -189,12 +189,15 @@ class BaseCAM(Generic[ResultT]):
     the gradient at the input, whose spatial mean weights the channels (Grad-CAM's map).
 
     Args:
-        model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
+        model: Any model on ``images (N, C, H, W)``: a classifier returning (N, classes)
+            scores for class targets, any output for a target that reads it.
         layer: A module name such as ``"blocks.10"``, the module itself, ``"auto"`` (the
             last layer with a spatial 4-D output), or a list of these. With a list the call
             returns ``dict[str, Explanation]`` computed from one set of forward passes
             (:data:`ResultT`). ``model`` and ``layer`` are the only positional parameters.
-        output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
+        output: How a class index is scored: ``"softmax"`` (the class probability),
+            ``"logits"`` (the logit) or ``"sigmoid"`` (the sigmoid of the logit, for
+            multi-label classifiers).
         batch_size: Points (rows) per forward/backward chunk; ``None`` chooses it from
             ``memory_budget_mb``.
         dtype: Run the computation in this floating dtype (e.g. ``torch.float64``). The
@@ -332,8 +335,12 @@ class BaseCAM(Generic[ResultT]):
         Args:
             images: (N, C, H, W) floating-point images, preprocessed for the model and on
                 the model's device.
-            targets: ``None`` (each image's top-1 class), an int, one int per image, or a
-                callable ``fn(outputs) -> scores`` on the model's raw (B, classes) outputs.
+            targets: ``None`` (each image's top-1 class), an int, one int per image, a
+                ready-made target (:class:`~rsigradcam.core.targets.ClassTarget`,
+                ``SegmentationTarget``, ``BoxTarget``, ``RegressionTarget``), or a callable
+                ``fn(output) -> scores`` on the model's raw output for a chunk of path
+                points (a tensor of any shape, a dict, a ``ModelOutput``, a tuple, a list of
+                dicts), one score per row.
 
         Returns:
             An :class:`Explanation`, or ``dict[str, Explanation]`` by layer name when
@@ -393,6 +400,7 @@ class BaseCAM(Generic[ResultT]):
                 channels_last=prepared.channels_last,
                 autocast=prepared.autocast,
                 model_run=prepared.run,
+                rows_per_image=n_baselines,
             )
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
