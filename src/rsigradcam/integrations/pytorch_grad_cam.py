@@ -211,7 +211,9 @@ class FasterRCNNBoxScoreTarget(Target):
     """For each box, its label's best-matching detection's score plus IoU, summed.
 
     As pytorch-grad-cam's target of the same name: a box whose best IoU is below
-    ``iou_threshold`` adds 0. Reads a torchvision detector's list of dicts (``boxes``,
+    ``iou_threshold`` adds 0. One difference: the match is the best among the detections
+    of the box's label (pytorch-grad-cam takes the best over all detections, then adds 0
+    if its label differs). Reads a torchvision detector's list of dicts (``boxes``,
     ``labels``, ``scores``) or a DETR / YOLOS output (:class:`rsigradcam.BoxTarget`).
 
     Args:
