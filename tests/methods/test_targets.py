@@ -177,3 +177,32 @@ def test_targets_refuse_bad_parameters_in_one_line():
         RegressionTarget(4)(torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"ClassTarget's category has 3 values \(one per image\)"):
         ClassTarget([0, 1, 2])(torch.zeros(2, 3))
+
+
+def test_a_callable_gets_a_tuple_output_unchanged_and_an_int_reads_its_first_item():
+    torch.manual_seed(10)
+    body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.fc = body, nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+            features = self.body(x).flatten(1)
+            return self.fc(features), features
+
+    model, images = Pair(), torch.randn(2, 3, 8, 8)
+    seen: list[object] = []
+
+    def score(output: tuple[Tensor, Tensor]) -> Tensor:
+        seen.append(output)
+        return output[1][:, 0]
+
+    exp = GradCAM(model, "body.0")(images, score)
+    assert all(isinstance(o, tuple) and len(o) == 2 for o in seen)
+    with torch.no_grad():
+        logits, features = model(images)
+    torch.testing.assert_close(exp.scores, features[:, 0])
+    exp = GradCAM(model, "body.0", output="sigmoid")(images, 2)
+    torch.testing.assert_close(exp.scores, torch.sigmoid(logits[:, 2]))
