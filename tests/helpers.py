@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 class SmallCNN(nn.Module):
@@ -94,6 +94,37 @@ def make_spatial_case(
     bn.running_mean.uniform_(-0.2, 0.2)
     bn.running_var.uniform_(0.5, 1.5)
     return model.to(dtype).eval(), torch.randn(n, *shape, dtype=dtype)
+
+
+class DictSegmenter(nn.Module):
+    """A segmentation model whose output is a dict: (N, K, H, W) scores under ``"maps"``."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(6, classes, 1)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {"maps": self.head(self.body(x)), "features": x.mean(dim=1)}
+
+
+class Detector(nn.Module):
+    """A torchvision-style detector: one dict of boxes, labels and scores per image.
+
+    Two fixed boxes per image; their scores are a sigmoid of the pooled features, so that
+    they depend on the image through ``body``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.score = nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> list[dict[str, Tensor]]:
+        scores = torch.sigmoid(self.score(self.body(x).mean(dim=(2, 3))))
+        boxes = torch.tensor([[0.0, 0.0, 6.0, 6.0], [4.0, 4.0, 12.0, 12.0]], dtype=x.dtype)
+        labels = torch.tensor([1, 2])
+        return [{"boxes": boxes, "labels": labels, "scores": s} for s in scores]
 
 
 def model_state(model: nn.Module) -> dict[str, object]:

@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rsigradcam.core.inference import SpeedOptions
+    from rsigradcam.core.targets import (
+        BoxTarget,
+        ClassTarget,
+        RegressionTarget,
+        SegmentationTarget,
+        Target,
+    )
     from rsigradcam.explanation import Explanation, ModelRun
     from rsigradcam.heatmaps import load_heatmaps
     from rsigradcam.methods import (
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "METHODS",
     "BaseCAM",
+    "BoxTarget",
+    "ClassTarget",
     "Explanation",
     "GradCAM",
     "GradCAMPlusPlus",
@@ -40,7 +49,10 @@ __all__ = [
     "ModelRun",
     "PathCAM",
     "RSIGradCAM",
+    "RegressionTarget",
+    "SegmentationTarget",
     "SpeedOptions",
+    "Target",
     "__version__",
     "load_heatmaps",
 ]
@@ -54,6 +66,10 @@ _EXPORTS = {
     "ModelRun": "rsigradcam.explanation",
     "SpeedOptions": "rsigradcam.core.inference",
     "load_heatmaps": "rsigradcam.heatmaps",
+    **dict.fromkeys(
+        ("BoxTarget", "ClassTarget", "RegressionTarget", "SegmentationTarget", "Target"),
+        "rsigradcam.core.targets",
+    ),
     **dict.fromkeys(
         (
             "METHODS",

@@ -16,7 +16,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_outputs import (
+    ImageClassifierOutput,
+    ImageClassifierOutputWithNoAttention,
+)
 from typer.testing import CliRunner
 
 from rsigradcam import METHODS, RSIGradCAM, load_heatmaps
@@ -170,17 +173,20 @@ def test_every_method_explains_a_model_output_as_its_logits(method: str) -> None
     assert a.targets.tolist() == [3, 0]
 
 
-def test_a_callable_target_and_auto_layer_see_the_logits() -> None:
+def test_a_callable_target_sees_the_raw_output_and_auto_layer_works() -> None:
     model = hf_models.convnext()
     images = _images(2, CNN_SIZE)
-    seen: list[Tensor] = []
+    seen: list[object] = []
 
-    def score(outputs: Tensor) -> Tensor:
-        seen.append(outputs)
-        return outputs[:, 2] - outputs[:, 0]
+    def score(output: ImageClassifierOutputWithNoAttention) -> Tensor:
+        seen.append(output)
+        return output.logits[:, 2] - output.logits[:, 0]
 
     exp = RSIGradCAM(model, steps=3, normalize=None)(images, targets=score)
-    assert all(isinstance(o, Tensor) and o.shape[1] == 4 for o in seen)
+    assert seen and all(
+        isinstance(o, ImageClassifierOutputWithNoAttention) and o.logits.shape[1] == 4
+        for o in seen
+    )
     assert exp.layer.startswith("convnext.")  # "auto": the last spatial map
     with torch.no_grad():
         logits = model(images).logits

@@ -183,5 +183,5 @@ def test_model_without_2d_output():
         def forward(self, x):
             return self.conv(x)
 
-    with pytest.raises(ValueError, match=r"must return \(N, classes\)"):
+    with pytest.raises(ValueError, match=r"needs \(N, classes\) scores"):
         RSIGradCAM(Seg(), "conv", steps=2)(torch.randn(1, 3, 6, 6))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,10 +38,13 @@ def activations_and_gradients(
     target: int,
     output: str,
     reshape: Callable[[Tensor], Tensor] | None = None,
+    score: Callable[[Any], Tensor] | None = None,
 ) -> tuple[list[Tensor], list[Tensor], list[float]]:
     """A(x_i), dy/dA(x_i) and y(x_i) for each single point x_i (C, *S).
 
     ``reshape`` turns a token layer's (1, T, D) output and gradient into (1, D, h, w).
+    ``score`` maps the model's raw output on one point to y (one value); without it y is
+    the class ``target``'s ``output`` ("softmax", "logits" or "sigmoid").
     """
     view = reshape if reshape is not None else (lambda t: t)
     model = copy.deepcopy(model).eval()
@@ -61,9 +66,14 @@ def activations_and_gradients(
         for point in points:
             x = point.unsqueeze(0).clone().requires_grad_(True)
             out = model(x)
-            if output == "softmax":
-                out = F.softmax(out, dim=1)
-            y = out[0, target]
+            if score is not None:
+                y = score(out).reshape(())
+            else:
+                if output == "softmax":
+                    out = F.softmax(out, dim=1)
+                y = out[0, target]
+                if output == "sigmoid":
+                    y = torch.sigmoid(y)
             model.zero_grad()
             y.backward()
             acts.append(view(store["act"])[0])
@@ -88,20 +98,24 @@ def reference_rsi(
     partition: list[float] | None = None,
     points: list[Tensor] | None = None,
     reshape: Callable[[Tensor], Tensor] | None = None,
+    score: Callable[[Any], Tensor] | None = None,
 ) -> dict[str, Tensor | float | int]:
     """RSI-Grad-CAM of one input (C, *S) against one baseline (C, *S).
 
     ``points`` replaces the straight-line path by explicit path points (the first is the
-    baseline, the last the point explained).
+    baseline, the last the point explained). ``score`` explains any scalar of the model's
+    raw output on one point instead of a class (``target`` is then -1).
     """
     if points is None:
         ts = partition if partition is not None else [i / steps for i in range(steps + 1)]
         points = [baseline + t * (image - baseline) for t in ts]
-    if target is None:
+    if score is not None:
+        target = -1
+    elif target is None:
         with torch.no_grad():
             target = int(model.eval()(points[-1].unsqueeze(0)).argmax(dim=1).item())
     acts, grads, scores = activations_and_gradients(
-        model, layer_name, points, target, output, reshape
+        model, layer_name, points, target, output, reshape, score
     )
     if grad_relu:
         grads = [torch.relu(g) for g in grads]
@@ -130,3 +144,50 @@ def reference_rsi(
         "score": scores[-1],
         "baseline_score": scores[0],
     }
+
+
+def correlation(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two tensors' values (1.0 for two equal constants)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    if bool((a.std() == 0) | (b.std() == 0)):
+        return 1.0 if torch.allclose(a, b) else 0.0
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def compare_with_reference(
+    explanation: Any,
+    model: nn.Module,
+    layer_name: str,
+    images: Tensor,
+    baselines: Tensor,
+    steps: int,
+    score: Callable[[int], Callable[[Any], Tensor]] | None = None,
+    output: str = "softmax",
+    reshape: Callable[[Tensor], Tensor] | None = None,
+) -> float:
+    """The least correlation, over images, of an explanation's maps with the reference's.
+
+    The reference runs in float64 on a copy of ``model``; ``score(n)`` is image n's score
+    function of the model's raw output on one point (else its class as ``output`` says).
+    Heatmaps and attributions are compared; the scores at the input and the baseline too.
+    """
+    model = copy.deepcopy(model).double()
+    images, baselines = images.double(), baselines.double()
+    least = 1.0
+    for n in range(images.shape[0]):
+        ref = reference_rsi(
+            model, layer_name, images[n], baselines[n], steps, output=output,
+            target=None if score is not None else int(explanation.targets[n]),
+            reshape=reshape, score=score(n) if score is not None else None,
+        )  # fmt: skip
+        assert float(explanation.scores[n]) == pytest.approx(ref["score"], rel=1e-6, abs=1e-9)
+        assert float(explanation.baseline_scores[n]) == pytest.approx(
+            ref["baseline_score"], rel=1e-6, abs=1e-9
+        )
+        for mine, theirs in (
+            (explanation.heatmap[n], ref["heatmap"]),
+            (explanation.attributions[n], ref["attributions"]),
+        ):
+            assert isinstance(theirs, Tensor)
+            least = min(least, correlation(mine, theirs))
+    return least

@@ -25,6 +25,7 @@ from torch.utils.hooks import RemovableHandle
 __all__ = [
     "LayerCapture",
     "ModuleOutput",
+    "class_logits",
     "describe",
     "is_spatial_map",
     "logits_of",
@@ -99,6 +100,27 @@ def logits_of(output: Any) -> Tensor:
         "'logits' tensor (Hugging Face ...ForImageClassification models), or a tuple whose "
         "first item is that tensor. Use a model with a classification head or wrap it."
     )
+
+
+def class_logits(output: Any) -> Tensor:
+    """The (N, classes) scores of a classifier's output (:func:`logits_of`), checked 2-D.
+
+    Raises:
+        ValueError: No scores, or scores of another shape (one line naming it and the fix).
+
+    Example:
+        >>> class_logits({"logits": torch.zeros(2, 3)}).shape
+        torch.Size([2, 3])
+    """
+    logits = logits_of(output)
+    if logits.dim() != 2:
+        raise ValueError(
+            f"the model returned {describe(logits)}; a class index target needs (N, classes) "
+            "scores. For other outputs pass a target that reads them (SegmentationTarget, "
+            "BoxTarget, RegressionTarget or a callable(output) -> one score per row), or wrap "
+            "the model so that its forward returns the logits tensor."
+        )
+    return logits
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -372,13 +394,27 @@ class LayerCapture:
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the model on ``x`` and return its logits and the captured activations.
 
-        The logits are :func:`logits_of` the model's output (a tensor, ``.logits`` of a
-        Hugging Face ``ModelOutput`` or dict, or the first item of a tuple).
+        The logits are :func:`class_logits` of the model's output (a tensor, ``.logits`` of
+        a Hugging Face ``ModelOutput`` or dict, or the first item of a tuple).
         ``grad_from_layer``: for this pass only, instead of the capture's own setting.
 
         Raises:
             ValueError: An attached layer did not run, or the model's output is not a
                 2-D (N, classes) tensor.
+        """
+        output, captured = self.run(x, grad_from_layer=grad_from_layer)
+        return class_logits(output), captured
+
+    def run(
+        self, x: Tensor, *, grad_from_layer: bool | None = None
+    ) -> tuple[Any, dict[str, Tensor]]:
+        """Run the model on ``x``: its raw output, unchanged, and the captured activations.
+
+        The output is whatever the model returns (a tensor of any shape, a dict, a
+        ``ModelOutput``, a tuple, a list of dicts); targets read their scores from it.
+
+        Raises:
+            ValueError: An attached layer did not run.
         """
         self._check_active()
         self._captured = {}
@@ -400,13 +436,7 @@ class LayerCapture:
                 f"layer {missing[0]!r} did not run in the model's forward pass, so it cannot "
                 "be explained. Choose a layer that the forward pass uses."
             )
-        logits = logits_of(output)
-        if logits.dim() != 2:
-            raise ValueError(
-                f"the model returned {describe(logits)}; a classifier must return (N, classes) "
-                "scores. Wrap the model so that its forward returns the logits tensor."
-            )
-        return logits, captured
+        return output, captured
 
     def probe(self, x: Tensor) -> list[ModuleOutput]:
         """Run one no-grad forward pass and report every module's output, in completion order.
@@ -418,7 +448,7 @@ class LayerCapture:
         self._check_active()
         records: list[ModuleOutput] = []
         with _temporary_hooks(self.model, records), torch.no_grad(), _uncompiled():
-            self.forward(x)
+            self.run(x)
         return records
 
 

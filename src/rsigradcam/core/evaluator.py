@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.capture import LayerCapture, class_logits
 from rsigradcam.core.path import Path
-from rsigradcam.core.targets import ScoreFn, check_target_range
+from rsigradcam.core.targets import Rows, ScoreFn, check_scores, check_target_range, target_scores
 from rsigradcam.explanation import ModelRun
 
-__all__ = ["PathEvaluator", "PathResult", "check_scores"]
+__all__ = ["PathEvaluator", "PathResult"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,10 @@ class PathEvaluator:
         path: The path the rows' points lie on.
         layers: Layer names, in the capture's order.
         target_values: One class per image, or ``None`` for each image's top-1 class.
-        score_fn: A callable target ``fn(outputs) -> scores``, or ``None``.
-        class_score_fn: The score of given classes, ``fn(outputs, classes) -> scores``.
+        score_fn: A callable target ``fn(output) -> scores`` on the model's raw output (a
+            :class:`~rsigradcam.core.targets.Target` is also told each row's image), or
+            ``None``.
+        class_score_fn: The score of given classes, ``fn(logits, classes) -> scores``.
         chunk: Rows per forward/backward pass.
         record_baseline: Keep y(x') and A(x') from the rows at t = 0.
         channels_last: Give the model its points in the NHWC memory format (activations
@@ -53,6 +56,8 @@ class PathEvaluator:
         autocast: Run the passes under CUDA autocast in this dtype; activations,
             gradients and scores are handed on in the images' dtype.
         model_run: How the model runs (as given or a prepared copy), for the record.
+        rows_per_image: Path images per image (J baselines: path image n is image n // J),
+            for the image a :class:`~rsigradcam.core.targets.Target` is told.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class PathEvaluator:
         channels_last: bool = False,
         autocast: torch.dtype | None = None,
         model_run: ModelRun | None = None,
+        rows_per_image: int = 1,
     ) -> None:
         x = path.images
         self.model_run = model_run if model_run is not None else ModelRun()
@@ -78,6 +84,7 @@ class PathEvaluator:
         self.score_fn = score_fn
         self.class_score_fn = class_score_fn
         self.record_baseline = record_baseline
+        self.rows_per_image = rows_per_image
         self.channels_last, self.autocast = channels_last, autocast
         nan = torch.full((self.n_images,), float("nan"), dtype=x.dtype, device=x.device)
         self.scores, self.baseline_scores = nan.clone(), nan.clone()
@@ -104,20 +111,10 @@ class PathEvaluator:
         for start in range(0, image_index.numel(), self.chunk):
             n = image_index[start : start + self.chunk]
             tc = t[start : start + self.chunk]
-            outputs, acts = self._forward(self.path(n, tc.to(x.dtype)))
-            if not self._checked:
-                if self.target_values is not None:
-                    check_target_range(self.target_values, outputs.shape[1])
-                self._checked = True
+            output, acts = self._forward(self.path(n, tc.to(x.dtype)))
             at_input = tc == 1.0
             at_base = (tc == 0.0) & self.record_baseline
-            if self.target_values is None and self.score_fn is None:
-                self.explained[n[at_input]] = outputs[at_input].detach().argmax(dim=1)
-            if self.score_fn is not None:
-                y = self.score_fn(outputs)
-            else:
-                y = self.class_score_fn(outputs, self.explained[n])
-            check_scores(y, outputs)
+            y = self._score(output, n, at_input)
             grads = torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
             detached, gradients = {}, {}
             for (name, raw), grad in zip(acts.items(), grads, strict=True):
@@ -136,15 +133,32 @@ class PathEvaluator:
             self.baseline_scores[n[at_base]] = y[at_base]
             yield n, tc, detached, gradients, y
 
-    def _forward(self, points: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The capture's forward on ``points``, in the memory format and autocast asked for."""
+    def _forward(self, points: Tensor) -> tuple[Any, dict[str, Tensor]]:
+        """The capture's run on ``points``, in the memory format and autocast asked for."""
         if self.channels_last and points.dim() == 4:
             points = points.contiguous(memory_format=torch.channels_last)
         if self.autocast is None:
-            return self.capture.forward(points)
+            return self.capture.run(points)
         with torch.autocast(points.device.type, dtype=self.autocast):
-            outputs, acts = self.capture.forward(points)
-        return outputs.to(points.dtype), acts
+            return self.capture.run(points)
+
+    def _score(self, output: Any, n: Tensor, at_input: Tensor) -> Tensor:
+        """The score of each row (path image ``n``) from the raw ``output``, in the images' dtype.
+
+        A class target's top-1 class is recorded at the rows at the input (``at_input``).
+        """
+        dtype = self.path.images.dtype
+        if self.score_fn is not None:
+            rows = Rows(n // self.rows_per_image, tuple(self.path.images.shape[2:]))
+            return target_scores(self.score_fn, output, rows).to(dtype)
+        logits = class_logits(output).to(dtype)
+        if self.target_values is not None:
+            if not self._checked:
+                check_target_range(self.target_values, logits.shape[1])
+                self._checked = True
+        else:
+            self.explained[n[at_input]] = logits[at_input].detach().argmax(dim=1)
+        return check_scores(self.class_score_fn(logits, self.explained[n]), n.numel())
 
     def _plain(self, tensor: Tensor) -> Tensor:
         """A contiguous tensor in the images' dtype, as the accumulators expect it."""
@@ -152,8 +166,10 @@ class PathEvaluator:
 
     def warm_up(self, points: Tensor) -> None:
         """One forward and backward pass on ``points``, results discarded (compiling)."""
-        outputs, acts = self._forward(points)
-        torch.autograd.grad(outputs.sum(), list(acts.values()), allow_unused=True)
+        output, acts = self._forward(points)
+        n = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+        y = self._score(output, n, torch.ones_like(n, dtype=torch.bool))
+        torch.autograd.grad(y.sum(), list(acts.values()), allow_unused=True)
 
     def find_cuts(self) -> dict[str, bool]:
         """Whether each layer cuts the graph from the input to the score, by layer.
@@ -171,11 +187,8 @@ class PathEvaluator:
         leaf = self.path(n, t).detach().requires_grad_(True)
         cuts: dict[str, bool] = {}
         try:
-            outputs, acts = self.capture.forward(leaf.clone(), grad_from_layer=False)
-            if self.score_fn is not None:
-                y = self.score_fn(outputs)
-            else:
-                y = self.class_score_fn(outputs, self.explained[n])
+            output, acts = self.capture.run(leaf.clone(), grad_from_layer=False)
+            y = self._score(output, n, torch.zeros_like(n, dtype=torch.bool))
             for name, act in acts.items():
                 handle = act.register_hook(torch.zeros_like)  # type: ignore[no-untyped-call]
                 try:
@@ -196,21 +209,3 @@ class PathEvaluator:
             store[name] = act.new_zeros((self.n_images, *act.shape[1:]))
         store[name][n[mask]] = act[mask]
 
-
-def check_scores(y: Tensor, outputs: Tensor) -> None:
-    """Check that the target gave one finite score per row of ``outputs``.
-
-    Raises:
-        ValueError: A callable target returned another shape, or a score is NaN or Inf.
-    """
-    if not isinstance(y, Tensor) or y.shape != outputs.shape[:1]:
-        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise ValueError(
-            f"the target callable must return one score per row, shape "
-            f"({outputs.shape[0]},), got {got}."
-        )
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(
-            "the model produced non-finite (NaN or Inf) scores on the integration path; "
-            "check the model and the input's normalisation."
-        )

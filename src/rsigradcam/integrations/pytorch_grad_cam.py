@@ -25,10 +25,20 @@ objects work here when it is installed.
 - :class:`ClassifierOutputSoftmaxTarget` (``c``), ours or theirs: the softmax probability of
   class ``c``, whatever ``output=`` says.
 - A plain int ``c``: as ``ClassifierOutputTarget(c)``.
+- :class:`SemanticSegmentationTarget` (``c, mask``), ours or pytorch-grad-cam's: class
+  ``c``'s raw score summed over the boolean ``mask`` of a segmentation model's (N, K, H, W)
+  output (or a Hugging Face ``logits``), the mask at the output's size or the input's
+  (resized).
+- :class:`FasterRCNNBoxScoreTarget` (``labels, bounding_boxes, iou_threshold=0.5``), ours
+  or pytorch-grad-cam's: for each box, the detection of its label that best matches it by
+  IoU, its score plus that IoU, summed; on a torchvision detector's list of dicts
+  (``boxes``, ``labels``, ``scores``) or a DETR / YOLOS output.
+- A ready-made :class:`rsigradcam.Target` (``ClassTarget``, ``SegmentationTarget``,
+  ``BoxTarget``, ``RegressionTarget``): as the library's methods use it.
 - Any other callable (pytorch-grad-cam's other targets, your own): called on one row of
-  the model's raw outputs (a 1-D tensor of class scores), it returns the score to
-  explain, a 0-d tensor computed from that row. Its value is used as it is (``output=``
-  does not apply).
+  the model's raw output (a row of its tensor or ``logits``, or one dict of a list of
+  dicts), it returns the score to explain, a 0-d tensor computed from that row. Its value
+  is used as it is (``output=`` does not apply).
 """
 
 from __future__ import annotations
@@ -46,12 +56,19 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from rsigradcam.baselines import AutoBaseline, BaselineSpec, Normalize
-from rsigradcam.core.capture import model_device, resolve_layer
+from rsigradcam.core.capture import logits_of, model_device, resolve_layer
 from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.integrate import Rule
 from rsigradcam.core.path import PathSpec
 from rsigradcam.core.reshape import ReshapeSpec
-from rsigradcam.core.targets import Output, check_output
+from rsigradcam.core.targets import (
+    BoxTarget,
+    Output,
+    Rows,
+    SegmentationTarget,
+    Target,
+    check_output,
+)
 from rsigradcam.explanation import Explanation
 from rsigradcam.methods import RSIGradCAM as _CoreRSIGradCAM
 
@@ -60,8 +77,10 @@ __all__ = [
     "EIGEN_SMOOTH_REFUSED",
     "ClassifierOutputSoftmaxTarget",
     "ClassifierOutputTarget",
+    "FasterRCNNBoxScoreTarget",
     "FrontEndOptions",
     "RSIGradCAM",
+    "SemanticSegmentationTarget",
 ]
 
 #: Why ``aug_smooth=True`` is refused (the error's text).
@@ -81,6 +100,8 @@ EIGEN_SMOOTH_REFUSED = (
 _FOREIGN_MODULE = "pytorch_grad_cam"
 _CLASS_TARGET = "ClassifierOutputTarget"
 _SOFTMAX_TARGET = "ClassifierOutputSoftmaxTarget"
+_SEGMENTATION_TARGET = "SemanticSegmentationTarget"
+_BOX_TARGET = "FasterRCNNBoxScoreTarget"
 
 
 class FrontEndOptions(TypedDict, total=False):
@@ -169,6 +190,81 @@ class ClassifierOutputSoftmaxTarget:
         return f"{type(self).__name__}({self.category})"
 
 
+class SemanticSegmentationTarget(SegmentationTarget):
+    """Class ``category``'s raw score summed over ``mask`` (as pytorch-grad-cam's target).
+
+    Reads a segmentation model's (N, K, H, W) scores (a tensor, or a Hugging Face
+    ``logits``); ``mask`` (H, W) is at the output's size or the input's (then resized).
+    Called on an output it scores each row of a batch.
+
+    Args:
+        category: The class index.
+        mask: A boolean (or 0/1) mask, a NumPy array or a tensor.
+    """
+
+    def __init__(self, category: int, mask: Any) -> None:
+        found = mask.detach().cpu() if isinstance(mask, Tensor) else np.asarray(mask)
+        super().__init__(_category(category), found, output="logits")
+
+
+class FasterRCNNBoxScoreTarget(Target):
+    """For each box, its label's best-matching detection's score plus IoU, summed.
+
+    As pytorch-grad-cam's target of the same name: a box whose best IoU is below
+    ``iou_threshold`` adds 0. One difference: the match is the best among the detections
+    of the box's label (pytorch-grad-cam takes the best over all detections, then adds 0
+    if its label differs). Reads a torchvision detector's list of dicts (``boxes``,
+    ``labels``, ``scores``) or a DETR / YOLOS output (:class:`rsigradcam.BoxTarget`).
+
+    Args:
+        labels: One class per box.
+        bounding_boxes: (B, 4) boxes (x0, y0, x1, y1) in input pixels.
+        iou_threshold: The least IoU of a match.
+    """
+
+    def __init__(self, labels: Sequence[int], bounding_boxes: Any, iou_threshold: float = 0.5):
+        boxes = torch.as_tensor(np.asarray(bounding_boxes, dtype=np.float64)).reshape(-1, 4)
+        found = [_category(label) for label in labels]
+        if len(found) != boxes.shape[0]:
+            raise ValueError(
+                f"FasterRCNNBoxScoreTarget has {len(found)} label(s) for {boxes.shape[0]} "
+                "box(es); give one label per box."
+            )
+        self.labels, self.bounding_boxes, self.iou_threshold = found, boxes, float(iou_threshold)
+        self._boxes = [
+            BoxTarget(box, label, iou_threshold=self.iou_threshold, add_iou=True)
+            for box, label in zip(boxes, found, strict=True)
+        ]
+
+    def score(self, output: Any, rows: Rows | None) -> Tensor:
+        """Each row's sum over the boxes."""
+        if not self._boxes:
+            raise ValueError("FasterRCNNBoxScoreTarget has no boxes; give at least one.")
+        return torch.stack([box.score(output, rows) for box in self._boxes]).sum(dim=0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.labels}, {self.bounding_boxes.tolist()})"
+
+
+def _task_target(target: Any) -> Target | None:
+    """A ready-made target, or ours for pytorch-grad-cam's segmentation and box targets.
+
+    pytorch-grad-cam's are recognised by their module and name (never imported).
+    """
+    if isinstance(target, Target):
+        return target
+    kind = type(target)
+    if kind.__module__.split(".")[0] != _FOREIGN_MODULE:
+        return None
+    if kind.__name__ == _SEGMENTATION_TARGET:
+        return SemanticSegmentationTarget(target.category, target.mask)
+    if kind.__name__ == _BOX_TARGET:
+        return FasterRCNNBoxScoreTarget(
+            target.labels, target.bounding_boxes, getattr(target, "iou_threshold", 0.5)
+        )
+    return None
+
+
 def _class_target(target: Any) -> tuple[int, Output | None] | None:
     """``(class, score)`` of a class target, score ``None`` meaning the CAM's ``output=``.
 
@@ -196,9 +292,10 @@ class _RowTarget:
     def __init__(self, target: Callable[[Tensor], Any]) -> None:
         self.target = target
 
-    def __call__(self, outputs: Tensor) -> Tensor:
+    def __call__(self, outputs: Any) -> Tensor:
         scores: list[Tensor] = []
-        for row in outputs:
+        rows = outputs if isinstance(outputs, list) else logits_of(outputs)
+        for row in rows:
             score = self.target(row)
             if not isinstance(score, Tensor) or score.numel() != 1:
                 what = (
@@ -370,6 +467,10 @@ class RSIGradCAM:
         classes: dict[Output, tuple[list[int], list[int]]] = {}
         callables: dict[int, tuple[list[int], Any]] = {}
         for i, target in enumerate(targets):
+            task = _task_target(target)
+            if task is not None:
+                callables.setdefault(id(target), ([], task))[0].append(i)
+                continue
             found = _class_target(target)
             if found is not None:
                 category, score = found

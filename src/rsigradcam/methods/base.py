@@ -194,16 +194,19 @@ class BaseCAM(Generic[ResultT]):
     the gradient at the input, whose spatial mean weights the channels (Grad-CAM's map).
 
     Args:
-        model: Any classifier ``images (N, C, *S) -> logits (N, classes)``, S with 1, 2 or 3
-            spatial dimensions: signals (N, C, L), images (N, C, H, W), volumes and video
-            (N, C, D, H, W). Layer maps are (N, *s) at the layer's resolution, heatmaps
-            (N, *S) at the input's (linear, bilinear or trilinear upsampling).
+        model: Any model on ``images (N, C, *S)``, S with 1, 2 or 3 spatial dimensions:
+            signals (N, C, L), images (N, C, H, W), volumes and video (N, C, D, H, W); a
+            classifier returning (N, classes) scores for class targets, any output for a
+            target that reads it. Layer maps are (N, *s) at the layer's resolution,
+            heatmaps (N, *S) at the input's (linear, bilinear or trilinear upsampling).
         layer: A module name such as ``"blocks.10"``, the module itself, ``"auto"`` (the
             last layer whose output is a spatial map (N, K, *s) with as many spatial
             dimensions as the input), or a list of these. With a list the call
             returns ``dict[str, Explanation]`` computed from one set of forward passes
             (:data:`ResultT`). ``model`` and ``layer`` are the only positional parameters.
-        output: ``"softmax"`` to explain the class probability, ``"logits"`` the logit.
+        output: How a class index is scored: ``"softmax"`` (the class probability),
+            ``"logits"`` (the logit) or ``"sigmoid"`` (the sigmoid of the logit, for
+            multi-label classifiers).
         batch_size: Points (rows) per forward/backward chunk; ``None`` chooses it from
             ``memory_budget_mb``.
         dtype: Run the computation in this floating dtype (e.g. ``torch.float64``). The
@@ -341,8 +344,12 @@ class BaseCAM(Generic[ResultT]):
         Args:
             images: (N, C, *S) floating-point inputs (signals, images, volumes or video, see
                 the class), preprocessed for the model and on the model's device.
-            targets: ``None`` (each image's top-1 class), an int, one int per image, or a
-                callable ``fn(outputs) -> scores`` on the model's raw (B, classes) outputs.
+            targets: ``None`` (each image's top-1 class), an int, one int per image, a
+                ready-made target (:class:`~rsigradcam.core.targets.ClassTarget`,
+                ``SegmentationTarget``, ``BoxTarget``, ``RegressionTarget``), or a callable
+                ``fn(output) -> scores`` on the model's raw output for a chunk of path
+                points (a tensor of any shape, a dict, a ``ModelOutput``, a tuple, a list of
+                dicts), one score per row.
 
         Returns:
             An :class:`Explanation`, or ``dict[str, Explanation]`` by layer name when
@@ -402,6 +409,7 @@ class BaseCAM(Generic[ResultT]):
                 channels_last=prepared.channels_last,
                 autocast=prepared.autocast,
                 model_run=prepared.run,
+                rows_per_image=n_baselines,
             )
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0

@@ -31,17 +31,19 @@ from rsigradcam.baselines import (
     make_baselines,
 )
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.core.capture import LayerCapture
+from rsigradcam.core.capture import LayerCapture, class_logits
 from rsigradcam.core.checks import check_images
-from rsigradcam.core.evaluator import check_scores
 from rsigradcam.core.path import StraightLinePath, check_partition
 from rsigradcam.core.targets import (
     Output,
+    Rows,
     TargetSpec,
     check_output,
+    check_scores,
     check_target_range,
     class_score,
     resolve_targets,
+    target_scores,
 )
 
 __all__ = ["path_scores"]
@@ -92,8 +94,10 @@ def path_scores(
             (as :attr:`Explanation.partition` with ``steps="auto"`` and several images;
             rows may repeat t = 1 at their end). Values in [0, 1], increasing.
         targets: The class of each image (``exp.targets``), an int, ``None`` for each
-            image's top-1 class at the input, or a callable ``fn(outputs) -> scores``.
-        output: ``"softmax"`` (the class probability) or ``"logits"``.
+            image's top-1 class at the input, or a target that reads the model's raw output
+            (a :class:`~rsigradcam.core.targets.Target` or a callable ``fn(output) ->
+            scores``).
+        output: ``"softmax"`` (the class probability), ``"logits"`` or ``"sigmoid"``.
         baseline: Where the path starts: one baseline as the path methods take it (a
             name, a tensor, a :class:`~rsigradcam.baselines.Baseline` or a callable). For
             ``"auto"``, pass the method's :class:`~rsigradcam.baselines.AutoBaseline`
@@ -141,13 +145,13 @@ def path_scores(
             target_values = logits.argmax(dim=1)
         for start in range(0, values.numel(), batch_size):
             n = rows[start : start + batch_size].to(images.device)
-            logits, _ = capture.forward(path(n, values[start : start + batch_size]))
+            raw, _ = capture.run(path(n, values[start : start + batch_size]))
             if score_fn is not None:
-                y = score_fn(logits)
+                y = target_scores(score_fn, raw, Rows(n, tuple(images.shape[2:])))
             else:
                 assert target_values is not None
+                logits = class_logits(raw)
                 check_target_range(target_values, logits.shape[1])
-                y = class_score(logits, target_values[n], output)
-            check_scores(y, logits)
+                y = check_scores(class_score(logits, target_values[n], output), n.numel())
             scores[start : start + batch_size] = y
     return scores.view(n_images, -1)
