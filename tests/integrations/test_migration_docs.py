@@ -83,7 +83,7 @@ def test_pytorch_grad_cam_note_runs_as_written():
     import rsigradcam
 
     model, x = namespace["model"], namespace["input_tensor"]
-    exp = rsigradcam.RSIGradCAM(model, "layer4.1", steps=50)(x, [3, 7])
+    exp = rsigradcam.RSIGradCAM(model, "layer4.1", steps=50, output="softmax")(x, [3, 7])
     np.testing.assert_allclose(maps, exp.heatmap.numpy(), atol=1e-6)
 
 
