@@ -1,8 +1,8 @@
 """The migration notes' code runs as written; the README links them.
 
 A ```python block preceded by ``<!-- not run: needs PACKAGE -->`` uses the other library.
-It is compiled here, and run too where that package is installed (Captum is a dev
-dependency; pytorch-grad-cam is not). Every other block runs, in order, in one namespace.
+It is compiled here, and run too where that package is installed (both are installed by
+`make install`). Every other block runs, in order, in one namespace.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.helpers import import_pytorch_grad_cam
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {
@@ -43,6 +45,8 @@ def blocks(path: Path) -> list[Block]:
 
 
 def installed(package: str) -> bool:
+    if package == "pytorch-grad-cam":  # imported here: it needs help without torchvision
+        return import_pytorch_grad_cam() is not None
     return importlib.util.find_spec(package.replace("-", "_")) is not None
 
 
