@@ -108,3 +108,6 @@ def test_readme_links_both_notes():
     assert "Coming from pytorch-grad-cam or Captum" in readme
     section = readme.split("Coming from pytorch-grad-cam or Captum", 1)[1].split("\n## ", 1)[0]
     assert "docs/from-pytorch-grad-cam.md" in section and "docs/from-captum.md" in section
+    # Both scores of the pytorch-grad-cam front-end, the paper's marked as recommended.
+    assert 'output="softmax"' in section and "ClassifierOutputSoftmaxTarget" in section
+    assert "recommended" in section and "relu_attributions=False" in section
