@@ -273,8 +273,8 @@ def _legacy_layers(
                 "target_layers=[layer]."
             )
         _deprecated(
-            f"{cls}: target_layer= is deprecated (pytorch-grad-cam 1.3 replaced it with a "
-            "list); pass target_layers=[layer]."
+            f"{cls}: target_layer= is deprecated (later pytorch-grad-cam releases replaced it "
+            "with a list); pass target_layers=[layer]."
         )
         target_layers = [target_layer]
     if target_layers is None:
@@ -372,7 +372,7 @@ class _FrontEnd:
                 the module's docstring).
             aug_smooth: Refused when true (:data:`AUG_SMOOTH_REFUSED`).
             eigen_smooth: Refused when true (:data:`EIGEN_SMOOTH_REFUSED`).
-            target_category: Deprecated (pytorch-grad-cam before 1.3): one class for every
+            target_category: Deprecated (early pytorch-grad-cam releases): one class for every
                 image, or one per image; pass ``targets=[ClassifierOutputTarget(c)]``. A
                 single int given as ``targets`` (that release's second argument) is taken
                 as it, with the same warning.
@@ -423,8 +423,8 @@ class _FrontEnd:
                 "targets=[ClassifierOutputTarget(c), ...]."
             )
         _deprecated(
-            f"{cls}: target_category= is deprecated (pytorch-grad-cam 1.3 replaced it); pass "
-            "targets=[ClassifierOutputTarget(c), ...], one per image."
+            f"{cls}: target_category= is deprecated (later pytorch-grad-cam releases replaced "
+            "it); pass targets=[ClassifierOutputTarget(c), ...], one per image."
         )
         if isinstance(target_category, (np.ndarray, Tensor)) and target_category.ndim == 1:
             target_category = list(target_category)
@@ -504,7 +504,7 @@ class GradCAM(_FrontEnd):
             class: ``"logits"`` (pytorch-grad-cam's) or ``"softmax"``.
         use_cuda: Deprecated and ignored (pytorch-grad-cam before 1.5): the CAM runs on the
             model's device.
-        target_layer: Deprecated (pytorch-grad-cam before 1.3): one layer; pass
+        target_layer: Deprecated (early pytorch-grad-cam releases): one layer; pass
             ``target_layers=[layer]``.
         **options: :class:`rsigradcam.GradCAM`'s ``batch_size``, ``dtype``,
             ``memory_budget_mb`` and ``speed``.
@@ -556,7 +556,7 @@ class RSIGradCAM(_FrontEnd):
             recommended choice.
         use_cuda: Deprecated and ignored (pytorch-grad-cam before 1.5): the CAM runs on the
             model's device.
-        target_layer: Deprecated (pytorch-grad-cam before 1.3): one layer; pass
+        target_layer: Deprecated (early pytorch-grad-cam releases): one layer; pass
             ``target_layers=[layer]``.
         **options: :class:`rsigradcam.RSIGradCAM`'s other options: ``rule``, ``baseline``,
             ``normalize``, ``batch_size``, ``grad_relu``, ``guided``, ``partition``,
