@@ -7,10 +7,13 @@ beside this one). No test imports another test module.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -175,6 +178,79 @@ def load_module(path: Path, name: str) -> ModuleType:
     finally:
         del sys.modules[name]
     return module
+
+
+#: Why a comparison with the real pytorch-grad-cam is skipped.
+PYTORCH_GRAD_CAM_MISSING = (
+    "pytorch-grad-cam is not installed; `make install` installs it "
+    "(pip install --no-deps grad-cam==1.5.7 ttach)"
+)
+#: The torchvision modules pytorch-grad-cam 1.5.7 imports when it is imported.
+_TORCHVISION_MODULES = (
+    "torchvision",
+    "torchvision.transforms",
+    "torchvision.transforms.functional",
+    "torchvision.ops",
+)
+
+
+class _TorchvisionAbsent(ModuleType):
+    """Stands in for a torchvision module while pytorch-grad-cam is imported.
+
+    Every name it is asked for is a function that raises: pytorch-grad-cam's Grad-CAM, its
+    classifier targets and ``scale_cam_image`` never call torchvision, so a test that gets
+    this error used a part of pytorch-grad-cam that these tests cannot check.
+    """
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def absent(*args: object, **kwargs: object) -> None:
+            raise RuntimeError(
+                f"{self.__name__}.{name} was called, but torchvision is not installed here "
+                "(no torchvision release supports this torch)."
+            )
+
+        return absent
+
+
+@contextlib.contextmanager
+def _torchvision_for_import() -> Iterator[None]:
+    """Register placeholder torchvision modules for the duration of an import, if needed."""
+    try:
+        importlib.import_module("torchvision")
+    except Exception:  # absent, or built for another torch
+        pass
+    else:
+        yield
+        return
+    saved = {name: sys.modules.get(name) for name in _TORCHVISION_MODULES}
+    for name in _TORCHVISION_MODULES:
+        sys.modules[name] = _TorchvisionAbsent(name)
+    try:
+        yield
+    finally:  # only pytorch-grad-cam's modules keep a reference to them
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def import_pytorch_grad_cam() -> ModuleType | None:
+    """The real pytorch-grad-cam (package ``grad-cam``), or ``None`` when not installed.
+
+    pytorch-grad-cam imports torchvision at import time (transforms for its image helpers,
+    ``ops.box_iou`` for its detection target), and no torchvision wheel supports the torch
+    these tests pin, while Grad-CAM and its targets need only torch, NumPy and OpenCV. So
+    when torchvision cannot be imported, placeholders stand in for it during the import
+    (:class:`_TorchvisionAbsent`: any use raises) and are removed after.
+    """
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        return None
+    with _torchvision_for_import():
+        return importlib.import_module("pytorch_grad_cam")
 
 
 def load_benchmark(name: str) -> ModuleType:

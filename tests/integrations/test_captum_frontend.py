@@ -1,4 +1,7 @@
-"""The Captum-style front-end against rsigradcam.RSIGradCAM, the reference loop and Captum."""
+"""The Captum-style front-ends against rsigradcam's methods, the reference loop and Captum.
+
+Captum's own LayerGradCam is compared in test_frontends_match_their_libraries.py.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from captum.attr import LayerActivation, LayerAttribution, LayerConductance
 from captum.attr import visualization as viz
 
 import rsigradcam
-from rsigradcam.integrations.captum import REFUSED_METHODS, LayerRSIGradCAM
+from rsigradcam.integrations.captum import REFUSED_METHODS, LayerGradCam, LayerRSIGradCAM
 from tests.helpers import make_case
 from tests.reference.loop import reference_rsi
 
@@ -35,22 +38,26 @@ def _core(model, images, targets, **options):
 def test_layer_map_equals_the_core_and_the_reference_loop(output):
     model, images = make_case(2)
     attr = LayerRSIGradCAM(model, model.conv).attribute(
-        images, target=[1, 0, 3], n_steps=STEPS, output=output
+        images, target=[1, 0, 3], n_steps=STEPS, output=output, relu_attributions=True
     )
     exp = _core(model, images, [1, 0, 3], output=output)
     assert attr.shape == (3, 1, 6, 6) and not attr.requires_grad
-    torch.testing.assert_close(attr[:, 0], exp.layer_map, rtol=0, atol=0)
+    torch.testing.assert_close(attr[:, 0], exp.layer_map)
     zeros = torch.zeros_like(images[0])
     for i, target in enumerate((1, 0, 3)):
         ref = reference_rsi(model, "conv", images[i], zeros, STEPS, output=output, target=target)
         torch.testing.assert_close(attr[i, 0], ref["layer_map"], rtol=1e-4, atol=1e-5)
 
 
-def test_defaults_follow_captum_top1_and_zero_baseline():
+def test_defaults_follow_captum_signed_map_top1_and_zero_baseline():
     model, images = make_case(2)
     attr = LayerRSIGradCAM(model, model.conv).attribute(images, n_steps=STEPS)
     exp = _core(model, images, None)
-    torch.testing.assert_close(attr[:, 0], exp.layer_map)
+    activation = LayerActivation(model, model.conv).attribute(images)
+    signed = torch.einsum("nk,nkhw->nhw", exp.weights, activation)
+    torch.testing.assert_close(attr[:, 0], signed, rtol=1e-5, atol=1e-6)  # as LayerGradCam
+    assert bool((attr < 0).any())
+    torch.testing.assert_close(torch.relu(attr[:, 0]), exp.layer_map, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         assert exp.targets.tolist() == model(images).argmax(dim=1).tolist()
 
@@ -61,12 +68,16 @@ def test_relu_false_is_the_signed_map_and_delta_is_signed_completeness():
     signed, delta = cam.attribute(
         images, target=2, n_steps=STEPS, relu_attributions=False, return_convergence_delta=True
     )
+    per_channel = cam.attribute(images, 2, n_steps=STEPS, attr_dim_summation=False)
+    assert per_channel.shape == (3, 12, 6, 6)
+    torch.testing.assert_close(per_channel.sum(dim=1, keepdim=True), signed)
     exp = _core(model, images, 2)
     activation = LayerActivation(model, model.conv).attribute(images)
     expected = torch.einsum("nk,nkhw->nhw", exp.weights, activation)
     torch.testing.assert_close(signed[:, 0], expected, rtol=1e-5, atol=1e-6)
     assert bool((signed < 0).any())  # the ReLU really is left out
-    torch.testing.assert_close(torch.relu(signed), cam.attribute(images, 2, n_steps=STEPS))
+    relu = cam.attribute(images, 2, n_steps=STEPS, relu_attributions=True)
+    torch.testing.assert_close(torch.relu(signed), relu)
     gap = exp.attributions.sum(dim=(1, 2, 3)) - (exp.scores - exp.baseline_scores)
     assert delta.shape == (3,)
     torch.testing.assert_close(delta, gap)
@@ -100,7 +111,7 @@ def test_riemann_left_matches_captum_layer_conductance():
 def test_methods_map_to_rules(method, rule):
     model, images = make_case(2)
     attr = LayerRSIGradCAM(model, model.conv).attribute(
-        images, target=1, n_steps=STEPS, method=method
+        images, target=1, n_steps=STEPS, method=method, relu_attributions=True
     )
     torch.testing.assert_close(attr[:, 0], _core(model, images, 1, rule=rule).layer_map)
 
@@ -112,7 +123,8 @@ def test_target_conventions():
     for target in (2, np.int64(2), torch.tensor(2), torch.tensor([2]), torch.tensor([2, 2, 2])):
         torch.testing.assert_close(cam.attribute(images, target=target, n_steps=STEPS), per_image)
     mixed = cam.attribute(images, target=torch.tensor([0, 1, 3]), n_steps=STEPS)
-    torch.testing.assert_close(mixed[:, 0], _core(model, images, [0, 1, 3]).layer_map)
+    # The default map is signed; its ReLU is the library's layer map.
+    torch.testing.assert_close(torch.relu(mixed[:, 0]), _core(model, images, [0, 1, 3]).layer_map)
 
 
 def test_baseline_conventions():
@@ -123,11 +135,11 @@ def test_baseline_conventions():
     torch.testing.assert_close(cam.attribute(images, 1, (torch.tensor(0.0),), STEPS), at_zero)
     grey = cam.attribute(images, target=1, baselines=-0.5, n_steps=STEPS)
     expected = _core(model, images, 1, baseline=torch.full_like(images, -0.5)).layer_map
-    torch.testing.assert_close(grey[:, 0], expected)
+    torch.testing.assert_close(torch.relu(grey[:, 0]), expected)
     one = torch.randn(1, *images.shape[1:])
     want = _core(model, images, 1, baseline=one.expand(images.shape).clone()).layer_map
     for given in (one, one[0], one.expand(images.shape).clone()):  # (1,C,H,W) (C,H,W) (N,C,H,W)
-        torch.testing.assert_close(cam.attribute(images, 1, given, STEPS)[:, 0], want)
+        torch.testing.assert_close(torch.relu(cam.attribute(images, 1, given, STEPS)[:, 0]), want)
 
 def test_internal_batch_size_is_the_chunk():
     model, images = make_case(2)
@@ -198,3 +210,19 @@ def test_refusals_are_one_clear_line():
     with pytest.raises(ValueError, match="is not a submodule"):
         LayerRSIGradCAM(model, torch.nn.Conv2d(1, 1, 1))
     assert cam.has_convergence_delta()
+    grad_cam = LayerGradCam(model, model.conv)
+    with pytest.raises(ValueError, match="additional_forward_args is not supported"):
+        grad_cam.attribute(images, 1, (1,))
+    with pytest.raises(ValueError, match="inputs is a tuple of 2 tensors; LayerGradCam"):
+        grad_cam.attribute((images, images), target=1)
+
+
+def test_grad_cam_front_end_is_the_library_s_grad_cam():
+    model, images = make_case(2)
+    attr = LayerGradCam(model, model.conv).attribute(images, target=[1, 0, 3])
+    exp = rsigradcam.GradCAM(model, "conv")(images, [1, 0, 3])
+    activation = LayerActivation(model, model.conv).attribute(images)
+    signed = torch.einsum("nk,nkhw->nhw", exp.weights, activation)
+    torch.testing.assert_close(attr[:, 0], signed, rtol=1e-5, atol=1e-6)
+    relu = LayerGradCam(model, model.conv).attribute((images,), [1, 0, 3], relu_attributions=True)
+    torch.testing.assert_close(relu[:, 0], exp.layer_map, rtol=1e-5, atol=1e-6)

@@ -1,8 +1,8 @@
 """The migration notes' code runs as written; the README links them.
 
 A ```python block preceded by ``<!-- not run: needs PACKAGE -->`` uses the other library.
-It is compiled here, and run too where that package is installed (Captum is a dev
-dependency; pytorch-grad-cam is not). Every other block runs, in order, in one namespace.
+It is compiled here, and run too where that package is installed (both are installed by
+`make install`). Every other block runs, in order, in one namespace.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.helpers import import_pytorch_grad_cam
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {
@@ -43,6 +45,8 @@ def blocks(path: Path) -> list[Block]:
 
 
 def installed(package: str) -> bool:
+    if package == "pytorch-grad-cam":  # imported here: it needs help without torchvision
+        return import_pytorch_grad_cam() is not None
     return importlib.util.find_spec(package.replace("-", "_")) is not None
 
 
@@ -83,7 +87,7 @@ def test_pytorch_grad_cam_note_runs_as_written():
     import rsigradcam
 
     model, x = namespace["model"], namespace["input_tensor"]
-    exp = rsigradcam.RSIGradCAM(model, "layer4.1", steps=50)(x, [3, 7])
+    exp = rsigradcam.RSIGradCAM(model, "layer4.1", steps=50, output="softmax")(x, [3, 7])
     np.testing.assert_allclose(maps, exp.heatmap.numpy(), atol=1e-6)
 
 
@@ -104,3 +108,6 @@ def test_readme_links_both_notes():
     assert "Coming from pytorch-grad-cam or Captum" in readme
     section = readme.split("Coming from pytorch-grad-cam or Captum", 1)[1].split("\n## ", 1)[0]
     assert "docs/from-pytorch-grad-cam.md" in section and "docs/from-captum.md" in section
+    # Both scores of the pytorch-grad-cam front-end, the paper's marked as recommended.
+    assert 'output="softmax"' in section and "ClassifierOutputSoftmaxTarget" in section
+    assert "recommended" in section and "relu_attributions=False" in section

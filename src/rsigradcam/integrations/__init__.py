@@ -2,10 +2,13 @@
 
 - :mod:`rsigradcam.integrations.pytorch_grad_cam`: ``RSIGradCAM(model=..., target_layers=[...])``
   called as ``cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])``, returning
-  (N, H, W) float32 NumPy maps in [0, 1], like pytorch-grad-cam's CAM classes.
+  (N, H, W) float32 NumPy maps in [0, 1], like pytorch-grad-cam's CAM classes; its
+  ``GradCAM`` gives pytorch-grad-cam's Grad-CAM maps.
 - :mod:`rsigradcam.integrations.captum`: ``LayerRSIGradCAM(forward_func, layer).attribute(...)``
-  returning the (N, 1, h, w) layer map, like Captum's ``LayerGradCam``.
+  returning the (N, 1, h, w) layer map, like Captum's ``LayerGradCam``; its
+  ``LayerGradCam`` gives Captum's Grad-CAM maps.
 
-Neither imports the other library: they only mirror its calls. The submodules are not
-imported here, so ``import rsigradcam.integrations`` stays light.
+Each keeps its library's defaults (the logit for ``ClassifierOutputTarget``, the signed map
+for ``attribute``). Neither imports the other library: they only mirror its calls. The
+submodules are not imported here, so ``import rsigradcam.integrations`` stays light.
 """

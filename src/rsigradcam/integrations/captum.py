@@ -1,10 +1,11 @@
-"""RSI-Grad-CAM with Captum's layer-attribution call shape: switch with one import.
+"""RSI-Grad-CAM and Grad-CAM with Captum's layer-attribution call shape: one import.
 
 Captum (``captum.attr``) explains a layer with::
 
     attr = LayerGradCam(model, model.features[27]).attribute(inputs, target=281)
 
-Here the same call gives RSI-Grad-CAM's layer map::
+Here the same call gives the same Grad-CAM map, and with ``LayerRSIGradCAM``
+RSI-Grad-CAM's layer map::
 
     from rsigradcam.integrations.captum import LayerRSIGradCAM
 
@@ -12,8 +13,9 @@ Here the same call gives RSI-Grad-CAM's layer map::
 
 ``attr`` is the (N, 1, h, w) map at the layer's resolution, shaped like
 ``LayerGradCam.attribute``'s, so Captum's ``LayerAttribution.interpolate`` and
-``visualization.visualize_image_attr`` take it as they take Grad-CAM's. This module does
-not import Captum.
+``visualization.visualize_image_attr`` take it as they take Grad-CAM's. As in Captum, the
+map is signed (``relu_attributions=False``) and the score is the model's output for the
+target (the logit) unless told otherwise. This module does not import Captum.
 
 Differences from Captum's conventions, all documented on :meth:`LayerRSIGradCAM.attribute`:
 ``target=None`` is each image's top-1 class (Captum needs a target for a multi-class
@@ -40,9 +42,9 @@ from rsigradcam.core.integrate import Rule
 from rsigradcam.core.limits import check_steps
 from rsigradcam.core.targets import Output, TargetSpec, check_output
 from rsigradcam.explanation import Explanation
-from rsigradcam.methods import RSIGradCAM
+from rsigradcam.methods import BaseCAM, GradCAM, RSIGradCAM
 
-__all__ = ["METHODS", "REFUSED_METHODS", "LayerRSIGradCAM"]
+__all__ = ["METHODS", "REFUSED_METHODS", "LayerGradCam", "LayerRSIGradCAM"]
 
 #: Captum's ``method`` names taken here, and the Riemann–Stieltjes rule each selects: the
 #: gradient at both ends of each interval (averaged), at its lower end, or its upper end.
@@ -81,14 +83,22 @@ class _ForwardFunction(nn.Module):
         return self.forward_func(inputs)
 
 
-class _MapKeepingCAM(RSIGradCAM[Explanation]):
-    """RSI-Grad-CAM that also keeps its layer map before the ReLU."""
+class _KeepsWeightedActivations(BaseCAM[Explanation]):
+    """A method that also keeps ``w_k A^k(x)`` per channel, the CAM before its sum and ReLU."""
 
-    before_relu: Tensor | None = None
+    weighted: Tensor | None = None
 
     def _layer_map(self, weights: Tensor, attributions: Tensor, activation: Tensor) -> Tensor:
-        self.before_relu = torch.einsum("nk,nkhw->nhw", weights, activation)
-        return torch.relu(self.before_relu)
+        self.weighted = weights[:, :, None, None] * activation
+        return torch.relu(self.weighted.sum(dim=1))
+
+
+class _RSIKeeping(_KeepsWeightedActivations, RSIGradCAM[Explanation]):
+    """RSI-Grad-CAM that keeps its weighted activations."""
+
+
+class _GradCAMKeeping(_KeepsWeightedActivations, GradCAM[Explanation]):
+    """Grad-CAM that keeps its weighted activations."""
 
 
 def _as_model(forward_func: Any, layer: nn.Module) -> nn.Module:
@@ -178,7 +188,129 @@ def _rule(method: str) -> Rule:
     return METHODS[method]
 
 
-class LayerRSIGradCAM:
+def _one_input(inputs: Tensor | tuple[Tensor], name: str) -> Tensor:
+    """The (N, C, H, W) images from ``inputs`` (a tensor, or a tuple holding one)."""
+    if isinstance(inputs, tuple):
+        if len(inputs) != 1:
+            raise ValueError(
+                f"inputs is a tuple of {len(inputs)} tensors; {name} explains models with one "
+                "image input: pass that (N, C, H, W) tensor."
+            )
+        inputs = inputs[0]
+    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+        what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be an (N, C, H, W) tensor, got {what}.")
+    return inputs
+
+
+def _refuse_unsupported(additional_forward_args: Any, attribute_to_layer_input: bool) -> None:
+    if additional_forward_args is not None:
+        raise ValueError(
+            "additional_forward_args is not supported; wrap the model so that it takes "
+            "the images alone, e.g. forward_func=lambda x: model(x, *args)."
+        )
+    if attribute_to_layer_input:
+        raise ValueError(
+            "attribute_to_layer_input=True is not supported; explain the output of the "
+            "module before this layer instead."
+        )
+
+
+def _explain(
+    cam: _KeepsWeightedActivations, inputs: Tensor, target: Any, relu_attributions: bool
+) -> tuple[Explanation, Tensor]:
+    """Run ``cam``; its explanation and the weighted activations ``w_k A^k(x)``."""
+    with warnings.catch_warnings():
+        if not relu_attributions:  # the signed map is returned: a zero ReLU is no news
+            warnings.filterwarnings("ignore", _ZERO_MAP_WARNING, RuntimeWarning)
+        exp = cam(inputs, _target_spec(target, inputs.shape[0]))
+    assert cam.weighted is not None
+    return exp, cam.weighted.detach()
+
+
+def _captum_map(weighted: Tensor, relu_attributions: bool, attr_dim_summation: bool) -> Tensor:
+    """Captum's Grad-CAM result from ``w_k A^k(x)``: summed over k (N, 1, h, w) or not."""
+    attr = weighted.sum(dim=1, keepdim=True) if attr_dim_summation else weighted
+    return torch.relu(attr) if relu_attributions else attr
+
+
+class _CaptumLayerMethod:
+    """The constructor of Captum's layer attributions: ``(forward_func, layer)``."""
+
+    def __init__(
+        self,
+        forward_func: nn.Module | Callable[..., Any],
+        layer: nn.Module,
+        *,
+        speed: SpeedSpec = "auto",
+    ) -> None:
+        if not isinstance(layer, nn.Module):
+            raise TypeError(
+                f"layer must be a module of the model (nn.Module), not {type(layer).__name__}."
+            )
+        self.forward_func = forward_func
+        self.layer = layer
+        self.speed = speed
+        self.model = _as_model(forward_func, layer)
+        resolve_layer(self.model, layer)  # fails now if the layer is not in the model
+
+
+class LayerGradCam(_CaptumLayerMethod):
+    """Grad-CAM with Captum's ``LayerGradCam`` constructor, ``attribute`` and result.
+
+    The result equals Captum's for the same model, layer and target: the channel-weighted
+    activations ``sum_k w_k A^k(x)`` with ``w_k`` the spatial mean of the gradient of the
+    target's output, signed unless ``relu_attributions=True``. It runs
+    :class:`rsigradcam.GradCAM`, so code can switch and be checked before it moves to
+    :class:`LayerRSIGradCAM`.
+
+    Args:
+        forward_func: The model, or a callable such as ``model.forward`` (see
+            :class:`LayerRSIGradCAM`).
+        layer: The layer to explain, a module of the model whose output is an
+            (N, K, h, w) map.
+        speed: How the model runs, as ``speed=`` of :class:`rsigradcam.GradCAM`.
+
+    Example:
+        >>> attr = LayerGradCam(model, model.features[27]).attribute(x, target=3)  # doctest: +SKIP
+    """
+
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        *,
+        output: Output = "logits",
+    ) -> Tensor:
+        """The Grad-CAM map, shaped (N, 1, h, w) (or (N, K, h, w) unsummed).
+
+        Args:
+            inputs: (N, C, H, W) images (or a tuple holding that one tensor).
+            target: As :meth:`LayerRSIGradCAM.attribute`'s (``None``: each example's
+                top-1 class).
+            additional_forward_args: Not supported (wrap the model instead).
+            attribute_to_layer_input: Not supported (explain the layer's output).
+            relu_attributions: Apply the ReLU (Captum's default ``False``: the signed map).
+            attr_dim_summation: Sum over channels (the default), or return each channel's
+                ``w_k A^k(x)``, (N, K, h, w), as Captum does with ``False``.
+            output: The score: ``"logits"`` (what ``forward_func`` returns, as in Captum) or
+                ``"softmax"``.
+
+        Returns:
+            The map, at the layer's resolution.
+        """
+        _refuse_unsupported(additional_forward_args, attribute_to_layer_input)
+        images = _one_input(inputs, type(self).__name__)
+        cam = _GradCAMKeeping(self.model, self.layer, output=check_output(output), speed=self.speed)
+        _, weighted = _explain(cam, images, target, relu_attributions)
+        return _captum_map(weighted, relu_attributions, attr_dim_summation)
+
+
+class LayerRSIGradCAM(_CaptumLayerMethod):
     """RSI-Grad-CAM with the constructor and ``attribute`` of Captum's ``LayerGradCam``.
 
     Args:
@@ -198,23 +330,6 @@ class LayerRSIGradCAM:
         torch.Size([1, 1, 14, 14])
     """
 
-    def __init__(
-        self,
-        forward_func: nn.Module | Callable[..., Any],
-        layer: nn.Module,
-        *,
-        speed: SpeedSpec = "auto",
-    ) -> None:
-        if not isinstance(layer, nn.Module):
-            raise TypeError(
-                f"layer must be a module of the model (nn.Module), not {type(layer).__name__}."
-            )
-        self.forward_func = forward_func
-        self.layer = layer
-        self.speed = speed
-        self.model = _as_model(forward_func, layer)
-        resolve_layer(self.model, layer)  # fails now if the layer is not in the model
-
     def has_convergence_delta(self) -> bool:
         """Whether ``attribute`` can return a convergence delta: it can."""
         return True
@@ -228,13 +343,14 @@ class LayerRSIGradCAM:
         method: str = "riemann_trapezoid",
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
-        relu_attributions: bool = True,
+        relu_attributions: bool = False,
         output: Output = "logits",
         *,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
+        attr_dim_summation: bool = True,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """The RSI-Grad-CAM layer map ``ReLU(sum_k w_k A^k(x))``, shaped (N, 1, h, w).
+        """The RSI-Grad-CAM layer map ``sum_k w_k A^k(x)``, shaped (N, 1, h, w).
 
         Args:
             inputs: (N, C, H, W) images (or a tuple holding that one tensor).
@@ -253,55 +369,35 @@ class LayerRSIGradCAM:
                 gap ``sum(integrated gradients) - (y(x) - y(x'))``, as Captum's
                 ``LayerConductance`` does (it tends to 0 as ``n_steps`` grows when every
                 path from the input to the score passes through the layer).
-            relu_attributions: Apply the ReLU of the CAM (``False``: the signed map
-                ``sum_k w_k A^k(x)``).
+            relu_attributions: Apply the CAM's ReLU, ``ReLU(sum_k w_k A^k(x))``, the
+                paper's map. ``False`` (the default, as Captum's ``LayerGradCam``): the
+                signed map.
             output: The score: ``"logits"`` (whatever ``forward_func`` returns for the
                 target, as in Captum) or ``"softmax"`` (its softmax probability, the
                 paper's choice).
             additional_forward_args: Not supported (wrap the model instead).
             attribute_to_layer_input: Not supported (explain the layer's output).
+            attr_dim_summation: Sum over channels (the default), or return each channel's
+                ``w_k A^k(x)``, (N, K, h, w), as ``LayerGradCam`` does with ``False``.
 
         Returns:
             The (N, 1, h, w) map, and with ``return_convergence_delta`` the (N,) delta.
         """
-        if additional_forward_args is not None:
-            raise ValueError(
-                "additional_forward_args is not supported; wrap the model so that it takes "
-                "the images alone, e.g. forward_func=lambda x: model(x, *args)."
-            )
-        if attribute_to_layer_input:
-            raise ValueError(
-                "attribute_to_layer_input=True is not supported; explain the output of the "
-                "module before this layer instead."
-            )
-        if isinstance(inputs, tuple):
-            if len(inputs) != 1:
-                raise ValueError(
-                    f"inputs is a tuple of {len(inputs)} tensors; LayerRSIGradCAM explains "
-                    "models with one image input: pass that (N, C, H, W) tensor."
-                )
-            inputs = inputs[0]
-        if not isinstance(inputs, Tensor) or inputs.dim() != 4:
-            what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-            raise ValueError(f"inputs must be an (N, C, H, W) tensor, got {what}.")
+        _refuse_unsupported(additional_forward_args, attribute_to_layer_input)
+        images = _one_input(inputs, type(self).__name__)
         check_steps(n_steps, "n_steps")
-        cam = _MapKeepingCAM(
+        cam = _RSIKeeping(
             self.model,
             self.layer,
             steps=n_steps,
             rule=_rule(method),
             output=check_output(output),
-            baseline=_baseline_spec(baselines, inputs),
+            baseline=_baseline_spec(baselines, images),
             batch_size=internal_batch_size,
             speed=self.speed,
         )
-        with warnings.catch_warnings():
-            if not relu_attributions:  # the signed map is returned: a zero ReLU is no news
-                warnings.filterwarnings("ignore", _ZERO_MAP_WARNING, RuntimeWarning)
-            exp = cam(inputs, _target_spec(target, inputs.shape[0]))
-        assert cam.before_relu is not None
-        layer_map = exp.layer_map if relu_attributions else cam.before_relu
-        attributions = layer_map.detach().unsqueeze(1)
+        exp, weighted = _explain(cam, images, target, relu_attributions)
+        attributions = _captum_map(weighted, relu_attributions, attr_dim_summation)
         if not return_convergence_delta:
             return attributions
         delta = exp.attributions.sum(dim=(1, 2, 3)) - (exp.scores - exp.baseline_scores)
