@@ -92,7 +92,9 @@ class Explanation:
             ``max(|y(x) - y(x')|, eps)``; NaN for methods without a completeness property,
             and for RSI-Grad-CAM with ``grad_relu=True`` or ``guided=True``, whose clipped
             integrated gradients no longer sum to ``y(x) - y(x')``
-            (:data:`rsigradcam.methods.rsi.NO_COMPLETENESS_REASON`).
+            (:data:`rsigradcam.methods.rsi.NO_COMPLETENESS_REASON`), and at a layer the
+            score can bypass (:data:`rsigradcam.methods.BYPASSED_LAYER_REASON`): see
+            ``completeness_note``.
         layer: the name of the explained layer in the model.
         method: the method's registry name (``rsigradcam.METHODS``), e.g. ``"rsi"``.
         partition: (P,) float64, the path parameters t at which the model was evaluated;
@@ -102,6 +104,14 @@ class Explanation:
             partitions, the largest.
         model_run: how the model ran: as given, or a private copy prepared for speed
             (:class:`ModelRun`; see ``speed=`` in :class:`~rsigradcam.methods.base.BaseCAM`).
+        completeness_note: why ``completeness_error`` is NaN although the method has a
+            completeness property, in one line: ``NO_COMPLETENESS_REASON`` (RSI-Grad-CAM
+            with ``grad_relu`` or ``guided``) or ``BYPASSED_LAYER_REASON`` (the score can
+            reach the input by a path that avoids the layer: a transformer's residual
+            stream past a block's norm, a skip connection past a convolution inside a
+            residual block), both in :mod:`rsigradcam.methods`. ``""`` where the error is
+            computed, and for the methods without a completeness property (Grad-CAM,
+            Grad-CAM++, LayerCAM, Integrated Grad-CAM), whose error is always NaN.
 
     Example:
         >>> exp = cam(images)                      # doctest: +SKIP
@@ -122,6 +132,7 @@ class Explanation:
     partition: Tensor
     n_evaluations: int
     model_run: ModelRun = ModelRun()
+    completeness_note: str = ""
 
     _PER_IMAGE: ClassVar[tuple[str, ...]] = (
         "heatmap",

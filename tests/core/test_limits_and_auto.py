@@ -13,7 +13,7 @@ from rsigradcam import RSIGradCAM
 from rsigradcam.app.cli import app
 from rsigradcam.core.adaptive import AdaptiveSchedule
 from rsigradcam.core.path import MAX_AUTO_STEPS, MAX_STEPS, check_partition, check_steps
-from rsigradcam.methods import IntegratedGradCAM, IntegratedGradients
+from rsigradcam.methods import BYPASSED_LAYER_REASON, IntegratedGradCAM, IntegratedGradients
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
 from tests.helpers import make_case
 
@@ -124,7 +124,8 @@ def test_auto_without_completeness_stops_on_the_map_alone():
     images = torch.randn(1, 3, 8, 8)
     exp = RSIGradCAM(model, "conv", steps="auto", tolerance=0.2, output="logits")(images)
     assert exp.n_evaluations < 257
-    assert math.isfinite(float(exp.completeness_error[0]))
+    assert math.isnan(float(exp.completeness_error[0]))  # not applicable, and why
+    assert exp.completeness_note == BYPASSED_LAYER_REASON
 
 
 def test_auto_defaults_match_uniform_50_within_128_evaluations():

@@ -7,6 +7,7 @@ import torch
 
 from rsigradcam import GradCAM, RSIGradCAM
 from rsigradcam.core.reshape import TokenGrid
+from rsigradcam.methods import BYPASSED_LAYER_REASON
 from tests.helpers import assert_same_state, model_state
 from tests.reference.loop import activations_and_gradients, reference_rsi
 from tests.vit import make_vit
@@ -76,7 +77,7 @@ def test_vit_gradcam_and_several_layers():
 
 def test_auto_layer_with_tokens_asks_for_a_name():
     model = make_vit()
-    with pytest.raises(ValueError, match="Name the layer"):
+    with pytest.raises(ValueError, match=r"Name the layer.*\('blocks\.1\.norm1' here\)"):
         RSIGradCAM(model, steps=4, reshape_transform="tokens", normalize=None)(_images())
 
 
@@ -94,13 +95,14 @@ def test_token_layer_without_reshape_names_the_fix():
         RSIGradCAM(model, "blocks.0", reshape_transform="vit")
 
 
-def test_vit_completeness_is_not_claimed_but_finite():
+def test_vit_completeness_is_not_claimed_where_the_class_token_bypasses_the_grid():
     model = make_vit(dtype=torch.float64)
     exp = RSIGradCAM(model, "blocks.0", steps=64, reshape_transform="tokens", normalize=None)(
         _images().double()
     )
-    # The class token bypasses the patch grid, so completeness need not hold; it is finite.
-    assert torch.isfinite(exp.completeness_error).all()
+    # The class token bypasses the patch grid, so completeness need not hold: NaN, and why.
+    assert torch.isnan(exp.completeness_error).all()
+    assert exp.completeness_note == BYPASSED_LAYER_REASON
 
 
 def test_every_comparator_runs_on_token_layers():

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rsigradcam.app.loading.models import LoadedModel
-from rsigradcam.app.settings import InputFormat, Variants
+from rsigradcam.app.settings import InputFormat, Variants, completeness_warnings
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS
 from rsigradcam.core.capture import logits_of
@@ -260,6 +260,7 @@ class ImageExplainer:
             seconds=time.perf_counter() - start,
             warnings=(
                 *self.variants.warnings(list(self.cams)),
+                *completeness_warnings(explanations),
                 *(one_line(str(w.message)) for w in caught),
             ),
             baseline=self.baseline_name,

@@ -92,8 +92,9 @@ def write_outputs(
     - ``{name}.json``: the top-5 classes, the explained class, ``grad_relu`` and ``guided``,
       the input size, mean and std (``null``: not normalised), and per layer and method
       the steps (``null`` for a method without a path), the completeness error (``null``
-      where it does not apply, as for Grad-CAM), the scores and the file names; the time
-      taken;
+      where it does not apply, as for Grad-CAM) and ``completeness_note`` (why it is
+      ``null`` for ``rsi`` or ``ig``: a variant, or a layer the score can bypass; else
+      ``null``), the scores and the file names; the warnings; the time taken;
     - ``{name}_grid.png``: rows = :attr:`ImageExplanation.rows` (the layers, then
       ``input`` for ``ig``), columns = the image, then each method titled by its label.
 
@@ -142,6 +143,7 @@ def write_outputs(
                         "score": finite(float(exp.scores[0])),
                         "baseline_score": finite(float(exp.baseline_scores[0])),
                         "completeness_error": error,
+                        "completeness_note": exp.completeness_note or None,
                         "overlay": overlays[-1].name,
                         "heatmap": heatmaps[-1].name,
                     }
@@ -215,11 +217,15 @@ def output_names(images: Sequence[Path]) -> list[str]:
 
 
 def summary_line(path: Path, found: ImageExplanation, summary: Path) -> str:
-    """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``."""
+    """``cat.jpg: Egyptian cat 285 (p=0.799), RSI completeness error head 0.006, 3.1 s -> ...``.
+
+    Where the error does not apply (a variant, a layer the score can bypass) the layer
+    reads ``n/a``; the warning lines printed with it say why.
+    """
     errors = [
-        f"{layer} {error:.3f}"
+        f"{layer} {error:.3f}" if math.isfinite(error) else f"{layer} n/a"
         for layer, exp in found.explanations.get("rsi", {}).items()
-        if math.isfinite(error := float(exp.completeness_error[0]))  # NaN with the variants
+        if math.isfinite(error := float(exp.completeness_error[0])) or exp.completeness_note
     ]
     return (
         f"{path}: {found.explained.name or 'class'} {found.explained.class_id} "

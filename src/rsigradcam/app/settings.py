@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,7 @@ from rsigradcam.app.loading.models import INPUT_SIZE
 from rsigradcam.baselines import Normalize
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.core.inference import SpeedOptions
+from rsigradcam.explanation import Explanation
 from rsigradcam.io import ImageSource, load_image
 from rsigradcam.methods.registry import METHODS
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON
@@ -40,6 +41,7 @@ __all__ = [
     "Channels",
     "InputFormat",
     "Variants",
+    "completeness_warnings",
     "input_format",
     "parse_channels",
     "parse_size",
@@ -240,6 +242,24 @@ class Variants:
         """
         changed = [m for m in methods if self.applies_to(m)]
         return [f"{', '.join(changed)}: {NO_COMPLETENESS_REASON}"] if changed else []
+
+
+def completeness_warnings(explanations: Mapping[str, Mapping[str, Explanation]]) -> list[str]:
+    """Why completeness is null at the layers the score can bypass, one line per method.
+
+    ``explanations[method][layer]``; each line names the method and its layers, then the
+    explanations' :attr:`~rsigradcam.explanation.Explanation.completeness_note`
+    (``"rsi at vit.layers.1.layernorm_before: completeness_error does not apply at a layer
+    the score can bypass ..."``). The variants' reason is left to :meth:`Variants.warnings`.
+    """
+    lines = []
+    for method, by_layer in explanations.items():
+        by_note: dict[str, list[str]] = {}
+        for layer, exp in by_layer.items():
+            if exp.completeness_note and exp.completeness_note != NO_COMPLETENESS_REASON:
+                by_note.setdefault(exp.completeness_note, []).append(layer)
+        lines += [f"{method} at {', '.join(layers)}: {note}" for note, layers in by_note.items()]
+    return lines
 
 
 def speed_options(compile: bool = False, fold_batchnorm: bool | None = None) -> SpeedOptions:

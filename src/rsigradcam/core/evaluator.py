@@ -21,7 +21,7 @@ from rsigradcam.core.path import Path
 from rsigradcam.core.targets import Rows, ScoreFn, check_scores, check_target_range, target_scores
 from rsigradcam.explanation import ModelRun
 
-__all__ = ["PathEvaluator", "PathResult"]
+__all__ = ["PathEvaluator", "PathResult", "reaches_input"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class PathEvaluator:
         self.activation: dict[str, Tensor] = {}
         self.baseline_activation: dict[str, Tensor] = {}
         self._checked = False
+        self._cuts: dict[str, bool] | None = None
 
     def __call__(
         self, image_index: Tensor, t: Tensor
@@ -175,32 +176,38 @@ class PathEvaluator:
         """Whether each layer cuts the graph from the input to the score, by layer.
 
         A layer cuts it when every path from the input to the score passes through it, so
-        that completeness holds there. Checked at the first image's input (t = 1), which
-        must have been evaluated (its class is the one explained): one extra forward pass
-        with the input requiring grad, and per layer one backward pass with the gradient
-        through that layer blocked; the layer cuts the graph when no gradient reaches the
-        input. A model that cannot run so counts as not cut.
+        that completeness holds there; a layer that a residual stream or a skip connection
+        bypasses does not. Found once per call (the answer is kept): one extra forward pass
+        at the first image's input (t = 1; its row must have been evaluated, so that its
+        class is known) with the input requiring grad, then per layer a walk of the autograd
+        graph from the score that may not cross the layer's output
+        (:func:`reaches_input`). No backward pass runs, and the test is exact for the graph:
+        it does not depend on a gradient being numerically zero. A layer whose
+        ``reshape_transform`` drops part of its output (a ViT's class token) does not cut
+        it either: the score reaches the input through the dropped tokens. A model that
+        cannot run so counts as not cut.
         """
+        if self._cuts is not None:
+            return dict(self._cuts)
         x = self.path.images
         n = torch.zeros(1, dtype=torch.long, device=x.device)
         t = torch.ones(1, dtype=x.dtype, device=x.device)
         leaf = self.path(n, t).detach().requires_grad_(True)
-        cuts: dict[str, bool] = {}
         try:
             output, acts = self.capture.run(leaf.clone(), grad_from_layer=False)
             y = self._score(output, n, torch.zeros_like(n, dtype=torch.bool))
-            for name, act in acts.items():
-                handle = act.register_hook(torch.zeros_like)  # type: ignore[no-untyped-call]
-                try:
-                    (bypass,) = torch.autograd.grad(
-                        y.sum(), [leaf], retain_graph=True, allow_unused=True
-                    )
-                finally:
-                    handle.remove()
-                cuts[name] = bypass is None or not bool(bypass.ne(0).any())
+            cuts = {
+                name: not reaches_input(y, leaf, act) and not self._drops(name, act)
+                for name, act in acts.items()
+            }
         except RuntimeError:
-            return {name: False for name in self.layers}
-        return cuts
+            cuts = {name: False for name in self.layers}
+        self._cuts = cuts
+        return dict(cuts)
+
+    def _drops(self, name: str, act: Tensor) -> bool:
+        """Whether the layer's map leaves out part of its output (tokens a reshape drops)."""
+        return self.capture.view(name, act.detach()).numel() < act.numel()
 
     def _keep(
         self, store: dict[str, Tensor], name: str, act: Tensor, n: Tensor, mask: Tensor
@@ -209,3 +216,39 @@ class PathEvaluator:
             store[name] = act.new_zeros((self.n_images, *act.shape[1:]))
         store[name][n[mask]] = act[mask]
 
+
+def reaches_input(score: Tensor, leaf: Tensor, layer_output: Tensor) -> bool:
+    """Whether ``score`` reaches ``leaf`` by a path of the graph that avoids ``layer_output``.
+
+    Such a path is a residual stream or a skip connection past the layer. The walk starts
+    at ``score``'s node and goes towards the leaves without crossing the edge that produced
+    ``layer_output`` (its node and output index, so that a node's other outputs stay
+    open). ``True`` when ``leaf``'s gradient accumulator is reached: then ``score`` does
+    not depend on ``leaf`` only through the layer, and the integrated gradients at the
+    layer need not sum to ``y(x) - y(x')``. A ``layer_output`` that does not depend on
+    ``leaf`` blocks nothing.
+
+    Example:
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> h = x * 2
+        >>> reaches_input((h + x).sum(), x, h), reaches_input((h * 3).sum(), x, h)
+        (True, False)
+    """
+    start = score.grad_fn
+    if start is None:
+        return False
+    blocked = (layer_output.grad_fn, layer_output.output_nr)
+    seen: dict[int, Any] = {}  # the nodes themselves: their ids stay theirs
+    stack: list[Any] = [start]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if getattr(node, "variable", None) is leaf:
+            return True
+        for child, index in node.next_functions:
+            if child is None or (child is blocked[0] and index == blocked[1]):
+                continue
+            stack.append(child)
+    return False

@@ -13,11 +13,13 @@ never mix them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["ReshapeFn", "ReshapeSpec", "TokenGrid", "resolve_reshape"]
+from rsigradcam.core.capture import ModuleOutput
+
+__all__ = ["ReshapeFn", "ReshapeSpec", "TokenGrid", "resolve_reshape", "token_layer_example"]
 
 ReshapeFn = Callable[[Tensor], Tensor]
 #: What ``reshape_transform=`` accepts: ``None``, ``"tokens"`` (a :class:`TokenGrid` that
@@ -112,3 +114,37 @@ def resolve_reshape(spec: ReshapeSpec) -> ReshapeFn | None:
     raise TypeError(
         f"reshape_transform must be None, 'tokens' or a callable, not {type(spec).__name__}."
     )
+
+
+def token_layer_example(model: nn.Module, records: Sequence[ModuleOutput]) -> str | None:
+    """The model's own name for the usual ViT layer: the last block's first norm.
+
+    A block is the parent of two or more ``LayerNorm`` modules with (N, T, D) outputs
+    (timm's ``blocks.11.norm1`` / ``norm2``, Hugging Face's ``layernorm_before`` /
+    ``layernorm_after``); its first norm to run is the example. ``None`` when the model
+    has no such block.
+
+    Args:
+        model: The model the records come from.
+        records: Its modules' outputs, in completion order
+            (:meth:`~rsigradcam.core.capture.LayerCapture.probe`).
+
+    Example:
+        >>> token_layer_example(vit, capture.probe(x))  # doctest: +SKIP
+        'vit.encoder.layer.11.layernorm_before'
+    """
+    blocks: dict[str, list[str]] = {}
+    for record in records:
+        if record.shape is None or len(record.shape) != 3:
+            continue
+        try:
+            module = model.get_submodule(record.name)
+        except AttributeError:
+            continue
+        if isinstance(module, nn.LayerNorm):
+            parent = record.name.rpartition(".")[0]
+            blocks.setdefault(parent, []).append(record.name)
+    for block, norms in reversed(blocks.items()):
+        if block and len(norms) >= 2:
+            return norms[0]
+    return None

@@ -4,7 +4,7 @@
 :class:`PathCAM` adds the path from a baseline to the input; the registry lists them.
 """
 
-from rsigradcam.methods.base import BaseCAM, PathCAM
+from rsigradcam.methods.base import BYPASSED_LAYER_REASON, BaseCAM, PathCAM
 from rsigradcam.methods.gradcam import GradCAM
 from rsigradcam.methods.gradcampp import GradCAMPlusPlus
 from rsigradcam.methods.integrated_gradcam import IntegratedGradCAM
@@ -15,6 +15,7 @@ from rsigradcam.methods.registry import METHODS, create_cam, method_class, metho
 from rsigradcam.methods.rsi import NO_COMPLETENESS_REASON, RSIGradCAM
 
 __all__ = [
+    "BYPASSED_LAYER_REASON",
     "METHODS",
     "NO_COMPLETENESS_REASON",
     "BaseCAM",

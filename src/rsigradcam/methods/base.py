@@ -73,7 +73,12 @@ from rsigradcam.core.reduction import (
     normalize_heatmap,
     spatial_dims,
 )
-from rsigradcam.core.reshape import ReshapeFn, ReshapeSpec, resolve_reshape
+from rsigradcam.core.reshape import (
+    ReshapeFn,
+    ReshapeSpec,
+    resolve_reshape,
+    token_layer_example,
+)
 from rsigradcam.core.targets import (
     Output,
     ScoreFn,
@@ -93,6 +98,7 @@ from rsigradcam.methods.options import (
 )
 
 __all__ = [
+    "BYPASSED_LAYER_REASON",
     "IMAGENET_NORMALIZE",
     "BaseCAM",
     "CamOptions",
@@ -116,6 +122,19 @@ __all__ = [
 ResultT = TypeVar("ResultT", bound="Explanation | dict[str, Explanation]")
 
 _Init = TypeVar("_Init", bound=Callable[..., None])
+
+#: Why ``completeness_error`` is NaN at a layer the score can bypass (one line, for
+#: :attr:`Explanation.completeness_note`, reports and JSON): a path from the input to the
+#: score avoids the layer's map, as a transformer's residual stream avoids its blocks'
+#: norms, a skip connection avoids the convolutions inside a residual block, and a ViT's
+#: class token avoids the patch grid that ``reshape_transform`` keeps. Found by
+#: :meth:`~rsigradcam.core.evaluator.PathEvaluator.find_cuts`.
+BYPASSED_LAYER_REASON = (
+    "completeness_error does not apply at a layer the score can bypass (reported as NaN): "
+    "a path from the input to the score avoids the layer's map (a residual stream or a "
+    "skip connection past it, or tokens the reshape_transform drops), so the integrated "
+    "gradients need not sum to y(x) - y(x')"
+)
 
 
 def positional_deprecated(*names: str) -> Callable[[_Init], _Init]:
@@ -182,6 +201,8 @@ class PathPass(NamedTuple):
     size: tuple[int, ...]
     #: J, the baselines per image (rows ``n * J + j``).
     n_baselines: int
+    #: The layers the score can bypass (empty where the cut was not looked for).
+    bypassed: frozenset[str] = frozenset()
 
 
 class BaseCAM(Generic[ResultT]):
@@ -355,7 +376,9 @@ class BaseCAM(Generic[ResultT]):
             An :class:`Explanation`, or ``dict[str, Explanation]`` by layer name when
             ``layer`` is a list (:data:`ResultT`).
         """
-        found = self._path_pass(images, targets, self._accumulator)
+        found = self._path_pass(
+            images, targets, self._accumulator, find_cuts=self.completeness_applies
+        )
         explanations = self._explain_layers(found)
         warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
         return self._shaped(explanations)
@@ -368,9 +391,14 @@ class BaseCAM(Generic[ResultT]):
 
     def _path_pass(
         self, images: Tensor, targets: TargetSpec,
-        accumulator: Callable[[int, Tensor], PathAccumulator],
+        accumulator: Callable[[int, Tensor], PathAccumulator], *, find_cuts: bool = False,
     ) -> PathPass:
-        """Evaluate each image's path points once, streaming into ``accumulator``'s sums."""
+        """Evaluate each image's path points once, streaming into ``accumulator``'s sums.
+
+        ``find_cuts``: also find the layers the score can bypass (one more forward pass at
+        one point, :meth:`~rsigradcam.core.evaluator.PathEvaluator.find_cuts`), for the
+        methods whose completeness is reported; a method that explains the input needs none.
+        """
         start, images = time.perf_counter(), check_images(images, self.model)
         model, prepared = self._run_model(images)
         x = images.to(prepared.dtype)
@@ -415,7 +443,16 @@ class BaseCAM(Generic[ResultT]):
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
             self.compile_seconds = time.perf_counter() - start if compiled else 0.0
             result = self._run_path(evaluator, plan.partition, accumulator)
-        return PathPass(list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines)
+            bypassed = frozenset(
+                name
+                for name, cut in (
+                    evaluator.find_cuts() if find_cuts and not self.explains_input else {}
+                ).items()
+                if not cut
+            )
+        return PathPass(
+            list(layers), evaluator, result, tuple(x.shape[2:]), n_baselines, bypassed
+        )
 
     # ------------------------------------------------------------------ layers and model
     def _check_layer_spec(self, layer: LayerSpec) -> list[str | nn.Module]:
@@ -472,17 +509,29 @@ class BaseCAM(Generic[ResultT]):
             raise ValueError(
                 "layer='auto' cannot choose a token layer: after the last attention block "
                 "the patch tokens no longer reach a class-token head, so late token layers "
-                "give empty maps. Name the layer, e.g. the last block's first norm "
-                "('blocks.11.norm1' in a ViT-B)."
+                f"give empty maps. Name the layer, e.g. {self._norm_example(records)}."
             )
         spatial = [r.name for r in records if is_spatial_map(r.shape, dims)]
         if not spatial:
+            tokens = (
+                f"; for a vision transformer, {self._norm_example(records)} with "
+                "reshape_transform='tokens'"
+                if token_layer_example(self.model, records)
+                else ""
+            )
             raise ValueError(
                 f"layer='auto' found no layer with a spatial {2 + dims}-D output (N, K, *s) "
                 f"of the input's {dims} spatial dimension{'s' * (dims != 1)}; pass layer= a "
-                "convolutional module or its name."
+                f"convolutional module or its name{tokens}."
             )
         return spatial[-1]
+
+    def _norm_example(self, records: list[ModuleOutput]) -> str:
+        """The usual ViT layer in this model's own naming, for the layer errors."""
+        example = token_layer_example(self.model, records)
+        if example is None:
+            return "the last block's first norm (a block's first LayerNorm)"
+        return f"the last block's first norm ({example!r} here)"
 
     def _chunk_size(
         self, capture: LayerCapture, x: Tensor, layers: list[str], total_points: int
@@ -523,22 +572,37 @@ class BaseCAM(Generic[ResultT]):
                     evaluator.activation[name],
                     evaluator.baseline_activation.get(name),
                 ),
-                self.completeness_applies,
+                self._completeness_note(name, found),
             )
             for name in found.layers
         }
 
     @property
     def completeness_applies(self) -> bool:
-        """Whether ``completeness_error`` is computed (else NaN): ``has_completeness`` here."""
+        """Whether ``completeness_error`` may be computed: ``has_completeness`` here.
+
+        Where it applies, it is still NaN at a layer the score can bypass
+        (:data:`BYPASSED_LAYER_REASON`).
+        """
         return self.has_completeness
 
+    def _completeness_note(self, name: str, found: PathPass) -> str:
+        """Why ``completeness_error`` is NaN at layer ``name`` ("" where it is computed).
+
+        Also "" for a method without a completeness property (``has_completeness``),
+        whose error is always NaN.
+        """
+        if self.completeness_applies and name in found.bypassed:
+            return BYPASSED_LAYER_REASON
+        return ""
+
     def _explain(
-        self, name: str, found: PathPass, attributions: Tensor, complete: bool
+        self, name: str, found: PathPass, attributions: Tensor, note: str
     ) -> Explanation:
         """The explanation at layer ``name`` from its (N * J, ...) ``attributions``.
 
-        ``complete``: whether ``completeness_error`` is computed (else NaN).
+        ``note``: why ``completeness_error`` is NaN (:meth:`_completeness_note`); where it
+        is "", the error is computed if the method has a completeness property.
         """
         evaluator, result, n_baselines = found.evaluator, found.result, found.n_baselines
         activation = evaluator.activation[name]
@@ -559,7 +623,7 @@ class BaseCAM(Generic[ResultT]):
         heatmap = normalize_heatmap(layer_map, found.size)
         completeness = (
             completeness_error(attributions, scores, baseline_scores)
-            if complete
+            if self.has_completeness and not note
             else torch.full_like(scores, float("nan"))
         )
         return Explanation(
@@ -576,6 +640,7 @@ class BaseCAM(Generic[ResultT]):
             partition=partition,
             n_evaluations=result.n_evaluations,
             model_run=evaluator.model_run,
+            completeness_note=note,
         )
 
 

@@ -33,6 +33,7 @@ from rsigradcam.methods.base import (
     OneLayer,
     PathCAM,
     PathOptions,
+    PathPass,
     ResultT,
     positional_deprecated,
 )
@@ -62,7 +63,11 @@ class RSIGradCAM(PathCAM[ResultT]):
 
     When every path from the input to the score passes through the layer, ``sum(IG)``
     tends to ``y(x) - y(x')`` as the number of steps grows; ``completeness_error``
-    measures the gap. With ``grad_relu=True`` or ``guided=True`` it is NaN
+    measures the gap. At a layer the score can bypass (a residual stream or a skip
+    connection past it; one extra forward pass per call finds it) it is NaN and
+    ``completeness_note`` says why
+    (:data:`~rsigradcam.methods.base.BYPASSED_LAYER_REASON`). With ``grad_relu=True`` or
+    ``guided=True`` it is NaN
     (:data:`NO_COMPLETENESS_REASON`): clipping the gradients or the integrated gradients
     drops terms of the sum, so it no longer tends to ``y(x) - y(x')`` and the gap would
     measure that clipping, not convergence (it reads 0.02-2.1 there).
@@ -209,7 +214,8 @@ class RSIGradCAM(PathCAM[ResultT]):
             )
         relus = _relus(chosen)
         found = self._path_pass(
-            images, targets, lambda n_images, _: _VariantSums(n_images, self.rule, relus)
+            images, targets, lambda n_images, _: _VariantSums(n_images, self.rule, relus),
+            find_cuts=self.has_completeness and not all(relu or mask for relu, mask in chosen),
         )
         evaluator, results = found.evaluator, []
         for grad_relu, guided in chosen:
@@ -225,8 +231,12 @@ class RSIGradCAM(PathCAM[ResultT]):
                     if guided
                     else accumulated
                 )
-                complete = self.has_completeness and not (grad_relu or guided)
-                explanations[name] = self._explain(name, found, attributions, complete)
+                note = (
+                    NO_COMPLETENESS_REASON
+                    if grad_relu or guided
+                    else super()._completeness_note(name, found)
+                )
+                explanations[name] = self._explain(name, found, attributions, note)
             warn_zero_maps(self.method_name, {n: e.layer_map for n, e in explanations.items()})
             results.append(self._shaped(explanations))
         return results
@@ -250,8 +260,17 @@ class RSIGradCAM(PathCAM[ResultT]):
 
     @property
     def completeness_applies(self) -> bool:
-        """Whether ``completeness_error`` is reported: not with ``grad_relu`` or ``guided``."""
+        """Whether ``completeness_error`` may be reported: not with ``grad_relu`` or ``guided``.
+
+        Where it applies, it is still NaN at a layer the score can bypass
+        (:data:`~rsigradcam.methods.base.BYPASSED_LAYER_REASON`).
+        """
         return self.has_completeness and not (self.grad_relu or self.guided)
+
+    def _completeness_note(self, name: str, found: PathPass) -> str:
+        if self.grad_relu or self.guided:
+            return NO_COMPLETENESS_REASON
+        return super()._completeness_note(name, found)
 
     @staticmethod
     def _score_gap(evaluator: PathEvaluator) -> ScoreGap:

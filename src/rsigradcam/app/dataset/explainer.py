@@ -48,6 +48,9 @@ class BatchResult:
         scores: The explained scores, (B, E).
         baseline_scores: The scores at the baseline, (B, E) (NaN where there is none).
         completeness: The completeness errors, (B, E) (NaN where there is none).
+        completeness_notes: Why each explanation's completeness error is NaN although
+            its method has one (:attr:`~rsigradcam.explanation.Explanation.completeness_note`),
+            E lines, "" where it is computed.
         heatmaps: E arrays (B, H, W), stored as the run's heatmap dtype.
     """
 
@@ -57,6 +60,7 @@ class BatchResult:
     baseline_scores: np.ndarray
     completeness: np.ndarray
     heatmaps: list[np.ndarray]
+    completeness_notes: list[str]
 
 
 class BatchExplainer:
@@ -107,6 +111,7 @@ class BatchExplainer:
                 targets[i] = target
         columns: dict[str, list[Tensor]] = {"scores": [], "baseline": [], "completeness": []}
         heatmaps: list[np.ndarray] = []
+        notes: list[str] = []
         for method, cam in self.cams:
             with warnings.catch_warnings():
                 warnings.filterwarnings(
@@ -119,6 +124,7 @@ class BatchExplainer:
                 columns["baseline"].append(exp.baseline_scores.float())
                 columns["completeness"].append(exp.completeness_error.float())
                 heatmaps.append(self._stored(exp.heatmap))
+                notes.append(exp.completeness_note)
         return BatchResult(
             targets=targets.cpu().numpy(),
             probabilities=probabilities.gather(1, targets.view(-1, 1))[:, 0].cpu().numpy(),
@@ -126,6 +132,7 @@ class BatchExplainer:
             baseline_scores=torch.stack(columns["baseline"], dim=1).cpu().numpy(),
             completeness=torch.stack(columns["completeness"], dim=1).cpu().numpy(),
             heatmaps=heatmaps,
+            completeness_notes=notes,
         )
 
     def _stored(self, heatmap: Tensor) -> np.ndarray:
@@ -221,4 +228,5 @@ def _explain_into(
         found.baseline_scores,
         found.completeness,
         found.heatmaps,
+        found.completeness_notes,
     )

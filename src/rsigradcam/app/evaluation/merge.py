@@ -142,6 +142,7 @@ def merge_lines(context: Context, lines: Iterable[dict[str, Any]]) -> Merged:
     unit_ids: dict[str, list[str]] = {}
     explanations: dict[str, dict[str, dict[str, list[Any]]]] = {}
     evaluations: dict[tuple[str, str], int] = {}
+    completeness_notes: dict[tuple[str, str], str | None] = {}
     image_lines: list[dict[str, Any]] = []
     cells: list[str] = []
     grid_cells: list[list[str]] = []
@@ -161,6 +162,7 @@ def merge_lines(context: Context, lines: Iterable[dict[str, Any]]) -> Merged:
                     for key in ("score", "baseline_score", "completeness_error"):
                         record.setdefault(key, []).append(_nan(exp[key]))
                     evaluations[arm, layer] = exp["n_evaluations"]
+                    completeness_notes[arm, layer] = exp.get("completeness_note") or None
         elif "cells" in line:
             cells += line["cells"]
             grid_cells.append([c.split(": ", 1)[1] for c in line["cells"]])
@@ -197,7 +199,7 @@ def merge_lines(context: Context, lines: Iterable[dict[str, Any]]) -> Merged:
         details.stability = _stability(context, image_lines)
     records = {
         arm: {layer: ExplanationRecord(r["score"], r["baseline_score"], r["completeness_error"],
-                                       evaluations[arm, layer])
+                                       evaluations[arm, layer], completeness_notes[arm, layer])
               for layer, r in by_layer.items()}
         for arm, by_layer in explanations.items()
     }

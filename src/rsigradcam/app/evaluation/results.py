@@ -117,13 +117,17 @@ class ExplanationRecord:
     baseline_score: list[float]
     completeness_error: list[float]
     n_evaluations: int
+    #: Why ``completeness_error`` is null although the method has one (a variant, a layer
+    #: the score can bypass; :attr:`~rsigradcam.explanation.Explanation.completeness_note`);
+    #: ``None`` (and no key in the JSON) where it is computed.
+    completeness_note: str | None = field(default=None, metadata=json_options(omit_none=True))
 
     @classmethod
     def of(cls, exp: Explanation) -> ExplanationRecord:
         """The record of an explanation."""
         return cls(
             exp.scores.tolist(), exp.baseline_scores.tolist(),
-            exp.completeness_error.tolist(), exp.n_evaluations,
+            exp.completeness_error.tolist(), exp.n_evaluations, exp.completeness_note or None,
         )
 
 

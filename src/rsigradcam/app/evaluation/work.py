@@ -35,6 +35,7 @@ from rsigradcam.app.evaluation.stages import (
     share_passes,
     stability,
 )
+from rsigradcam.app.settings import completeness_warnings
 from rsigradcam.files import finite
 from rsigradcam.metrics.stability import saturation_split
 from rsigradcam.serialization import encode
@@ -185,12 +186,16 @@ def _image_lines(run: RunState) -> list[dict[str, Any]]:
                     "score": float(exp.scores[i]),
                     "baseline_score": float(exp.baseline_scores[i]),
                     "completeness_error": float(exp.completeness_error[i]),
+                    "completeness_note": exp.completeness_note,
                     "n_evaluations": exp.n_evaluations,
                 }
                 for layer, exp in run.explained(arm).items()
             }
             for arm in run.runners
         }
+    if lines:
+        explained = {arm: run.explained(arm) for arm in run.runners}
+        run.notes += [n for n in completeness_warnings(explained) if n not in run.notes]
     curves = run.details.curves
     if curves is not None:
         for i, line in enumerate(lines):

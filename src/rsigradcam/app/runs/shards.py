@@ -136,8 +136,16 @@ class ShardBuffer:
         baseline_scores: np.ndarray,
         completeness: np.ndarray,
         heatmaps: Sequence[np.ndarray],
+        completeness_notes: Sequence[str] = (),
     ) -> None:
-        """Record explained images: per-image arrays (B,), (B, E), and E arrays (B, H, W)."""
+        """Record explained images: per-image arrays (B,), (B, E), and E arrays (B, H, W).
+
+        ``completeness_notes``: E lines, why an explanation's completeness error is null
+        although its method has one (a variant, a layer the score can bypass), "" where
+        it is computed; each manifest entry carries its line as ``completeness_note``
+        (``null`` for "").
+        """
+        notes = list(completeness_notes) or [""] * len(self.explanations)
         first = len(self._ids)
         self._ids.extend(ids)
         for key, values in (
@@ -166,6 +174,7 @@ class ShardBuffer:
                         "score": finite(scores[b, e]),
                         "baseline_score": finite(baseline_scores[b, e]),
                         "completeness_error": finite(completeness[b, e]),
+                        "completeness_note": notes[e] or None,
                     }
                     for e, (method, layer) in enumerate(self.explanations)
                 ],

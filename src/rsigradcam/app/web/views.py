@@ -41,6 +41,8 @@ def cell_caption(found: ImageExplanation, layer: str, method: str) -> str:
     parts = [layer, label]
     if np.isfinite(error):
         parts.append(f"completeness error {error:.3f}")
+    elif exp.completeness_note:  # why: in the table's notes and the summary
+        parts.append("completeness n/a")
     parts.append(f"{exp.n_evaluations} evaluation{'s' if exp.n_evaluations != 1 else ''}")
     if not bool((exp.heatmap > 0).any()):
         parts.append("map all zero")
@@ -109,6 +111,7 @@ def summary(found: ImageExplanation, layer: str, method: str) -> dict[str, Any]:
             "steps": found.steps if METHODS[method].takes_steps else None,
             "evaluations": exp.n_evaluations,
             "completeness_error": float(exp.completeness_error[0]),
+            "completeness_note": exp.completeness_note or None,
             "score": float(exp.scores[0]),
             "baseline_score": float(exp.baseline_scores[0]),
             "top5": [encode(score) for score in found.top5],
