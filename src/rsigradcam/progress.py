@@ -3,12 +3,14 @@
 One layout for every bar of the project (the metrics, ``explain``, ``explain-dataset``):
 ``description | bar | done/total [unit] [extra columns] | elapsed | remaining``. rich is
 imported when a bar is made, not with this module, so ``import rsigradcam`` stays light.
+rich comes with the ``cli`` extra; without it the metrics' bars are silent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -68,10 +70,16 @@ def make_progress(
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Advance]:
     """A transient bar counting ``total`` units; yields ``advance(n)``.
 
+    Nothing is drawn, and rich is not imported, when ``enabled`` is false or rich is not
+    installed (the library needs only torch, NumPy and Pillow).
+
     Example:
         >>> with progress_bar("deletion", total=10, enabled=False) as advance:
         ...     advance(10)
     """
+    if not enabled or find_spec("rich") is None:
+        yield lambda n: None
+        return
     progress = make_progress(enabled=enabled)
     with progress:
         task = progress.add_task(description, total=total)

@@ -23,7 +23,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from rsigradcam import __version__
 
 # Only typer and the light command modules here: the commands import torch and the library
 # when they run, so that --help and a usage error answer at once (see tests).
@@ -46,8 +50,22 @@ app = typer.Typer(
 )
 
 
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"rsigradcam {__version__}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Explain image classifiers with RSI-Grad-CAM."""
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())

@@ -21,12 +21,13 @@ from pathlib import Path
 from types import FrameType
 
 from rsigradcam.app.errors import InputError
+from rsigradcam.app.extras import install_command
 from rsigradcam.app.settings import InputFormat
 
 __all__ = ["INSTALL_HINT", "MAX_UPLOAD", "check_gradio", "check_port", "serve"]
 
 #: What to run when Gradio is missing.
-INSTALL_HINT = "pip install 'rsigradcam[app]'"
+INSTALL_HINT = install_command("app")
 #: The largest upload Gradio accepts; the pixel limit of load_image applies after it.
 MAX_UPLOAD = "100mb"
 
