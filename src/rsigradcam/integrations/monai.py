@@ -398,11 +398,7 @@ class GradCAMpp(GradCAM):
     ``exp`` of its score (``exp.scores``); a callable target ``exp(S)`` would not give it,
     since alpha must come from the logit's gradient. After :func:`default_normalizer` the
     factor cancels. With one image the maps are MONAI's; for a batch, see the module's
-    docstring.
-
-    Args:
-        nn_module, target_layers, upsampler, postprocessing, output, **options: As
-            :class:`GradCAM`'s.
+    docstring. It takes :class:`GradCAM`'s arguments.
     """
 
     method = _MonaiGradCAMPlusPlus
@@ -427,7 +423,10 @@ class RSIGradCAM(_CAMBase):
     ``NormalizeIntensity``. It is also Captum's default for path methods.
 
     Args:
-        nn_module, target_layers, upsampler, postprocessing: As :class:`GradCAM`'s.
+        nn_module: The network, or MONAI's ``ModelWithHooks`` around it.
+        target_layers: The layer's name (or the module), or several for ``layer_idx``.
+        upsampler: ``upsampler(spatial_size)`` returns the function resizing the map.
+        postprocessing: Applied to the upsampled map (default: :func:`default_normalizer`).
         steps: m, the number of intervals of the path from the baseline to the input, or
             ``"auto"``.
         baseline: The input at t = 0 (default ``"zeros"``); any baseline of
