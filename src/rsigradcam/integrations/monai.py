@@ -429,11 +429,10 @@ class RSIGradCAM(_CAMBase):
         postprocessing: Applied to the upsampled map (default: :func:`default_normalizer`).
         steps: m, the number of intervals of the path from the baseline to the input, or
             ``"auto"``.
-        baseline: The input at t = 0 (default ``"zeros"``); any baseline of
-            :class:`rsigradcam.RSIGradCAM`.
         output: The score: ``"logits"`` (MONAI's, the default), ``"softmax"`` (the
             RSI-Grad-CAM paper's) or ``"sigmoid"``.
-        **options: :class:`rsigradcam.RSIGradCAM`'s other options: ``rule``,
+        **options: :class:`rsigradcam.RSIGradCAM`'s other options: ``baseline`` (the
+            input at t = 0, default ``"zeros"``; any of its baselines), ``rule``,
             ``normalize``, ``batch_size``, ``grad_relu``, ``guided``, ``partition``,
             ``path``, ``n_samples``, ``dtype``, ``memory_budget_mb``, ``tolerance``,
             ``max_steps``, ``speed``.
