@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = {
     "pytorch-grad-cam": ROOT / "docs" / "from-pytorch-grad-cam.md",
     "captum": ROOT / "docs" / "from-captum.md",
+    "monai": ROOT / "docs" / "from-monai.md",
 }
 BLOCK = re.compile(
     r"(?:<!-- not run: needs (?P<needs>[\w-]+) -->\n)?```python\n(?P<code>.*?)```", re.S
@@ -103,6 +104,35 @@ def test_captum_note_runs_as_written():
     assert namespace["upsampled"].shape == (2, 1, 32, 32)  # type: ignore[attr-defined]
 
 
+def test_monai_note_runs_as_written():
+    # The "after" block runs without MONAI: the front-end does not import it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        namespace = run(DOCS["monai"], with_before=False)
+    result, raw, gap = namespace["result"], namespace["raw"], namespace["gap"]
+    assert isinstance(result, torch.Tensor) and result.dtype == torch.float32
+    assert float(result.min()) == 0.0 and float(result.max()) == 1.0  # MONAI's normaliser
+    assert isinstance(gap, torch.Tensor) and gap.shape == (2,) and bool(torch.isfinite(gap).all())
+    assert isinstance(raw, torch.Tensor) and float(raw.max()) > 0
+
+
+def test_monai_note_before_is_the_front_ends_gradcam():
+    pytest.importorskip("monai", reason="MONAI is not installed: pip install 'rsigradcam[medical]'")
+    from rsigradcam.integrations.monai import GradCAM
+
+    setup, before, _ = blocks(DOCS["monai"])
+    namespace: dict[str, object] = {"__name__": "doc_from_monai"}
+    exec(setup.code, namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # MONAI's hooks on module outputs
+        exec(before.code, namespace)
+    theirs = namespace["result"]
+    assert isinstance(theirs, torch.Tensor) and theirs.shape == (2, 1, 16, 16, 16)
+    model, volumes = namespace["model"], namespace["volumes"]
+    ours = GradCAM(nn_module=model, target_layers="layer4")(x=volumes, class_idx=1)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
 def test_readme_links_both_notes():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "Coming from pytorch-grad-cam or Captum" in readme
@@ -111,3 +141,4 @@ def test_readme_links_both_notes():
     # Both scores of the pytorch-grad-cam front-end, the paper's marked as recommended.
     assert 'output="softmax"' in section and "ClassifierOutputSoftmaxTarget" in section
     assert "recommended" in section and "relu_attributions=False" in section
+    assert "docs/from-monai.md" in section

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cam_reduction", "completeness_error", "normalize_heatmap", "spatial_dims"]
+__all__ = [
+    "cam_reduction", "completeness_error", "normalize_heatmap", "spatial_dims", "upsample_maps",
+]
 
 
 def spatial_dims(tensor: Tensor) -> tuple[int, ...]:
@@ -33,20 +37,35 @@ def cam_reduction(weights: Tensor, activation: Tensor) -> Tensor:
     return torch.relu(torch.einsum("nk,nk...->n...", weights, activation))
 
 
+def upsample_maps(maps: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
+    """Resize (N, C, *s) maps to (N, C, *size): linearly, bilinearly or trilinearly.
+
+    Example:
+        >>> upsample_maps(torch.zeros(1, 1, 2, 2, 2), (4, 4, 4)).shape
+        torch.Size([1, 1, 4, 4, 4])
+    """
+    size = tuple(size)
+    if len(size) not in _UPSAMPLING or maps.dim() != len(size) + 2:
+        raise ValueError(
+            f"cannot upsample maps of shape {tuple(maps.shape)} to {size}: the maps need "
+            "the input's 1, 2 or 3 spatial dimensions, as (N, C, *spatial)."
+        )
+    mode = _UPSAMPLING[len(size)]
+    return F.interpolate(maps, size=size, mode=mode, align_corners=align_corners)
+
+
 def normalize_heatmap(layer_map: Tensor, size: tuple[int, ...]) -> Tensor:
     """Upsample (N, *s) maps to ``size`` and min-max normalise each to [0, 1].
 
     Linear for signals, bilinear for images, trilinear for volumes (no corner alignment).
     A constant map (for example all zeros) becomes all zeros, never NaN.
     """
-    if len(size) not in _UPSAMPLING or layer_map.dim() != len(size) + 1:
+    if layer_map.dim() != len(size) + 1:
         raise ValueError(
             f"cannot upsample a layer map of shape {tuple(layer_map.shape)} to {tuple(size)}: "
             "the map needs the input's 1, 2 or 3 spatial dimensions."
         )
-    mode = _UPSAMPLING[len(size)]
-    up = F.interpolate(layer_map.unsqueeze(1), size=size, mode=mode, align_corners=False)
-    up = up.squeeze(1).float()
+    up = upsample_maps(layer_map.unsqueeze(1), size).squeeze(1).float()
     flat = up.flatten(1)
     ones = [1] * len(size)
     low = flat.min(dim=1).values.view(-1, *ones)

@@ -7,8 +7,13 @@
 - :mod:`rsigradcam.integrations.captum`: ``LayerRSIGradCAM(forward_func, layer).attribute(...)``
   returning the (N, 1, h, w) layer map, like Captum's ``LayerGradCam``; its
   ``LayerGradCam`` gives Captum's Grad-CAM maps.
+- :mod:`rsigradcam.integrations.monai`: ``RSIGradCAM(nn_module, target_layers)`` called as
+  ``cam(x, class_idx=None)``, returning the (N, 1, *S) map upsampled and normalised as
+  ``monai.visualize.GradCAM`` does, for signals, images and volumes; its ``GradCAM`` and
+  ``GradCAMpp`` give MONAI's maps.
 
 Each keeps its library's defaults (the logit for ``ClassifierOutputTarget``, the signed map
-for ``attribute``). Neither imports the other library: they only mirror its calls. The
-submodules are not imported here, so ``import rsigradcam.integrations`` stays light.
+for ``attribute``, MONAI's logit and flipped min-max normaliser). None imports the other
+library: they only mirror its calls. The submodules are not imported here, so
+``import rsigradcam.integrations`` stays light.
 """
