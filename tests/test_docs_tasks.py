@@ -1,4 +1,5 @@
-"""The README's segmentation, detection, multi-label and regression examples run as written.
+"""The segmentation, detection, multi-label and regression examples of
+docs/guides/volumes-and-tasks.md run as written.
 
 Each block runs in one namespace that holds the models and inputs it names, built small
 (random weights, nothing downloaded): ``segformer`` and ``x`` at 64 x 64, ``detr`` at
@@ -24,17 +25,18 @@ from tests.integrations.hf_task_models import (
     yolos,
 )
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "### Segmentation, detection, multi-label and regression"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "volumes-and-tasks.md"
+SECTION = "## Segmentation, detection, multi-label and regression"
 #: Random weights: a map may be zero everywhere.
 pytestmark = pytest.mark.filterwarnings("ignore:.* map at layer .* is zero everywhere")
 
 
 def _blocks() -> list[tuple[int, str]]:
-    """The section's Python blocks and the README line each starts at."""
-    text = README.read_text(encoding="utf-8")
+    """The section's Python blocks and the page's line each starts at."""
+    text = PAGE.read_text(encoding="utf-8")
     start = text.index(SECTION)
-    section = text[start : text.index("\n## ", start)]
+    end = text.find("\n## ", start + len(SECTION))
+    section = text[start : end if end != -1 else len(text)]
     return [
         (text.count("\n", 0, start + m.start(1)), m[1])
         for m in re.finditer(r"```python\n(.*?)```", section, re.S)
@@ -61,8 +63,8 @@ def test_the_task_examples_run():
                 detr=detr(), x=torch.randn(2, 3, DETR_SIZE, DETR_SIZE),
                 yolos=yolos(), y=torch.randn(2, 3, YOLOS_SIZE, YOLOS_SIZE),
             )  # fmt: skip
-        # Blank lines pad the code so that a traceback names the line in the README.
-        exec(compile("\n" * line + code, str(README), "exec"), namespace)
+        # Blank lines pad the code so that a traceback names the line in the page.
+        exec(compile("\n" * line + code, str(PAGE), "exec"), namespace)
         results.append(namespace["exp"])
     assert all(exp.heatmap.shape[0] == 2 for exp in results)
     assert torch.isfinite(results[0].completeness_error).all()

@@ -254,7 +254,7 @@ def test_scipy_bootstrap_draws_the_hand_written_resamples() -> None:
     """scipy.stats.bootstrap (percentile, seeded) draws the same resamples as the
     hand-written bootstrap it replaced: its bootstrap distribution is equal element by
     element; the intervals differ only by a few units in the last place (scipy's quantile
-    interpolates in another order), far below the three digits that the README quotes."""
+    interpolates in another order), far below the three digits that the evidence page quotes."""
     from scipy import stats
 
     for seed in range(40):

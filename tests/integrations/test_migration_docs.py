@@ -1,4 +1,4 @@
-"""The migration notes' code runs as written; the README links them.
+"""The migration notes' code runs as written; the Python API guide links them.
 
 A ```python block preceded by ``<!-- not run: needs PACKAGE -->`` uses the other library.
 It is compiled here, and run too where that package is installed (both are installed by
@@ -133,12 +133,12 @@ def test_monai_note_before_is_the_front_ends_gradcam():
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
-def test_readme_links_both_notes():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "Coming from pytorch-grad-cam or Captum" in readme
-    section = readme.split("Coming from pytorch-grad-cam or Captum", 1)[1].split("\n## ", 1)[0]
-    assert "docs/from-pytorch-grad-cam.md" in section and "docs/from-captum.md" in section
+def test_the_python_api_guide_links_the_migration_notes():
+    guide = (ROOT / "docs" / "guides" / "python-api.md").read_text(encoding="utf-8")
+    assert "## Coming from pytorch-grad-cam or Captum" in guide
+    section = guide.split("## Coming from pytorch-grad-cam or Captum", 1)[1].split("\n## ", 1)[0]
+    assert "(../from-pytorch-grad-cam.md)" in section and "(../from-captum.md)" in section
+    assert "(../from-monai.md)" in section
     # Both scores of the pytorch-grad-cam front-end, the paper's marked as recommended.
     assert 'output="softmax"' in section and "ClassifierOutputSoftmaxTarget" in section
     assert "recommended" in section and "relu_attributions=False" in section
-    assert "docs/from-monai.md" in section

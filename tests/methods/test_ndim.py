@@ -232,17 +232,18 @@ def test_monai_3d_networks_match_the_reference_loop(net):
         _check(rsi, n, ref)
 
 
-def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return text.split(f"### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+def _guide_section(title: str) -> str:
+    """A section of docs/guides/volumes-and-tasks.md."""
+    text = (ROOT / "docs" / "guides" / "volumes-and-tasks.md").read_text(encoding="utf-8")
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def test_the_readme_signals_volumes_and_video_example_runs():
-    section = _readme_section("Signals, volumes and video")
+def test_the_guide_signals_volumes_and_video_example_runs():
+    section = _guide_section("Signals, volumes and video")
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 1
     namespace: dict[str, Any] = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    exec(compile(blocks[0], "volumes-and-tasks.md", "exec"), namespace)
     volume, signal = namespace["volume"], namespace["signal"]
     assert volume.heatmap.shape == (2, 8, 16, 16) and volume.layer_map.shape == (2, 4, 8, 8)
     assert signal.heatmap.shape == (2, 120)

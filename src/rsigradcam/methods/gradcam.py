@@ -39,7 +39,8 @@ class GradCAM(BaseCAM[ResultT]):
         output: ``"logits"`` (the default) or ``"softmax"``. The paper explains y^c, the
             score before the softmax, so the Grad-CAM family defaults to the logit where
             the path methods that follow their papers (RSI-Grad-CAM, Integrated Gradients)
-            default to the probability.
+            default to the probability. ``"sigmoid"`` scores a class by the
+            sigmoid of its logit (multi-label).
         **options: ``batch_size`` (images per forward/backward chunk), ``dtype``,
             ``memory_budget_mb``, ``reshape_transform``, ``speed``; see :class:`BaseCAM`.
 

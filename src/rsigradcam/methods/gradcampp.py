@@ -52,7 +52,8 @@ class GradCAMPlusPlus(GradCAM[ResultT]):
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
         output: ``"logits"`` (the default: the paper's S, the score before the
-            exponential) or ``"softmax"``.
+            exponential) or ``"softmax"``. ``"sigmoid"`` scores a class by the
+            sigmoid of its logit (multi-label).
         eps: A non-negative, finite number added to alpha's denominator: ``0`` (default)
             is the paper's formula, ``1e-6`` pytorch-grad-cam's.
         **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,

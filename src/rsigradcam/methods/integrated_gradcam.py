@@ -146,7 +146,8 @@ class IntegratedGradCAM(PathCAM[ResultT]):
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m`` (t = 0 only
             gives A(x')).
         output: ``"logits"`` (the default: the paper's class score, as for Grad-CAM, whose
-            maps it integrates) or ``"softmax"``.
+            maps it integrates) or ``"softmax"``. ``"sigmoid"`` scores a class by the
+            sigmoid of its logit (multi-label).
         **options: The path options ``baseline`` (the paper's is ``"black"``, the
             default), ``normalize``, ``partition``, ``path``, ``n_samples``, and
             ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``, ``speed``; see

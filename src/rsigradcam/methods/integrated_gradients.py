@@ -83,7 +83,8 @@ class IntegratedGradients(PathCAM[ResultT]):
         steps: m, the number of intervals; m + 1 path points ``t_i = i / m``.
         rule: ``"trapezoid"``, ``"left"`` or ``"right"`` (the paper's Riemann sum).
         output: ``"softmax"`` (the default: the paper's F, a class probability) or
-            ``"logits"``.
+            ``"logits"``. ``"sigmoid"`` scores a class by the
+            sigmoid of its logit (multi-label).
         pixel_map: ``"positive"`` or ``"absolute"``, see above.
         **options: The path options ``baseline``, ``normalize``, ``partition``, ``path``,
             ``n_samples``, and ``batch_size``, ``dtype``, ``memory_budget_mb``; see

@@ -45,6 +45,7 @@ class LayerCAM(GradCAM[ResultT]):
         model: Any classifier ``images (N, C, H, W) -> logits (N, classes)``.
         layer: Module name, the module itself, ``"auto"``, or a list of these.
         output: ``"logits"`` (the default: the paper's class score) or ``"softmax"``.
+            ``"sigmoid"`` scores a class by the sigmoid of its logit (multi-label).
         **options: ``batch_size``, ``dtype``, ``memory_budget_mb``, ``reshape_transform``,
             ``speed``; see :class:`~rsigradcam.methods.base.BaseCAM`.
 

@@ -87,7 +87,8 @@ class RSIGradCAM(PathCAM[ResultT]):
         rule: ``"trapezoid"`` (paper), ``"left"`` or ``"right"``.
         output: ``"softmax"`` (the default, as in the paper) explains the class
             probability, ``"logits"`` the logit. The Grad-CAM family defaults to the logit,
-            as its papers do.
+            as its papers do. ``"sigmoid"`` scores a class by the
+            sigmoid of its logit (multi-label).
         grad_relu: ReLU on the gradients before integrating (the authors' PyTorch code).
         guided: Keep the integrated gradient only where ``A(x) > 0``, ``IG > 0`` and
             ``A(x) - A(x') > 0`` (the authors' Keras code).
