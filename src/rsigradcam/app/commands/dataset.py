@@ -8,32 +8,26 @@ from typing import Annotated
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, RsiVariants, SpeedFlags, with_option_groups
 from rsigradcam.app.options import (
-    LAST_SPATIAL,
-    CompileOption,
     DebugOption,
-    FoldBatchnormOption,
-    GradReluOption,
-    GuidedOption,
     HeatmapDtypeChoice,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
+    LayerOption,
+    MethodOption,
     OutputChoice,
     OutputOption,
-    SizeOption,
-    StdOption,
-    check_steps_option,
+    StepsOption,
+    choice_option,
     error,
     fail_cleanly,
-    layer_option,
-    methods_option,
+    integer_option,
     plural,
 )
 
 __all__ = ["explain_dataset"]
 
 
+@with_option_groups
 def explain_dataset(
     source: Annotated[
         Path,
@@ -50,55 +44,42 @@ def explain_dataset(
             "--out", "-o", help="Output folder; run again into it to resume.", show_default=False
         ),
     ],
-    layer: Annotated[list[str] | None, layer_option(LAST_SPATIAL)] = None,
-    method: Annotated[
-        list[str] | None, methods_option("--method", "-m", default="rsi")
-    ] = None,
-    steps: Annotated[
-        int,
-        typer.Option(
-            "--steps",
-            "-s",
-            min=1,
-            help="Path steps m (m + 1 points) of rsi, integrated-gradcam and ig.",
-        ),
-    ] = 50,
+    *,
+    layer: LayerOption = None,
+    method: MethodOption = None,
+    steps: StepsOption = 50,
     output: OutputOption = OutputChoice.softmax,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Images explained together.")
+        int, integer_option("--batch-size", "-b", minimum=1, help="Images explained together.")
     ] = 8,
     workers: Annotated[
         int,
-        typer.Option("--workers", "-w", min=0, help="DataLoader processes decoding images."),
+        integer_option("--workers", "-w", minimum=0, help="DataLoader processes decoding images."),
     ] = 2,
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Images per shard.")] = 256,
+    shard_size: Annotated[
+        int, integer_option("--shard-size", minimum=1, help="Images per shard.")
+    ] = 256,
     dtype: Annotated[
         HeatmapDtypeChoice,
-        typer.Option("--dtype", help="How heatmaps are stored: uint8 (round(255 h)) or float16."),
+        choice_option(
+            HeatmapDtypeChoice,
+            "--dtype",
+            help="How heatmaps are stored: uint8 (round(255 h)) or float16.",
+        ),
     ] = HeatmapDtypeChoice.uint8,
-    device: Annotated[
-        str,
-        typer.Option("--device", help="'cpu' or 'cuda' (under torchrun: cuda:LOCAL_RANK)."),
-    ] = "cpu",
-    model: ModelOption = "efficientnet_lite0",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
-    grad_relu: GradReluOption = False,
-    guided: GuidedOption = False,
+    model_input: ModelInput,
+    variants: RsiVariants,
     threads: Annotated[
         int | None,
-        typer.Option(
+        integer_option(
             "--threads",
-            min=1,
+            minimum=1,
             help="Torch threads per process. Default: OMP_NUM_THREADS when it is set, else "
             "the CPU cores / processes on this machine.",
             show_default=False,
         ),
     ] = None,
-    compile_model: CompileOption = False,
-    fold_batchnorm: FoldBatchnormOption = None,
+    speed: SpeedFlags,
     debug: DebugOption = False,
 ) -> None:
     """Explain every image of a folder or list into resumable shards, on one or more processes.
@@ -117,17 +98,14 @@ def explain_dataset(
     """
     from rich.console import Console
 
-    check_steps_option(steps)
     from rsigradcam.app import dataset
     from rsigradcam.app.runs.distributed import RankZeroError
 
     with fail_cleanly(debug):
-        from rsigradcam.app.settings import Variants, input_format
-
         options = dataset.DatasetOptions(
             source=source,
             out=out,
-            model=model,
+            model=model_input.model,
             layers=tuple(layer or ()),
             methods=tuple(method or ("rsi",)),
             steps=steps,
@@ -135,13 +113,13 @@ def explain_dataset(
             batch_size=batch_size,
             shard_size=shard_size,
             heatmap_dtype=dtype.value,
-            device=device,
+            device=model_input.device,
             workers=workers,
             threads=threads,
-            variants=Variants(grad_relu, guided),
-            input_format=input_format(size, mean, std, no_normalize),
-            compile=compile_model,
-            fold_batchnorm=fold_batchnorm,
+            variants=variants.variants(),
+            input_format=model_input.input_format(),
+            compile=speed.compile_model,
+            fold_batchnorm=speed.fold_batchnorm,
         )
     console = Console(stderr=True)
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out

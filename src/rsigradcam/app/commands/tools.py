@@ -8,16 +8,14 @@ from typing import Annotated
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, with_option_groups
 from rsigradcam.app.options import (
     DebugOption,
     DeviceOption,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
-    SizeOption,
-    StdOption,
-    check_steps_option,
+    StepsOption,
     fail_cleanly,
+    integer_option,
+    steps_option,
 )
 
 __all__ = ["app_command", "bench", "demo"]
@@ -27,7 +25,7 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for figures, overlays, heatmaps and JSON.")
     ] = Path("rsigradcam-output/demo"),
-    steps: Annotated[int, typer.Option("--steps", min=1, help="RSI-Grad-CAM steps m.")] = 50,
+    steps: StepsOption = 50,
     debug: DebugOption = False,
 ) -> None:
     """Explain bundled photos (and the paper samples, when found) with the embedded model.
@@ -36,7 +34,6 @@ def demo(
     shared/data/paper-samples folder is found, writes a figure grid (layers blocks.5,
     blocks.10 and head; Grad-CAM and RSI-Grad-CAM), overlays, heatmaps and JSON to --out.
     """
-    check_steps_option(steps)
     from rsigradcam.app.demo import run_demo
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.samples import DEMO_LAYERS, find_paper_samples
@@ -64,8 +61,8 @@ def bench(
     ),
     device: DeviceOption = "cpu",
     layer: Annotated[str, typer.Option("--layer", help="Layer of the speed table.")] = "head",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="m of the speed table.")] = 50,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed repeats.")] = 5,
+    steps: Annotated[int, steps_option("--steps", help="m of the speed table.")] = 50,
+    repeats: Annotated[int, integer_option("--repeats", minimum=1, help="Timed repeats.")] = 5,
     convergence: Annotated[
         bool,
         typer.Option(
@@ -81,15 +78,16 @@ def bench(
     Captum's LayerConductance on the same points, a plain no-grad forward of the same points
     (the floor) and Grad-CAM, on the embedded model.
     """
-    check_steps_option(steps)
     from rsigradcam.app.bench import run_benchmark
 
     with fail_cleanly(debug):
         run_benchmark(device, layer, steps, repeats, out, convergence, progress=typer.echo)
 
 
+@with_option_groups
 def app_command(
-    model: ModelOption = "efficientnet_lite0",
+    *,
+    model_input: ModelInput,
     host: Annotated[
         str,
         typer.Option(
@@ -98,12 +96,9 @@ def app_command(
             "network it is on.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 7860,
-    device: DeviceOption = "cpu",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
+    port: Annotated[
+        int, integer_option("--port", minimum=1, maximum=65535, help="Port.")
+    ] = 7860,
     debug: DebugOption = False,
 ) -> None:
     """Explore explanations in the browser: classes, layers, methods, steps, the path.
@@ -121,7 +116,5 @@ def app_command(
 
     with fail_cleanly(debug):
         check_gradio()
-        from rsigradcam.app.settings import input_format
-
-        fmt = input_format(size, mean, std, no_normalize)
-        serve(model, host, port, device, fmt, echo=typer.echo)
+        fmt = model_input.input_format()
+        serve(model_input.model, host, port, model_input.device, fmt, echo=typer.echo)
