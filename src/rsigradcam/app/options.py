@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 # Nothing heavy here (no torch, no library module that imports it): the command line
 # imports this module before it reads the arguments, and --help must answer at once.
 from rsigradcam.app.errors import InputError
+from rsigradcam.app.threads import THREADS_HELP, busy_line
 from rsigradcam.constants import METHOD_NAMES
 
 __all__ = [
@@ -49,18 +50,21 @@ __all__ = [
     "SizeOption",
     "StdOption",
     "StepsOption",
-    "check_image_files",
+    "ThreadsOption",
     "choice_option",
     "describe",
     "error",
     "fail_cleanly",
+    "image_files",
     "integer_option",
     "layer_option",
     "methods_option",
     "parse_step_list",
     "plural",
+    "say_if_busy",
     "step_list_option",
     "steps_option",
+    "terminated_as_interrupt",
     "usage_error",
 ]
 
@@ -337,6 +341,10 @@ DeviceOption = Annotated[
     ),
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help=ERRORS_HELP)]
+ThreadsOption = Annotated[
+    int | None,
+    integer_option("--threads", minimum=1, help=THREADS_HELP, show_default=False),
+]
 # The model's input (every command that loads a model) and the authors' variants of rsi.
 SizeOption = Annotated[
     str | None,
@@ -431,6 +439,30 @@ def fail_cleanly(debug: bool) -> Iterator[None]:
         raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
 
 
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (``kill``, a job's time limit) as Ctrl+C, so that clean-up runs.
+
+    Only in the main thread (elsewhere signals cannot be handled); the previous handler
+    comes back on exit.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def describe(exc: BaseException, debug: bool) -> str:
     """One line for an exception: the message, with its type for unexpected ones.
 
@@ -442,6 +474,16 @@ def describe(exc: BaseException, debug: bool) -> str:
         return str(exc)
     hint = "" if debug else " (run with --debug for the traceback)"
     return f"{type(exc).__name__}: {exc}{hint}"
+
+
+def say_if_busy(threads: int | None, local_processes: int = 1) -> None:
+    """Print one note on stderr when the machine is busy and ``--threads 1`` would help.
+
+    Nothing when the user chose the threads (see :func:`rsigradcam.app.threads.busy_line`).
+    """
+    line = busy_line(threads, local_processes)
+    if line is not None:
+        typer.echo(line, err=True)
 
 
 def usage_error(message: str) -> NoReturn:
@@ -457,16 +499,36 @@ class HeatmapDtypeChoice(str, Enum):
     float16 = "float16"
 
 
-def check_image_files(images: Sequence[Path]) -> None:
-    """Refuse, as a usage error, image arguments that are missing or are not files.
+def image_files(images: Sequence[Path]) -> list[Path]:
+    """The image files of ``explain``'s arguments: a folder stands for its image files.
 
-    It names every missing path, or else every path that is not a file; it runs before
-    torch is imported, so a mistyped name answers at once.
+    A folder gives the files directly in it whose suffix Pillow opens, sorted by name
+    (not its subfolders: ``explain-dataset`` explains a folder tree). Missing paths, and a
+    folder without image files, are refused as usage errors, before torch is imported, so
+    a mistyped name answers at once; every missing path is named.
     """
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         noun = "image file" if len(missing) == 1 else "image files"
         usage_error(f"{noun} not found: {', '.join(repr(m) for m in missing)}")
-    folders = [str(p) for p in images if not p.is_file()]
-    if folders:
-        usage_error(f"not an image file: {', '.join(repr(f) for f in folders)}")
+    found: list[Path] = []
+    for path in images:
+        if path.is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            usage_error(f"not an image file: {str(path)!r}")
+        from rsigradcam.app.images import image_suffixes  # PIL, no torch
+
+        suffixes = image_suffixes()
+        inside = sorted(
+            f for f in path.iterdir()
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+        )
+        if not inside:
+            usage_error(
+                f"folder {str(path)!r} holds no image file (its subfolders are not searched); "
+                "for a folder tree, use rsigradcam explain-dataset"
+            )
+        found.extend(inside)
+    return found

@@ -17,11 +17,14 @@ from rsigradcam.app.options import (
     OutputChoice,
     OutputOption,
     StepsOption,
+    ThreadsOption,
     choice_option,
     error,
     fail_cleanly,
     integer_option,
     plural,
+    say_if_busy,
+    terminated_as_interrupt,
 )
 
 __all__ = ["explain_dataset"]
@@ -69,16 +72,7 @@ def explain_dataset(
     ] = HeatmapDtypeChoice.uint8,
     model_input: ModelInput,
     variants: RsiVariants,
-    threads: Annotated[
-        int | None,
-        integer_option(
-            "--threads",
-            minimum=1,
-            help="Torch threads per process. Default: OMP_NUM_THREADS when it is set, else "
-            "the CPU cores / processes on this machine.",
-            show_default=False,
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
     speed: SpeedFlags,
     debug: DebugOption = False,
 ) -> None:
@@ -90,7 +84,9 @@ def explain_dataset(
     line per image) and errors.jsonl (images that could not be read, with the reason).
     Read them back with rsigradcam.load_heatmaps(OUT).
 
-    Killed and run again with the same arguments, it skips the finished shards; a run with
+    Exit code 0 when every image was explained, 1 when some could not be read or
+    explained (named in errors.jsonl and on stderr; the others are written), 2 for a usage
+    error. Killed and run again with the same arguments, it skips the finished shards; a run with
     other parameters into the same --out is refused (a parameter that none of the chosen
     methods uses, such as --steps for gradcam alone, may change). Under torchrun
     (--nproc-per-node N, --nnodes) every process takes its own shards: gloo on CPU, nccl
@@ -99,8 +95,9 @@ def explain_dataset(
     from rich.console import Console
 
     from rsigradcam.app import dataset
-    from rsigradcam.app.runs.distributed import RankZeroError
+    from rsigradcam.app.runs.distributed import Ranks, RankZeroError
 
+    say_if_busy(threads, Ranks.from_env().local_world_size)
     with fail_cleanly(debug):
         options = dataset.DatasetOptions(
             source=source,
@@ -122,7 +119,8 @@ def explain_dataset(
             fold_batchnorm=speed.fold_batchnorm,
         )
     console = Console(stderr=True)
-    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+    # A failed, interrupted or terminated start leaves no empty --out.
+    with removed_if_left_empty(out), fail_cleanly(debug), terminated_as_interrupt():
         try:
             summary = dataset.explain_dataset(
                 options, progress=console.is_terminal, echo=typer.echo
@@ -143,3 +141,4 @@ def explain_dataset(
             f"{plural(summary.failed, 'image')} could not be read or explained; see "
             f"{summary.out.resolve() / 'errors.jsonl'}"
         )
+        raise typer.Exit(1)

@@ -19,14 +19,19 @@ from rsigradcam.app.options import (
     OutputChoice,
     OutputOption,
     StepsOption,
+    ThreadsOption,
     choice_option,
+    error,
     fail_cleanly,
     integer_option,
     layer_option,
     methods_option,
     parse_step_list,
+    plural,
+    say_if_busy,
     step_list_option,
     steps_option,
+    terminated_as_interrupt,
     usage_error,
 )
 
@@ -50,15 +55,22 @@ def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:
     return replace(options, **chosen, preset=name)
 
 
-def _with_quick(options: Any) -> Any:
-    """``options`` within ``--quick``'s caps: no randomisation test, no m sweep, at most 2 grids.
+def _with_quick(ctx: typer.Context, options: Any) -> Any:
+    """``options`` within ``--quick``'s caps (see its help), except where asked for.
 
-    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them.
+    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them;
+    ``--stability`` given on the command line keeps the stability measures.
     """
     from dataclasses import replace
 
+    source = ctx.get_parameter_source("stability")
+    asked = source is not None and source.name != "DEFAULT" and options.stability
     return replace(
-        options, max_grids=min(options.max_grids, 2), sanity=False, stability_steps=()
+        options,
+        max_grids=min(options.max_grids, 2),
+        sanity=False,
+        stability_steps=(),
+        stability=bool(asked),
     )
 
 
@@ -108,8 +120,10 @@ def evaluate_command(
         bool,
         typer.Option(
             "--quick",
-            help="Skip the slowest parts: the randomisation test and the m sweep; at most 2 "
-            "grids.",
+            help="A quick look: no randomisation test, no m sweep, no stability measures "
+            "(float32 vs float64, noise: the slowest part; --stability keeps them) and at "
+            "most 2 grids. Deletion, insertion, Average Drop and Increase in Confidence are "
+            "all still measured.",
         ),
     ] = False,
     sanity: Annotated[
@@ -192,6 +206,7 @@ def evaluate_command(
         int, integer_option("--shard-size", minimum=1, help="Images per shard (the unit a resumed "
                           "run skips when finished).")
     ] = 16,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Score every method (or arm) with every metric; write results.json and report.html.
@@ -209,6 +224,9 @@ def evaluate_command(
     only; --size, --mean, --std and --no-normalize set the model's input (the
     black baseline and the black deletion substrate follow the normalisation).
 
+    Exit code 0 when every image was evaluated, 1 when some could not be read (each named
+    in a note on stderr; the others are evaluated), 2 for a usage error.
+
     A CSV --images list with a target column explains the labelled classes: the report
     gives the top-1 and top-5 accuracy and judges the claims on the correctly classified
     images. The work is done in shards under --out/shards: run the same command again to
@@ -219,13 +237,16 @@ def evaluate_command(
     from rich.console import Console
 
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
+    from rsigradcam.app.evaluation.inputs import skipped_images
     from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.runs.distributed import Ranks, RankZeroError
     from rsigradcam.files import one_line
 
     console = Console(stderr=True)
-    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+    say_if_busy(threads, Ranks.from_env().local_world_size)
+    # A failed, interrupted or terminated start leaves no empty --out (and no run.json).
+    with removed_if_left_empty(out), fail_cleanly(debug), terminated_as_interrupt():
         fmt = model_input.input_format()
         options = EvaluationOptions(
             model=model_input.model,
@@ -262,11 +283,14 @@ def evaluate_command(
         if preset is not None:
             options = _with_preset(ctx, options, preset.value)
         if quick:
-            options = _with_quick(options)
+            options = _with_quick(ctx, options)
         options.check()
         out_dir = prepare_output_dir(out)
         try:
-            found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
+            found = evaluate(
+                options, echo=typer.echo, progress=console.is_terminal, out=out_dir,
+                threads=threads,
+            )
         except RankZeroError as stop:  # rank 0 reports why
             raise typer.Exit(stop.exit_code) from None
         if Ranks.from_env().rank != 0:
@@ -281,3 +305,7 @@ def evaluate_command(
         f"{files['summary'].name} "
         f"to {out_dir.resolve()} ({found.results.timings['total']:.1f} s)"
     )
+    skipped = skipped_images(found.results.notes)
+    if skipped:  # named in the notes above
+        error(f"{plural(len(skipped), 'image')} could not be read; the others were evaluated")
+        raise typer.Exit(1)

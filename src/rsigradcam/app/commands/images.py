@@ -19,13 +19,16 @@ from rsigradcam.app.options import (
     OverlaySizeChoice,
     OverlaySizeOption,
     StepsOption,
-    check_image_files,
+    ThreadsOption,
     describe,
     error,
     fail_cleanly,
+    image_files,
     plural,
+    say_if_busy,
     usage_error,
 )
+from rsigradcam.app.threads import use_threads
 
 __all__ = ["explain", "layers"]
 
@@ -34,7 +37,11 @@ __all__ = ["explain", "layers"]
 def explain(
     images: Annotated[
         list[Path],
-        typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
+        typer.Argument(
+            metavar="IMAGE",
+            help="Image files (PNG, JPEG, ...), or folders: the image files directly in them.",
+            show_default=False,
+        ),
     ],
     *,
     layer: LayerOption = None,
@@ -77,6 +84,7 @@ def explain(
     variants: RsiVariants,
     model_input: ModelInput,
     speed: SpeedFlags,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
@@ -95,7 +103,7 @@ def explain(
     An image that cannot be read is reported and skipped; the others are still explained
     and the exit code is 1.
     """
-    check_image_files(images)
+    images = image_files(images)
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
@@ -106,7 +114,9 @@ def explain(
     from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.loading.models import load_model
     from rsigradcam.baselines import AutoBaseline
+    say_if_busy(threads)
     with fail_cleanly(debug):
+        use_threads(threads)
         methods = parse_methods(method or ["rsi"])
         chosen = variants.variants()
         chosen.check(methods)
@@ -157,6 +167,7 @@ def layers(
     *,
     model_input: ModelInput,
     pattern: LayerFilterOption = None,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """List the layers that can be explained, their module types and output shapes.
@@ -173,7 +184,9 @@ def layers(
     from rsigradcam.app.loading.models import load_model
 
     model = model_input.model
+    say_if_busy(threads)
     with fail_cleanly(debug):
+        use_threads(threads)
         fmt = model_input.input_format()
         loaded = load_model(model, model_input.device, fmt.size)
         found = [i for i in probe_layers(loaded.model, fmt.size) if i.explainable]

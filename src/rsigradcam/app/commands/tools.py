@@ -13,10 +13,13 @@ from rsigradcam.app.options import (
     DebugOption,
     DeviceOption,
     StepsOption,
+    ThreadsOption,
     fail_cleanly,
     integer_option,
+    say_if_busy,
     steps_option,
 )
+from rsigradcam.app.threads import use_threads
 
 __all__ = ["app_command", "bench", "demo"]
 
@@ -26,6 +29,7 @@ def demo(
         Path, typer.Option("--out", help="Folder for figures, overlays, heatmaps and JSON.")
     ] = Path("rsigradcam-output/demo"),
     steps: StepsOption = 50,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain bundled photos (and the paper samples, when found) with the embedded model.
@@ -45,7 +49,9 @@ def demo(
         + f" with EfficientNet-Lite0 (ImageNet weights), layers {', '.join(DEMO_LAYERS)}, "
         f"Grad-CAM and RSI-Grad-CAM (m={steps}, trapezoid, softmax, black baseline)."
     )
+    say_if_busy(threads)
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+        use_threads(threads)
         results = run_demo(
             prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
         )
@@ -99,6 +105,7 @@ def app_command(
     port: Annotated[
         int, integer_option("--port", minimum=1, maximum=65535, help="Port.")
     ] = 7860,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explore explanations in the browser: classes, layers, methods, steps, the path.
@@ -114,7 +121,9 @@ def app_command(
     """
     from rsigradcam.app.web.server import check_gradio, serve
 
+    say_if_busy(threads)
     with fail_cleanly(debug):
         check_gradio()
+        use_threads(threads)
         fmt = model_input.input_format()
         serve(model_input.model, host, port, model_input.device, fmt, echo=typer.echo)
