@@ -5,6 +5,7 @@ given to ``explain``."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -182,12 +183,16 @@ def test_evaluate_into_a_log_prints_progress_and_leaves_no_lock(
     assert (out / "results.json").is_file() and not (out / ".lock").exists()
 
 
-def test_an_interrupted_evaluate_start_leaves_nothing(
-    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_or_terminated_evaluate_start_leaves_nothing(
+    how: str, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rsigradcam.app.evaluation import run
 
     def interrupt(*args: object) -> None:
+        if how == "sigterm":  # as `kill PID` or a job's time limit sends it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "run_shard", interrupt)
