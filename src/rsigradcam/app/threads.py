@@ -1,12 +1,13 @@
 """How many threads torch uses in a command: ``--threads``, ``OMP_NUM_THREADS`` or the CPUs.
 
 Without the first two, the CPUs that this process may really use: a container may see
-every core of its host and still be allowed only some of them (its
-affinity mask, or a CPU quota in its cgroup: ``cpu.max``, or ``cpu.cfs_quota_us`` with
+every core of its host and still be allowed only some of them (its affinity mask, or a
+CPU quota in its cgroup: ``cpu.max``, or ``cpu.cfs_quota_us`` with
 ``cpu.cfs_period_us``); torch's default counts the host's cores. More threads than
 usable cores, or than cores left by other busy processes, make every step wait for the
-slowest thread: on a 2-core machine shared with one busy process, one RSI call ran 10 to
-20 times slower with 2 threads than with 1 (see the README's "Threads" section).
+slowest thread: on a 2-core machine shared with busy processes, one RSI call took
+0.7-8.4 s with 2 threads and a steady 0.6-2.1 s with 1 (see the README's "Threads and
+busy machines").
 
 Nothing here imports torch until :func:`use_threads` runs: the command line reads
 :data:`THREADS_HELP` before it parses the arguments.
