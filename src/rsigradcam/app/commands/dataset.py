@@ -97,7 +97,9 @@ def explain_dataset(
     from rsigradcam.app import dataset
     from rsigradcam.app.runs.distributed import Ranks, RankZeroError
 
-    say_if_busy(threads, Ranks.from_env().local_world_size)
+    ranks = Ranks.from_env()
+    if ranks.rank == 0:  # one note, not one per process
+        say_if_busy(threads, ranks.local_world_size)
     with fail_cleanly(debug):
         options = dataset.DatasetOptions(
             source=source,

@@ -244,7 +244,9 @@ def evaluate_command(
     from rsigradcam.files import one_line
 
     console = Console(stderr=True)
-    say_if_busy(threads, Ranks.from_env().local_world_size)
+    ranks = Ranks.from_env()
+    if ranks.rank == 0:  # one note, not one per process
+        say_if_busy(threads, ranks.local_world_size)
     # A failed, interrupted or terminated start leaves no empty --out (and no run.json).
     with removed_if_left_empty(out), fail_cleanly(debug), terminated_as_interrupt():
         fmt = model_input.input_format()
@@ -293,7 +295,7 @@ def evaluate_command(
             )
         except RankZeroError as stop:  # rank 0 reports why
             raise typer.Exit(stop.exit_code) from None
-        if Ranks.from_env().rank != 0:
+        if ranks.rank != 0:
             return
         files = write_evaluation(found, out_dir)
     for note in found.results.notes:
