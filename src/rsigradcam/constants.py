@@ -1,4 +1,4 @@
-"""Constants shared by the core and the model zoo."""
+"""Constants shared by the library and the command line; nothing here imports torch."""
 
 from __future__ import annotations
 
@@ -13,3 +13,17 @@ IMAGENET_NORMALIZE: tuple[tuple[float, float, float], tuple[float, float, float]
     IMAGENET_STD,
 )
 """``normalize=(mean, std)`` for images preprocessed the ImageNet way (the default)."""
+
+METHOD_NAMES: tuple[str, ...] = (
+    "rsi",
+    "gradcam",
+    "gradcam++",
+    "layercam",
+    "integrated-gradcam",
+    "ig",
+)
+"""Every method's name, in the order of tables and of ``--method all``.
+
+:data:`rsigradcam.methods.METHODS` is built from it (and refuses classes whose names
+differ); the command line's help texts read it without importing torch.
+"""

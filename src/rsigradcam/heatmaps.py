@@ -129,8 +129,32 @@ class Heatmaps:
         for image_id in self.ids:
             yield self[image_id]
 
-    def __getitem__(self, image_id: str) -> HeatmapRecord:
-        """The record of an image, by id."""
+    def __getitem__(self, key: str | int) -> HeatmapRecord:
+        """The record of an image, by id (``heatmaps["cats/1.png"]``) or by position.
+
+        A position counts in image order (:attr:`ids`), from the end when negative, as a
+        list's does: ``heatmaps[0]`` is the first explained image.
+
+        Raises:
+            KeyError: No heatmap for that id (the message says why, when the image failed).
+            IndexError: The position is out of range.
+            TypeError: ``key`` is neither an id (str) nor a position (int).
+        """
+        if isinstance(key, int) and not isinstance(key, bool):
+            count = len(self.ids)
+            if not -count <= key < count:
+                span = f"0 to {count - 1}" if count else "none"
+                raise IndexError(
+                    f"heatmap position {key} is out of range: the run has "
+                    f"{count} heatmap{'' if count == 1 else 's'} (positions {span})"
+                )
+            key = self.ids[key]
+        if not isinstance(key, str):
+            raise TypeError(
+                f"index heatmaps by image id (str, see .ids) or position (int), not by "
+                f"{type(key).__name__}"
+            )
+        image_id = key
         if image_id not in self._rows:
             failed = [e for e in self.errors if e["id"] == image_id]
             reason = f": it could not be explained ({failed[0]['error']})" if failed else ""
@@ -190,7 +214,8 @@ def load_heatmaps(
 
     Returns:
         A :class:`Heatmaps`: ``len()``, iteration over :class:`HeatmapRecord` in image
-        order, ``heatmaps[id]`` and ``id in heatmaps``. Shards are loaded lazily.
+        order, ``heatmaps[id]`` or ``heatmaps[position]`` (``heatmaps[0]``: the first
+        image) and ``id in heatmaps``. Shards are loaded lazily.
 
     Raises:
         ValueError: The folder holds no finished run, or ``method``/``layer`` is missing

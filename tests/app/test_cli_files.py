@@ -105,7 +105,9 @@ def test_bad_file_gives_one_line_and_no_output(
 @pytest.mark.parametrize(
     ("name", "fragment"),
     [("missing.png", "image file not found: 'missing.png'"),
-     ("directory.png", "not an image file: 'directory.png'")],
+     # A folder stands for its image files; this one has none.
+     ("directory.png", "folder 'directory.png' holds no image file (its subfolders are not "
+      "searched); for a folder tree, use rsigradcam explain-dataset")],
 )
 def test_missing_file_or_directory_is_a_usage_error(
     corpus: Path, monkeypatch: pytest.MonkeyPatch, name: str, fragment: str

@@ -22,6 +22,7 @@ from rsigradcam.app.figures import grid_caption, zero_note
 from rsigradcam.app.folders import removed_if_left_empty
 from rsigradcam.app.layer_list import matches
 from rsigradcam.app.loading.methods import parse_methods
+from rsigradcam.constants import METHOD_NAMES
 from rsigradcam.methods import METHODS
 from rsigradcam.viz import GridCell, grid_figure, overlay, resize_heatmap
 
@@ -84,7 +85,9 @@ def test_help_and_usage_errors_run_without_torch(args: list[str], code: int) -> 
 
 
 def test_the_help_texts_list_the_registry_methods() -> None:
-    assert tuple(METHODS) == options.METHOD_NAMES
+    assert tuple(METHODS) == METHOD_NAMES
+    text = " ".join(runner.invoke(app, ["explain", "--help"]).output.split())
+    assert ", ".join(METHOD_NAMES) in text.replace("- ", "-")  # (help lines break at hyphens)
 
 
 def test_the_package_exports_are_imported_on_first_use() -> None:
@@ -130,6 +133,16 @@ def test_no_user_facing_text_uses_other_method_names() -> None:
         (["evaluate", "--seed", "1.5"], "error: --seed must be an integer, got '1.5' (see --help)"),
         (["evaluate", "--curve-points", "1"],
          "error: --curve-points must be at least 2, got '1' (see --help)"),
+        (["explain", "x.png", "-s", "0"],
+         "error: --steps must be at least 1, got '0' (see --help)"),
+        (["explain-dataset", "x", "--out", "o", "-b", "two"],
+         "error: --batch-size must be an integer, got 'two' (see --help)"),
+        (["app", "--port", "70000"],
+         "error: --port must be at most 65535, got '70000' (see --help)"),
+        (["evaluate", "--preset", "all"],
+         "error: --preset must be one of claims, got 'all' (see --help)"),
+        (["evaluate", "--stability-steps", "8,x"],
+         "error: --stability-steps must be a comma list of integers, got '8,x' (see --help)"),
     ],
 )  # fmt: skip
 def test_a_bad_option_value_is_one_line_in_our_words(args: list[str], line: str) -> None:

@@ -68,7 +68,10 @@ def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted single-process run, decoding in the main process."""
     out = tmp_path_factory.mktemp("reference") / "out"
     result = _explain(str(source), "--out", str(out), *ARGS, "--workers", "0")
-    assert result.exit_code == 0, result.output
+    # Exit code 1: two of the images cannot be read (named on stderr and in errors.jsonl).
+    assert result.exit_code == 1, result.output
+    assert "2 images could not be read or explained" in result.stderr
+    assert not (out / ".lock").exists()
     return out
 
 
@@ -201,7 +204,7 @@ def test_list_file_with_targets_and_a_missing_file(source: Path, tmp_path: Path)
     result = _explain(
         str(listing), "--out", str(out), *args, "--dtype", "float16", "-b", "2", "-m", "rsi,ig"
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     manifest = _lines(out / "manifest.jsonl")
     assert [line["id"] for line in manifest] == [
         str(source / "cats/img00.png"),
@@ -255,7 +258,7 @@ def test_mismatched_parameters_are_refused(
 
     # The same arguments (the decoding workers may change) find every shard finished.
     result = _explain(str(source), "--out", str(reference), *ARGS, "--workers", "2")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert f"{N_SHARDS} already done" in result.output
 
 
@@ -272,18 +275,20 @@ def test_a_second_run_into_the_same_folder_is_refused(reference: Path, source: P
         result = _explain(str(source), "--out", str(reference), *ARGS)
         assert result.exit_code == 2
         lines = result.output.strip().splitlines()
-        assert len(lines) == 1 and "another explain-dataset run is writing" in lines[0]
+        assert len(lines) == 1 and "another run is writing" in lines[0]
         assert f"pid {os.getpid()}" in lines[0] and "choose another --out" in lines[0]
-        with pytest.raises(InputError, match="another explain-dataset run"), run_lock(reference):
+        with pytest.raises(InputError, match="another run is writing"), run_lock(reference):
             pass
     assert (reference / "manifest.jsonl").stat().st_mtime_ns == before
+    assert not (reference / LOCK).exists()  # a finished run keeps no lock file
     # Released: a plain flock succeeds, and the same run resumes with nothing to do.
     with (reference / LOCK).open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     result = _explain(str(source), "--out", str(reference), *ARGS)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert f"{N_SHARDS} already done" in result.output
+    assert not (reference / LOCK).exists()
 
 
 def test_usage_errors(source: Path, tmp_path: Path) -> None:
@@ -351,7 +356,7 @@ def test_torchrun_two_ranks_equal_one_process(
     done = subprocess.run(
         command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert "2 processes" in done.stdout and done.stdout.count("Explained 40 of 42") == 1
     # Rank 0 reports the shards it wrote: shard k goes to rank k % 2.
     reported = [line.split(":")[0] for line in done.stdout.splitlines() if ": " in line]
@@ -389,7 +394,7 @@ def test_killed_run_resumes_to_the_same_result(
     stamps = {name: (out / "shards" / name).stat().st_mtime_ns for name in finished}
 
     result = _explain(str(source), "--out", str(out), *ARGS, "--workers", "0")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert f"{len(finished)} already done" in result.output
     assert {n: (out / "shards" / n).stat().st_mtime_ns for n in finished} == stamps  # skipped
     assert not list(out.rglob("*.tmp"))

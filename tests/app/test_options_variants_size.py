@@ -20,14 +20,13 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from rsigradcam.app import outputs as explaining
+from rsigradcam.app import threads
 from rsigradcam.app.cli import app
 from rsigradcam.app.dataset import run as dataset_run
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.evaluation import EvaluationOptions, read_results
 from rsigradcam.app.explain import ImageExplainer
 from rsigradcam.app.loading.models import load_model
-from rsigradcam.app.runs import distributed
-from rsigradcam.app.runs.distributed import torch_threads
 from rsigradcam.app.settings import (
     NO_COMPLETENESS_REASON,
     InputFormat,
@@ -35,6 +34,7 @@ from rsigradcam.app.settings import (
     input_format,
     parse_size,
 )
+from rsigradcam.app.threads import torch_threads
 from rsigradcam.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsigradcam.methods import RSIGradCAM
 from rsigradcam.serialization import encode
@@ -280,7 +280,7 @@ def test_evaluate_records_size_and_variant(images: Path, tmp_path: Path) -> None
 
 
 def test_threads_honour_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(distributed, "cpu_count", lambda: 8)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert torch_threads(None, 2) == 4  # cores / processes
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -293,7 +293,7 @@ def test_threads_honour_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None
 def test_explain_dataset_runs_with_the_omp_threads(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(distributed, "cpu_count", lambda: 8)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     seen: list[int] = []
     monkeypatch.setattr(dataset_run, "_run", lambda *args: seen.append(torch.get_num_threads()))

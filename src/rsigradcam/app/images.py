@@ -23,7 +23,7 @@ from PIL import Image
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.loading.classes import resolve_class
 
-__all__ = ["ImageEntry", "list_images"]
+__all__ = ["ImageEntry", "image_suffixes", "list_images", "list_path_rule"]
 
 _LIST_HEADERS = frozenset({"path", "file", "filename", "image", "id"})
 
@@ -43,7 +43,7 @@ class ImageEntry:
     target: int | None = None
 
 
-def _image_suffixes() -> frozenset[str]:
+def image_suffixes() -> frozenset[str]:
     """File suffixes Pillow opens (EPS excluded: it would run Ghostscript)."""
     return frozenset(s for s, fmt in Image.registered_extensions().items() if fmt != "EPS")
 
@@ -63,7 +63,8 @@ def list_images(
             relative path) or a CSV list file
             (``path[,target]`` per row, an optional header (after which further columns
             are ignored, e.g. ``path,target,synset,name``), ``#`` comments; ``.tsv``
-            files are tab-separated; relative paths start at the list file's folder).
+            files are tab-separated; relative paths start at the list file's folder,
+            absolute paths are used as given).
         exclude: A folder not to search (the output folder).
         class_names: Class names, to read targets given by name.
         num_classes: Number of classes, to check targets given by id.
@@ -73,8 +74,9 @@ def list_images(
         current folder).
 
     Raises:
-        InputError: The source does not exist or holds no image, a list row is malformed,
-            a target is unknown, or an id appears twice.
+        InputError: The source does not exist or holds no image, none of a list's files
+            exists (the message names the first ones and how paths are resolved), a list
+            row is malformed, a target is unknown, or an id appears twice.
 
     Example:
         >>> [e.id for e in list_images("photos")]  # doctest: +SKIP
@@ -85,6 +87,7 @@ def list_images(
         entries = _scan_folder(src, Path(exclude) if exclude is not None else None)
     elif src.is_file():
         entries = _read_list(src, class_names, num_classes)
+        _check_list_paths(src, entries)
     else:
         raise InputError(f"source not found: '{src}' (pass a folder of images or a list file)")
     if not entries:
@@ -92,8 +95,34 @@ def list_images(
     return entries
 
 
+#: How many missing paths an error names.
+_NAMED = 3
+
+
+def list_path_rule(listing: Path) -> str:
+    """How a list file's paths are read, for messages."""
+    return (
+        f"relative paths in a list start at the list file's folder, '{listing.parent}'; "
+        "absolute paths are used as given"
+    )
+
+
+def _check_list_paths(listing: Path, entries: Sequence[ImageEntry]) -> None:
+    """Refuse a list none of whose files exist, naming the first and the rule."""
+    if not entries or any(Path(e.path).exists() for e in entries):
+        return
+    named = ", ".join(f"'{e.path}'" for e in entries[:_NAMED])
+    more = f" and {len(entries) - _NAMED} more" if len(entries) > _NAMED else ""
+    which = "the file" if len(entries) == 1 else f"none of the {len(entries)} files"
+    verb = "does not exist" if len(entries) == 1 else "exists"
+    raise InputError(
+        f"{which} listed in '{listing}' {verb}: {named}{more} ({list_path_rule(listing)}); "
+        "fix the paths or move the list"
+    )
+
+
 def _scan_folder(folder: Path, exclude: Path | None) -> list[ImageEntry]:
-    suffixes = _image_suffixes()
+    suffixes = image_suffixes()
     skip = exclude.resolve() if exclude is not None else None
     found: list[str] = []
     for root, dirs, files in os.walk(folder):

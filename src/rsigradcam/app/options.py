@@ -1,19 +1,21 @@
 """The command line's shared pieces: one-line errors and the options several commands take.
 
 Each option is declared once here and used by every command that takes it, so that a
-name, its help text and its choices are the same everywhere.
+name, its help text and its choices are the same everywhere. Values are checked by the
+options' own parsers (:func:`integer_option`, :func:`choice_option`), which raise
+:class:`BadValueError`: one line in the project's words, exit code 2.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from types import FrameType
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -21,11 +23,13 @@ from typer.core import TyperGroup
 # Nothing heavy here (no torch, no library module that imports it): the command line
 # imports this module before it reads the arguments, and --help must answer at once.
 from rsigradcam.app.errors import InputError
+from rsigradcam.app.threads import THREADS_HELP, busy_line
+from rsigradcam.constants import METHOD_NAMES
 
 __all__ = [
     "ERRORS_HELP",
     "LAST_SPATIAL",
-    "METHOD_NAMES",
+    "BadValueError",
     "CompileOption",
     "DebugOption",
     "DeviceOption",
@@ -34,7 +38,9 @@ __all__ = [
     "GuidedOption",
     "HeatmapDtypeChoice",
     "LayerFilterOption",
+    "LayerOption",
     "MeanOption",
+    "MethodOption",
     "ModelOption",
     "NoNormalizeOption",
     "OneLineErrors",
@@ -44,28 +50,28 @@ __all__ = [
     "OverlaySizeOption",
     "SizeOption",
     "StdOption",
-    "bad_value_line",
-    "check_image_files",
+    "StepsOption",
+    "ThreadsOption",
+    "choice_option",
     "describe",
     "error",
     "fail_cleanly",
+    "image_files",
+    "integer_option",
     "layer_option",
     "methods_option",
+    "parse_step_list",
     "plural",
+    "say_if_busy",
+    "step_list_option",
+    "steps_option",
+    "terminated_as_interrupt",
     "usage_error",
 ]
 
 ERRORS_HELP = "On an error, show the traceback as well as the one-line message."
-#: The method names of :data:`rsigradcam.methods.METHODS`, in its order, for the help
-#: texts (the registry imports torch; a test checks that the two agree).
-METHOD_NAMES: tuple[str, ...] = (
-    "rsi",
-    "gradcam",
-    "gradcam++",
-    "layercam",
-    "integrated-gradcam",
-    "ig",
-)
+
+ChoiceT = TypeVar("ChoiceT", bound=Enum)
 
 
 class OneLineErrors(TyperGroup):
@@ -87,64 +93,152 @@ class OneLineErrors(TyperGroup):
         try:
             code = super().main(*options, **extra)
         except Exception as exc:
-            # The parser's errors (bad option value, missing argument, unknown command)
-            # carry an exit code and a message; anything else is a bug to show in full.
+            # The parser's errors (a bad value, found by our parsers as BadValueError; a missing
+            # argument, an unknown command or option) carry an exit code and a message;
+            # anything else is a bug to show in full.
             exit_code, message = (
                 getattr(exc, "exit_code", None),
                 getattr(exc, "format_message", None),
             )
             if not isinstance(exit_code, int) or not callable(message):
                 raise
-            error(f"{bad_value_line(exc) or message()} (see --help)")
+            error(f"{message()} (see --help)")
             sys.exit(exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
 
+class BadValueError(Exception):
+    """A bad option value, said in one line: ``--steps must be at least 1, got '0'``.
 
-
-# The parser's type checks, in our words: what the value must be.
-_MUST_BE = {
-    "int_parsing": "an integer",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "bool_parsing": "true or false",
-    "greater_than_equal": "at least {ge}",
-    "greater_than": "more than {gt}",
-    "less_than_equal": "at most {le}",
-    "less_than": "less than {lt}",
-}
-_CHOICES = re.compile(r"^'.*' is not one of (?P<choices>.+?)\.?$", re.DOTALL)
-
-
-def bad_value_line(exc: BaseException) -> str | None:
-    """The parser's error for a bad option value, as ``--steps must be at least 1, got '0'``.
-
-    typer checks values with a validation library whose wording (``Value error, ...``,
-    ``Input should be ...``) is not ours; this rewrites it in the project's words.
-    ``None`` when ``exc`` is not a value that failed a check (the caller keeps its message).
+    The options' parsers raise it. It is not a ``ValueError``, so the parser's validation
+    library passes it on unchanged, and :class:`OneLineErrors` prints it (exit code 2).
     """
-    param = getattr(exc, "param", None)
-    errors = getattr(exc.__cause__, "errors", None)
-    found = errors() if callable(errors) else None
-    if param is None or not found:
-        return None
-    first = found[0]
-    opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
-    name = max(opts, key=len) if opts else str(getattr(param, "name", "value")).upper()
-    context = first.get("ctx") or {}
-    template = _MUST_BE.get(str(first.get("type")))
-    if template is not None:
-        must = template.format(**context)
-    else:
-        text = str(context.get("error") or first.get("msg", ""))
-        text = text.removeprefix("Value error, ")
-        choices = _CHOICES.match(text)
-        if choices is None:
-            return f"{name}: {text[:1].lower()}{text[1:]}, got {first.get('input')!r}"
-        must = "one of " + choices.group("choices").replace("'", "")
-    return f"{name} must be {must}, got {first.get('input')!r}"
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        """The line, as the command line prints it after ``error: ``."""
+        return str(self)
+
+
+def _refuse(name: str, must: str, got: object) -> NoReturn:
+    raise BadValueError(f"{name} must be {must}, got {got!r}")
+
+
+def _name(names: Sequence[str]) -> str:
+    """How messages name an option: its longest ``--`` name (``--batch-size``, not ``-b``)."""
+    return max((n for n in names if n.startswith("-")), key=len)
+
+
+def _integer_parser(
+    name: str, minimum: int | None, maximum: int | None
+) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value  # a default
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                _refuse(name, "an integer", value)
+        if minimum is not None and number < minimum:
+            _refuse(name, f"at least {minimum}", value)
+        if maximum is not None and number > maximum:
+            _refuse(name, f"at most {maximum}", value)
+        return number
+
+    return parse
+
+
+def integer_option(
+    *names: str,
+    help: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    show_default: bool = True,
+) -> Any:
+    """An integer option, checked by its parser: ``--workers must be at least 0, got '-1'``.
+
+    ``minimum`` and ``maximum`` also give the help's range note (``x>=1``).
+    """
+    return typer.Option(
+        *names,
+        help=help,
+        min=minimum,
+        max=maximum,
+        parser=_integer_parser(_name(names), minimum, maximum),
+        show_default=show_default,
+    )
+
+
+def choice_option(
+    choices: type[ChoiceT], *names: str, help: str, show_default: bool = True
+) -> Any:
+    """An option whose values are ``choices``' values, checked by its parser.
+
+    A value that is none of them: ``--output must be one of softmax, logits, got 'foo'``.
+    """
+    name = _name(names)
+
+    def parse(value: Any) -> ChoiceT:
+        if isinstance(value, choices):
+            return value
+        try:
+            return choices(str(value))
+        except ValueError:
+            _refuse(name, "one of " + ", ".join(str(c.value) for c in choices), value)
+
+    return typer.Option(*names, help=help, parser=parse, show_default=show_default)
+
+
+def _steps_parser(name: str) -> Callable[[Any], int]:
+    """``--steps``: an integer of at least 1 and at most the library's limit."""
+    as_integer = _integer_parser(name, 1, None)
+
+    def parse(value: Any) -> int:
+        from rsigradcam.core.limits import check_steps  # light: no torch
+
+        try:
+            return check_steps(as_integer(value), name)
+        except ValueError as err:
+            raise BadValueError(str(err)) from None
+
+    return parse
+
+
+def steps_option(*names: str, help: str) -> Any:
+    """A number of path intervals m: at least 1, at most the library's limit."""
+    return typer.Option(*names, help=help, min=1, parser=_steps_parser(_name(names)))
+
+
+def parse_step_list(text: str, name: str = "--stability-steps") -> tuple[int, ...]:
+    """A comma list of step counts, ``"8,16,50"``; ``""`` or ``"none"`` for none.
+
+    Raises:
+        BadValueError: An item that is not an integer, or a count the library refuses.
+
+    Example:
+        >>> parse_step_list("8, 16,50"), parse_step_list("none")
+        ((8, 16, 50), ())
+    """
+    if text.strip().lower() in ("", "none"):
+        return ()
+    each = _steps_parser(name)
+    try:
+        return tuple(each(int(part)) for part in text.split(","))
+    except ValueError:
+        _refuse(name, "a comma list of integers", text)
+
+
+def step_list_option(*names: str, help: str) -> Any:
+    """A comma list of step counts, checked as it is read (see :func:`parse_step_list`)."""
+    name = _name(names)
+
+    def check(text: Any) -> str:
+        parse_step_list(str(text), name)
+        return str(text)
+
+    return typer.Option(*names, help=help, parser=check)
 
 
 class OverlaySizeChoice(str, Enum):
@@ -156,7 +250,8 @@ class OverlaySizeChoice(str, Enum):
 
 OverlaySizeOption = Annotated[
     OverlaySizeChoice,
-    typer.Option(
+    choice_option(
+        OverlaySizeChoice,
         "--overlay-size",
         help="Size of the overlay PNGs: model (the model's input size) or original (the "
         "image's own size, the heatmap upsampled bilinearly); the .npy stays at the "
@@ -214,6 +309,9 @@ def methods_option(*names: str, default: str) -> Any:
 
 
 LAST_SPATIAL = "the last layer with a spatial map ('auto'; 'head' for efficientnet_lite0)."
+LayerOption = Annotated[
+    list[str] | None, layer_option(LAST_SPATIAL + " See 'rsigradcam layers'.")
+]
 # Options shared by several commands, declared once.
 ModelOption = Annotated[
     str,
@@ -225,10 +323,29 @@ ModelOption = Annotated[
     ),
 ]
 OutputOption = Annotated[
-    OutputChoice, typer.Option("--output", help="Score to explain, for every method.")
+    OutputChoice,
+    choice_option(OutputChoice, "--output", help="Score to explain, for every method."),
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="'cpu' or 'cuda'.")]
+StepsOption = Annotated[
+    int,
+    steps_option(
+        "--steps", "-s", help="Path steps m (m + 1 points) of rsi, integrated-gradcam and ig."
+    ),
+]
+MethodOption = Annotated[list[str] | None, methods_option("--method", "-m", default="rsi")]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="'cpu' or 'cuda' (under torchrun, explain-dataset and evaluate take "
+        "cuda:LOCAL_RANK).",
+    ),
+]
 DebugOption = Annotated[bool, typer.Option("--debug", help=ERRORS_HELP)]
+ThreadsOption = Annotated[
+    int | None,
+    integer_option("--threads", minimum=1, help=THREADS_HELP, show_default=False),
+]
 # The model's input (every command that loads a model) and the authors' variants of rsi.
 SizeOption = Annotated[
     str | None,
@@ -323,6 +440,30 @@ def fail_cleanly(debug: bool) -> Iterator[None]:
         raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
 
 
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (``kill``, a job's time limit) as Ctrl+C, so that clean-up runs.
+
+    Only in the main thread (elsewhere signals cannot be handled); the previous handler
+    comes back on exit.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def describe(exc: BaseException, debug: bool) -> str:
     """One line for an exception: the message, with its type for unexpected ones.
 
@@ -336,24 +477,20 @@ def describe(exc: BaseException, debug: bool) -> str:
     return f"{type(exc).__name__}: {exc}{hint}"
 
 
+def say_if_busy(threads: int | None, local_processes: int = 1) -> None:
+    """Print one note on stderr when the machine is busy and ``--threads 1`` would help.
+
+    Nothing when the user chose the threads (see :func:`rsigradcam.app.threads.busy_line`).
+    """
+    line = busy_line(threads, local_processes)
+    if line is not None:
+        typer.echo(line, err=True)
+
+
 def usage_error(message: str) -> NoReturn:
     """Report a usage error on one line and exit with code 2."""
     error(message)
     raise typer.Exit(2)
-
-
-def check_steps_option(value: int, name: str = "--steps") -> int:
-    """Refuse a number of intervals the library refuses (above 100,000), before any work.
-
-    The words are those of :func:`rsigradcam.core.limits.check_steps`, with the option's
-    name; that module does not import torch.
-    """
-    from rsigradcam.core.limits import check_steps
-
-    try:
-        return check_steps(value, name)
-    except ValueError as err:
-        usage_error(str(err))
 
 
 class HeatmapDtypeChoice(str, Enum):
@@ -363,16 +500,36 @@ class HeatmapDtypeChoice(str, Enum):
     float16 = "float16"
 
 
-def check_image_files(images: Sequence[Path]) -> None:
-    """Refuse, as a usage error, image arguments that are missing or are not files.
+def image_files(images: Sequence[Path]) -> list[Path]:
+    """The image files of ``explain``'s arguments: a folder stands for its image files.
 
-    It names every missing path, or else every path that is not a file; it runs before
-    torch is imported, so a mistyped name answers at once.
+    A folder gives the files directly in it whose suffix Pillow opens, sorted by name
+    (not its subfolders: ``explain-dataset`` explains a folder tree). Missing paths, and a
+    folder without image files, are refused as usage errors, before torch is imported, so
+    a mistyped name answers at once; every missing path is named.
     """
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         noun = "image file" if len(missing) == 1 else "image files"
         usage_error(f"{noun} not found: {', '.join(repr(m) for m in missing)}")
-    folders = [str(p) for p in images if not p.is_file()]
-    if folders:
-        usage_error(f"not an image file: {', '.join(repr(f) for f in folders)}")
+    found: list[Path] = []
+    for path in images:
+        if path.is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            usage_error(f"not an image file: {str(path)!r}")
+        from rsigradcam.app.images import image_suffixes  # PIL, no torch
+
+        suffixes = image_suffixes()
+        inside = sorted(
+            f for f in path.iterdir()
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+        )
+        if not inside:
+            usage_error(
+                f"folder {str(path)!r} holds no image file (its subfolders are not searched); "
+                "for a folder tree, use rsigradcam explain-dataset"
+            )
+        found.extend(inside)
+    return found

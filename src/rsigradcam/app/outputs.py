@@ -252,7 +252,7 @@ def explain_images(
 
     Args:
         explainer: Built for the model, layers and methods.
-        images: Existing image files (see :func:`rsigradcam.app.options.check_image_files`).
+        images: Existing image files (see :func:`rsigradcam.app.options.image_files`).
         out_dir: A writable folder (see :func:`prepare_output_dir`).
         class_id: The class to explain; ``None``: each image's top-1 class.
         echo: Prints a line when there is no terminal.

@@ -2,8 +2,10 @@
 
 Each method class carries its own metadata (:attr:`~BaseCAM.method_name`,
 :attr:`~BaseCAM.label`, :attr:`~BaseCAM.takes_steps`, :attr:`~BaseCAM.explains_input`);
-this module only lists the classes. ``--method all`` in every command, the files'
-method names and :attr:`Explanation.method` all come from here.
+this module only lists the classes, in the order of the names in
+:data:`rsigradcam.constants.METHOD_NAMES` (which the command line reads without torch).
+``--method all`` in every command, the files' method names and :attr:`Explanation.method`
+all come from here.
 
 Example:
     >>> from rsigradcam.methods.registry import METHODS, method_layers
@@ -20,6 +22,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from rsigradcam.constants import METHOD_NAMES
 from rsigradcam.explanation import Explanation
 from rsigradcam.methods.base import BaseCAM
 from rsigradcam.methods.gradcam import GradCAM
@@ -31,18 +34,34 @@ from rsigradcam.methods.rsi import RSIGradCAM
 
 __all__ = ["METHODS", "create_cam", "method_class", "method_layers"]
 
+#: The method classes; :data:`METHODS` orders them by ``METHOD_NAMES``.
+_CLASSES: tuple[type[BaseCAM[Any]], ...] = (
+    RSIGradCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    IntegratedGradCAM,
+    IntegratedGradients,
+)
+
+
+def _registry(classes: Sequence[type[BaseCAM[Any]]]) -> dict[str, type[BaseCAM[Any]]]:
+    """The classes by name, in the order of :data:`rsigradcam.constants.METHOD_NAMES`.
+
+    Raises:
+        RuntimeError: The classes' names are not exactly ``METHOD_NAMES``, in its order.
+    """
+    names = tuple(cls.method_name for cls in classes)
+    if names != METHOD_NAMES:
+        raise RuntimeError(
+            f"the method classes are named {names}, but rsigradcam.constants.METHOD_NAMES "
+            f"is {METHOD_NAMES}: list each method once, in the same order, in both"
+        )
+    return dict(zip(METHOD_NAMES, classes, strict=True))
+
+
 #: Every method by the name a caller may choose it with, in the order of tables.
-METHODS: dict[str, type[BaseCAM[Any]]] = {
-    cls.method_name: cls
-    for cls in (
-        RSIGradCAM,
-        GradCAM,
-        GradCAMPlusPlus,
-        LayerCAM,
-        IntegratedGradCAM,
-        IntegratedGradients,
-    )
-}
+METHODS: dict[str, type[BaseCAM[Any]]] = _registry(_CLASSES)
 
 
 def method_class(name: str) -> type[BaseCAM[Any]]:

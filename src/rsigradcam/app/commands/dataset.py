@@ -8,32 +8,29 @@ from typing import Annotated
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, RsiVariants, SpeedFlags, with_option_groups
 from rsigradcam.app.options import (
-    LAST_SPATIAL,
-    CompileOption,
     DebugOption,
-    FoldBatchnormOption,
-    GradReluOption,
-    GuidedOption,
     HeatmapDtypeChoice,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
+    LayerOption,
+    MethodOption,
     OutputChoice,
     OutputOption,
-    SizeOption,
-    StdOption,
-    check_steps_option,
+    StepsOption,
+    ThreadsOption,
+    choice_option,
     error,
     fail_cleanly,
-    layer_option,
-    methods_option,
+    integer_option,
     plural,
+    say_if_busy,
+    terminated_as_interrupt,
 )
 
 __all__ = ["explain_dataset"]
 
 
+@with_option_groups
 def explain_dataset(
     source: Annotated[
         Path,
@@ -50,55 +47,33 @@ def explain_dataset(
             "--out", "-o", help="Output folder; run again into it to resume.", show_default=False
         ),
     ],
-    layer: Annotated[list[str] | None, layer_option(LAST_SPATIAL)] = None,
-    method: Annotated[
-        list[str] | None, methods_option("--method", "-m", default="rsi")
-    ] = None,
-    steps: Annotated[
-        int,
-        typer.Option(
-            "--steps",
-            "-s",
-            min=1,
-            help="Path steps m (m + 1 points) of rsi, integrated-gradcam and ig.",
-        ),
-    ] = 50,
+    *,
+    layer: LayerOption = None,
+    method: MethodOption = None,
+    steps: StepsOption = 50,
     output: OutputOption = OutputChoice.softmax,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Images explained together.")
+        int, integer_option("--batch-size", "-b", minimum=1, help="Images explained together.")
     ] = 8,
     workers: Annotated[
         int,
-        typer.Option("--workers", "-w", min=0, help="DataLoader processes decoding images."),
+        integer_option("--workers", "-w", minimum=0, help="DataLoader processes decoding images."),
     ] = 2,
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Images per shard.")] = 256,
+    shard_size: Annotated[
+        int, integer_option("--shard-size", minimum=1, help="Images per shard.")
+    ] = 256,
     dtype: Annotated[
         HeatmapDtypeChoice,
-        typer.Option("--dtype", help="How heatmaps are stored: uint8 (round(255 h)) or float16."),
-    ] = HeatmapDtypeChoice.uint8,
-    device: Annotated[
-        str,
-        typer.Option("--device", help="'cpu' or 'cuda' (under torchrun: cuda:LOCAL_RANK)."),
-    ] = "cpu",
-    model: ModelOption = "efficientnet_lite0",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
-    grad_relu: GradReluOption = False,
-    guided: GuidedOption = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            min=1,
-            help="Torch threads per process. Default: OMP_NUM_THREADS when it is set, else "
-            "the CPU cores / processes on this machine.",
-            show_default=False,
+        choice_option(
+            HeatmapDtypeChoice,
+            "--dtype",
+            help="How heatmaps are stored: uint8 (round(255 h)) or float16.",
         ),
-    ] = None,
-    compile_model: CompileOption = False,
-    fold_batchnorm: FoldBatchnormOption = None,
+    ] = HeatmapDtypeChoice.uint8,
+    model_input: ModelInput,
+    variants: RsiVariants,
+    threads: ThreadsOption = None,
+    speed: SpeedFlags,
     debug: DebugOption = False,
 ) -> None:
     """Explain every image of a folder or list into resumable shards, on one or more processes.
@@ -109,7 +84,9 @@ def explain_dataset(
     line per image) and errors.jsonl (images that could not be read, with the reason).
     Read them back with rsigradcam.load_heatmaps(OUT).
 
-    Killed and run again with the same arguments, it skips the finished shards; a run with
+    Exit code 0 when every image was explained, 1 when some could not be read or
+    explained (named in errors.jsonl and on stderr; the others are written), 2 for a usage
+    error. Killed and run again with the same arguments, it skips the finished shards; a run with
     other parameters into the same --out is refused (a parameter that none of the chosen
     methods uses, such as --steps for gradcam alone, may change). Under torchrun
     (--nproc-per-node N, --nnodes) every process takes its own shards: gloo on CPU, nccl
@@ -117,17 +94,17 @@ def explain_dataset(
     """
     from rich.console import Console
 
-    check_steps_option(steps)
     from rsigradcam.app import dataset
-    from rsigradcam.app.runs.distributed import RankZeroError
+    from rsigradcam.app.runs.distributed import Ranks, RankZeroError
 
+    ranks = Ranks.from_env()
+    if ranks.rank == 0:  # one note, not one per process
+        say_if_busy(threads, ranks.local_world_size)
     with fail_cleanly(debug):
-        from rsigradcam.app.settings import Variants, input_format
-
         options = dataset.DatasetOptions(
             source=source,
             out=out,
-            model=model,
+            model=model_input.model,
             layers=tuple(layer or ()),
             methods=tuple(method or ("rsi",)),
             steps=steps,
@@ -135,16 +112,17 @@ def explain_dataset(
             batch_size=batch_size,
             shard_size=shard_size,
             heatmap_dtype=dtype.value,
-            device=device,
+            device=model_input.device,
             workers=workers,
             threads=threads,
-            variants=Variants(grad_relu, guided),
-            input_format=input_format(size, mean, std, no_normalize),
-            compile=compile_model,
-            fold_batchnorm=fold_batchnorm,
+            variants=variants.variants(),
+            input_format=model_input.input_format(),
+            compile=speed.compile_model,
+            fold_batchnorm=speed.fold_batchnorm,
         )
     console = Console(stderr=True)
-    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+    # A failed, interrupted or terminated start leaves no empty --out.
+    with removed_if_left_empty(out), fail_cleanly(debug), terminated_as_interrupt():
         try:
             summary = dataset.explain_dataset(
                 options, progress=console.is_terminal, echo=typer.echo
@@ -165,3 +143,4 @@ def explain_dataset(
             f"{plural(summary.failed, 'image')} could not be read or explained; see "
             f"{summary.out.resolve() / 'errors.jsonl'}"
         )
+        raise typer.Exit(1)

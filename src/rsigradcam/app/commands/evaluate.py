@@ -13,26 +13,29 @@ from typing import Annotated, Any
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, RsiVariants, with_option_groups
 from rsigradcam.app.options import (
     DebugOption,
-    DeviceOption,
-    GradReluOption,
-    GuidedOption,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
     OutputChoice,
     OutputOption,
-    SizeOption,
-    StdOption,
-    check_steps_option,
+    StepsOption,
+    ThreadsOption,
+    choice_option,
+    error,
     fail_cleanly,
+    integer_option,
     layer_option,
     methods_option,
+    parse_step_list,
+    plural,
+    say_if_busy,
+    step_list_option,
+    steps_option,
+    terminated_as_interrupt,
     usage_error,
 )
 
-__all__ = ["PresetChoice", "evaluate_command", "step_list"]
+__all__ = ["PresetChoice", "evaluate_command"]
 
 #: ``EvaluationOptions`` fields set by command-line parameters of another name.
 _PARAMETER_OF = {"arms": "arm"}
@@ -52,29 +55,23 @@ def _with_preset(ctx: typer.Context, options: Any, name: str) -> Any:
     return replace(options, **chosen, preset=name)
 
 
-def _with_quick(options: Any) -> Any:
-    """``options`` within ``--quick``'s caps: no randomisation test, no m sweep, at most 2 grids.
+def _with_quick(ctx: typer.Context, options: Any) -> Any:
+    """``options`` within ``--quick``'s caps (see its help), except where asked for.
 
-    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them.
+    Applied after a preset, so that a preset (which sets ``max_grids``) never lifts them;
+    ``--stability`` given on the command line keeps the stability measures.
     """
     from dataclasses import replace
 
+    source = ctx.get_parameter_source("stability")
+    asked = source is not None and source.name != "DEFAULT" and options.stability
     return replace(
-        options, max_grids=min(options.max_grids, 2), sanity=False, stability_steps=()
+        options,
+        max_grids=min(options.max_grids, 2),
+        sanity=False,
+        stability_steps=(),
+        stability=bool(asked),
     )
-
-
-def step_list(text: str) -> tuple[int, ...]:
-    """``--stability-steps`` as integers: ``"8,16,50"``; ``""`` or ``"none"`` for none."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        usage_error(f"--stability-steps must be a comma list of integers, got {text!r}")
-    for value in values:
-        check_steps_option(value, "--stability-steps")
-    return values
 
 
 class PresetChoice(str, Enum):
@@ -83,6 +80,7 @@ class PresetChoice(str, Enum):
     claims = "claims"
 
 
+@with_option_groups
 def evaluate_command(
     ctx: typer.Context,
     images: Annotated[
@@ -95,7 +93,8 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    model: ModelOption = "efficientnet_lite0",
+    *,
+    model_input: ModelInput,
     layer: Annotated[
         list[str] | None,
         layer_option(
@@ -109,24 +108,22 @@ def evaluate_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for results.json and report.html.")
     ] = Path("rsigradcam-evaluation"),
-    steps: Annotated[
-        int, typer.Option("--steps", "-s", min=1, help="Path steps m of rsi, integrated-gradcam "
-                          "and ig.")
-    ] = 50,
+    steps: StepsOption = 50,
     output: OutputOption = OutputChoice.softmax,
     max_images: Annotated[
         int | None,
-        typer.Option("--max-images", min=1, help="Use only the first N images.",
+        integer_option("--max-images", minimum=1, help="Use only the first N images.",
                      show_default=False),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    device: DeviceOption = "cpu",
+    seed: Annotated[int, integer_option("--seed", help="Seed of every random draw.")] = 0,
     quick: Annotated[
         bool,
         typer.Option(
             "--quick",
-            help="Skip the slowest parts: the randomisation test and the m sweep; at most 2 "
-            "grids.",
+            help="A quick look: no randomisation test, no m sweep, no stability measures "
+            "(float32 vs float64, noise: the slowest part; --stability keeps them) and at "
+            "most 2 grids. Deletion, insertion, Average Drop and Increase in Confidence are "
+            "all still measured.",
         ),
     ] = False,
     sanity: Annotated[
@@ -137,39 +134,38 @@ def evaluate_command(
         typer.Option("--stability/--no-stability", help="Measure Grad-CAM's and RSI's stability."),
     ] = True,
     curve_points: Annotated[
-        int, typer.Option("--curve-points", min=2, help="Steps of deletion/insertion curves.")
+        int, integer_option("--curve-points", minimum=2, help="Steps of deletion/insertion curves.")
     ] = 16,
     max_grids: Annotated[
-        int, typer.Option("--max-grids", min=0, help="At most N GridPG grids (0: none).")
+        int, integer_option("--max-grids", minimum=0, help="At most N GridPG grids (0: none).")
     ] = 3,
     sanity_images: Annotated[
-        int, typer.Option("--sanity-images", min=1, help="Images of the randomisation test.")
+        int, integer_option("--sanity-images", minimum=1, help="Images of the randomisation test.")
     ] = 3,
     sanity_stages: Annotated[
-        int, typer.Option(
-            "--sanity-stages", min=1,
+        int, integer_option(
+            "--sanity-stages", minimum=1,
             help="Stages of the cascading randomisation test, evenly spaced from the output.",
         )
     ] = 6,
     stability_steps: Annotated[
         str,
-        typer.Option("--stability-steps", help="The m compared with --reference-steps "
+        step_list_option("--stability-steps", help="The m compared with --reference-steps "
                      "(comma list; 'none' to skip)."),
     ] = "8,16,32,50,100",
     reference_steps: Annotated[
-        int, typer.Option("--reference-steps", min=1, help="The reference m.")
+        int, steps_option("--reference-steps", help="The reference m.")
     ] = 512,
     steps_images: Annotated[
-        int, typer.Option("--steps-images", min=1, help="Images of the m comparison.")
+        int, integer_option("--steps-images", minimum=1, help="Images of the m comparison.")
     ] = 4,
     noise_samples: Annotated[
-        int, typer.Option("--noise-samples", min=1, help="Noise draws of max-sensitivity.")
+        int, integer_option("--noise-samples", minimum=1, help="Noise draws of max-sensitivity.")
     ] = 5,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=1, help="Bootstrap resamples per interval.")
+        int, integer_option("--bootstrap", minimum=1, help="Bootstrap resamples per interval.")
     ] = 1000,
-    grad_relu: GradReluOption = False,
-    guided: GuidedOption = False,
+    variants: RsiVariants,
     arm: Annotated[
         list[str] | None,
         typer.Option(
@@ -182,7 +178,8 @@ def evaluate_command(
     ] = None,
     preset: Annotated[
         PresetChoice | None,
-        typer.Option(
+        choice_option(
+            PresetChoice,
             "--preset",
             help="claims: what the paper's two claims need (five arms, coarser curves, "
             ">= 100 grids, stability on the first 16 images, no randomisation test or m "
@@ -193,26 +190,23 @@ def evaluate_command(
     ] = None,
     stability_images: Annotated[
         int | None,
-        typer.Option("--stability-images", min=1, show_default=False,
+        integer_option("--stability-images", minimum=1, show_default=False,
                      help="Images of the float32/float64 and max-sensitivity measures (the "
                      "first ones). Default: all."),
     ] = None,
     min_grids: Annotated[
-        int, typer.Option("--min-grids", min=1, help="Lower the grid threshold until this "
+        int, integer_option("--min-grids", minimum=1, help="Lower the grid threshold until this "
                           "many grids exist (or the most possible).")
     ] = 2,
     grid_rounds: Annotated[
-        int, typer.Option("--grid-rounds", min=1, help="Rounds of grid building: an image is "
+        int, integer_option("--grid-rounds", minimum=1, help="Rounds of grid building: an image is "
                           "in at most this many grids.")
     ] = 1,
     shard_size: Annotated[
-        int, typer.Option("--shard-size", min=1, help="Images per shard (the unit a resumed "
+        int, integer_option("--shard-size", minimum=1, help="Images per shard (the unit a resumed "
                           "run skips when finished).")
     ] = 16,
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Score every method (or arm) with every metric; write results.json and report.html.
@@ -230,35 +224,40 @@ def evaluate_command(
     only; --size, --mean, --std and --no-normalize set the model's input (the
     black baseline and the black deletion substrate follow the normalisation).
 
+    Exit code 0 when every image was evaluated, 1 when some could not be read (each named
+    in a note on stderr; the others are evaluated), 2 for a usage error.
+
     A CSV --images list with a target column explains the labelled classes: the report
     gives the top-1 and top-5 accuracy and judges the claims on the correctly classified
     images. The work is done in shards under --out/shards: run the same command again to
     resume a run that was stopped, or start it with torchrun to share the shards out.
     """
-    check_steps_option(steps)
-    check_steps_option(reference_steps, "--reference-steps")
     if images is not None and not images.exists():
         usage_error(f"--images {str(images)!r} not found")
     from rich.console import Console
 
     from rsigradcam.app.evaluation import EvaluationOptions, evaluate, write_evaluation
+    from rsigradcam.app.evaluation.inputs import skipped_images
     from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.runs.distributed import Ranks, RankZeroError
-    from rsigradcam.app.settings import input_format
     from rsigradcam.files import one_line
 
     console = Console(stderr=True)
-    with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
-        fmt = input_format(size, mean, std, no_normalize)
+    ranks = Ranks.from_env()
+    if ranks.rank == 0:  # one note, not one per process
+        say_if_busy(threads, ranks.local_world_size)
+    # A failed, interrupted or terminated start leaves no empty --out (and no run.json).
+    with removed_if_left_empty(out), fail_cleanly(debug), terminated_as_interrupt():
+        fmt = model_input.input_format()
         options = EvaluationOptions(
-            model=model,
+            model=model_input.model,
             images=images,
             layers=tuple(layer or ()),
             methods=parse_methods(methods or ["all"]),
             steps=steps,
             output=output.value,
-            device=device,
+            device=model_input.device,
             seed=seed,
             max_images=max_images,
             curve_points=curve_points,
@@ -267,13 +266,13 @@ def evaluate_command(
             sanity_images=sanity_images,
             sanity_stages=sanity_stages,
             stability=stability,
-            stability_steps=() if quick else step_list(stability_steps),
+            stability_steps=() if quick else parse_step_list(stability_steps),
             reference_steps=reference_steps,
             steps_images=steps_images,
             noise_samples=noise_samples,
             bootstrap=bootstrap,
-            grad_relu=grad_relu,
-            guided=guided,
+            grad_relu=variants.grad_relu,
+            guided=variants.guided,
             arms=tuple(arm or ()),
             stability_images=stability_images,
             min_grids=min_grids,
@@ -286,14 +285,17 @@ def evaluate_command(
         if preset is not None:
             options = _with_preset(ctx, options, preset.value)
         if quick:
-            options = _with_quick(options)
+            options = _with_quick(ctx, options)
         options.check()
         out_dir = prepare_output_dir(out)
         try:
-            found = evaluate(options, echo=typer.echo, progress=console.is_terminal, out=out_dir)
+            found = evaluate(
+                options, echo=typer.echo, progress=console.is_terminal, out=out_dir,
+                threads=threads,
+            )
         except RankZeroError as stop:  # rank 0 reports why
             raise typer.Exit(stop.exit_code) from None
-        if Ranks.from_env().rank != 0:
+        if ranks.rank != 0:
             return
         files = write_evaluation(found, out_dir)
     for note in found.results.notes:
@@ -305,3 +307,7 @@ def evaluate_command(
         f"{files['summary'].name} "
         f"to {out_dir.resolve()} ({found.results.timings['total']:.1f} s)"
     )
+    skipped = skipped_images(found.results.notes)
+    if skipped:  # named in the notes above
+        error(f"{plural(len(skipped), 'image')} could not be read; the others were evaluated")
+        raise typer.Exit(1)

@@ -8,47 +8,44 @@ from typing import Annotated
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, RsiVariants, SpeedFlags, with_option_groups
 from rsigradcam.app.options import (
-    LAST_SPATIAL,
-    CompileOption,
     DebugOption,
-    DeviceOption,
-    FoldBatchnormOption,
-    GradReluOption,
-    GuidedOption,
     LayerFilterOption,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
+    LayerOption,
+    MethodOption,
     OutputChoice,
     OutputOption,
     OverlaySizeChoice,
     OverlaySizeOption,
-    SizeOption,
-    StdOption,
-    check_image_files,
-    check_steps_option,
+    StepsOption,
+    ThreadsOption,
     describe,
     error,
     fail_cleanly,
-    layer_option,
-    methods_option,
+    image_files,
     plural,
+    say_if_busy,
     usage_error,
 )
+from rsigradcam.app.threads import use_threads
 
 __all__ = ["explain", "layers"]
 
 
+@with_option_groups
 def explain(
     images: Annotated[
         list[Path],
-        typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
+        typer.Argument(
+            metavar="IMAGE",
+            help="Image files (PNG, JPEG, ...), or folders: the image files directly in them.",
+            show_default=False,
+        ),
     ],
-    layer: Annotated[
-        list[str] | None, layer_option(LAST_SPATIAL + " See 'rsigradcam layers'.")
-    ] = None,
-    method: Annotated[list[str] | None, methods_option("--method", "-m", default="rsi")] = None,
+    *,
+    layer: LayerOption = None,
+    method: MethodOption = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -59,9 +56,7 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    steps: Annotated[
-        int, typer.Option("--steps", "-s", min=1, help="RSI-Grad-CAM steps m (m + 1 points).")
-    ] = 50,
+    steps: StepsOption = 50,
     output: OutputOption = OutputChoice.softmax,
     baseline: Annotated[
         str,
@@ -86,16 +81,10 @@ def explain(
         Path, typer.Option("--out", "-o", help="Folder for the output files (created).")
     ] = Path("rsigradcam-output"),
     overlay_size: OverlaySizeOption = OverlaySizeChoice.model,
-    grad_relu: GradReluOption = False,
-    guided: GuidedOption = False,
-    device: DeviceOption = "cpu",
-    model: ModelOption = "efficientnet_lite0",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
-    compile_model: CompileOption = False,
-    fold_batchnorm: FoldBatchnormOption = None,
+    variants: RsiVariants,
+    model_input: ModelInput,
+    speed: SpeedFlags,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain why a classifier chose a class: overlays, heatmaps, JSON and figure grids.
@@ -114,8 +103,7 @@ def explain(
     An image that cannot be read is reported and skipped; the others are still explained
     and the exit code is 1.
     """
-    check_steps_option(steps)
-    check_image_files(images)
+    images = image_files(images)
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
@@ -126,14 +114,14 @@ def explain(
     from rsigradcam.app.loading.methods import parse_methods
     from rsigradcam.app.loading.models import load_model
     from rsigradcam.baselines import AutoBaseline
+    say_if_busy(threads)
     with fail_cleanly(debug):
-        from rsigradcam.app.settings import Variants, input_format, speed_options
-
+        use_threads(threads)
         methods = parse_methods(method or ["rsi"])
-        variants = Variants(grad_relu, guided)
-        variants.check(methods)
-        fmt = input_format(size, mean, std, no_normalize)
-        loaded = load_model(model, device, fmt.size)
+        chosen = variants.variants()
+        chosen.check(methods)
+        fmt = model_input.input_format()
+        loaded = load_model(model_input.model, model_input.device, fmt.size)
         layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size))
         class_id = (
             resolve_class(target, loaded.class_names, loaded.num_classes)
@@ -143,8 +131,8 @@ def explain(
         baseline_spec = resolve_baseline(baseline, loaded)
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
-            variants=variants, input_format=fmt, overlay_size=overlay_size.value,
-            speed=speed_options(compile_model, fold_batchnorm),
+            variants=chosen, input_format=fmt, overlay_size=overlay_size.value,
+            speed=speed.speed(),
         )
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         out_dir = outputs.prepare_output_dir(out)
@@ -174,14 +162,12 @@ def explain(
         raise typer.Exit(1)
 
 
+@with_option_groups
 def layers(
-    model: ModelOption = "efficientnet_lite0",
-    device: DeviceOption = "cpu",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
+    *,
+    model_input: ModelInput,
     pattern: LayerFilterOption = None,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """List the layers that can be explained, their module types and output shapes.
@@ -197,11 +183,12 @@ def layers(
     from rsigradcam.app.loading.layers import probe_layers
     from rsigradcam.app.loading.models import load_model
 
+    model = model_input.model
+    say_if_busy(threads)
     with fail_cleanly(debug):
-        from rsigradcam.app.settings import input_format
-
-        fmt = input_format(size, mean, std, no_normalize)
-        loaded = load_model(model, device, fmt.size)
+        use_threads(threads)
+        fmt = model_input.input_format()
+        loaded = load_model(model, model_input.device, fmt.size)
         found = [i for i in probe_layers(loaded.model, fmt.size) if i.explainable]
     if not found:
         error(f"model {model!r} has no layer with a spatial output")

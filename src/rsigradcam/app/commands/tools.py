@@ -8,17 +8,18 @@ from typing import Annotated
 import typer
 
 from rsigradcam.app.folders import removed_if_left_empty
+from rsigradcam.app.option_groups import ModelInput, with_option_groups
 from rsigradcam.app.options import (
     DebugOption,
     DeviceOption,
-    MeanOption,
-    ModelOption,
-    NoNormalizeOption,
-    SizeOption,
-    StdOption,
-    check_steps_option,
+    StepsOption,
+    ThreadsOption,
     fail_cleanly,
+    integer_option,
+    say_if_busy,
+    steps_option,
 )
+from rsigradcam.app.threads import use_threads
 
 __all__ = ["app_command", "bench", "demo"]
 
@@ -27,7 +28,8 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for figures, overlays, heatmaps and JSON.")
     ] = Path("rsigradcam-output/demo"),
-    steps: Annotated[int, typer.Option("--steps", min=1, help="RSI-Grad-CAM steps m.")] = 50,
+    steps: StepsOption = 50,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explain bundled photos (and the paper samples, when found) with the embedded model.
@@ -36,7 +38,6 @@ def demo(
     shared/data/paper-samples folder is found, writes a figure grid (layers blocks.5,
     blocks.10 and head; Grad-CAM and RSI-Grad-CAM), overlays, heatmaps and JSON to --out.
     """
-    check_steps_option(steps)
     from rsigradcam.app.demo import run_demo
     from rsigradcam.app.outputs import prepare_output_dir
     from rsigradcam.app.samples import DEMO_LAYERS, find_paper_samples
@@ -48,7 +49,9 @@ def demo(
         + f" with EfficientNet-Lite0 (ImageNet weights), layers {', '.join(DEMO_LAYERS)}, "
         f"Grad-CAM and RSI-Grad-CAM (m={steps}, trapezoid, softmax, black baseline)."
     )
+    say_if_busy(threads)
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
+        use_threads(threads)
         results = run_demo(
             prepare_output_dir(out), samples=samples, steps=steps, progress=typer.echo
         )
@@ -64,8 +67,8 @@ def bench(
     ),
     device: DeviceOption = "cpu",
     layer: Annotated[str, typer.Option("--layer", help="Layer of the speed table.")] = "head",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="m of the speed table.")] = 50,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed repeats.")] = 5,
+    steps: Annotated[int, steps_option("--steps", help="m of the speed table.")] = 50,
+    repeats: Annotated[int, integer_option("--repeats", minimum=1, help="Timed repeats.")] = 5,
     convergence: Annotated[
         bool,
         typer.Option(
@@ -93,7 +96,6 @@ def bench(
     Captum's LayerConductance on the same points, a plain no-grad forward of the same points
     (the floor) and Grad-CAM, on the embedded model.
     """
-    check_steps_option(steps)
     from rsigradcam.app.bench import run_benchmark
 
     with fail_cleanly(debug):
@@ -103,8 +105,10 @@ def bench(
         )
 
 
+@with_option_groups
 def app_command(
-    model: ModelOption = "efficientnet_lite0",
+    *,
+    model_input: ModelInput,
     host: Annotated[
         str,
         typer.Option(
@@ -113,12 +117,10 @@ def app_command(
             "network it is on.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 7860,
-    device: DeviceOption = "cpu",
-    size: SizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    no_normalize: NoNormalizeOption = False,
+    port: Annotated[
+        int, integer_option("--port", minimum=1, maximum=65535, help="Port.")
+    ] = 7860,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Explore explanations in the browser: classes, layers, methods, steps, the path.
@@ -134,9 +136,9 @@ def app_command(
     """
     from rsigradcam.app.web.server import check_gradio, serve
 
+    say_if_busy(threads)
     with fail_cleanly(debug):
         check_gradio()
-        from rsigradcam.app.settings import input_format
-
-        fmt = input_format(size, mean, std, no_normalize)
-        serve(model, host, port, device, fmt, echo=typer.echo)
+        use_threads(threads)
+        fmt = model_input.input_format()
+        serve(model_input.model, host, port, model_input.device, fmt, echo=typer.echo)

@@ -40,11 +40,11 @@ from rsigradcam.app.runs.distributed import (
     from_rank_zero,
     process_group,
     rank_device,
-    torch_threads,
 )
 from rsigradcam.app.runs.lock import run_lock
 from rsigradcam.app.runs.progress import RunProgress
 from rsigradcam.app.runs.shards import merge_shards, rank_shards, shard_names
+from rsigradcam.app.threads import torch_threads
 from rsigradcam.core.inference import float32_arithmetic
 
 __all__ = ["DatasetSummary", "explain_dataset"]

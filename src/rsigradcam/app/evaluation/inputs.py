@@ -27,7 +27,10 @@ from rsigradcam.app.samples import (
     sample_images,
 )
 
-__all__ = ["EvalImage", "load_images", "resolve_layers"]
+__all__ = ["SKIPPED", "EvalImage", "load_images", "resolve_layers", "skipped_images"]
+
+#: How a run's notes begin for an image that could not be read (see :func:`skipped_images`).
+SKIPPED = "skipped "
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,18 @@ def load_images(
         try:
             tensor, rgb = load_image(entry.path)
         except (OSError, ValueError) as exc:
-            notes.append(f"skipped {entry.id}: {exc}")
+            notes.append(f"{SKIPPED}{entry.id}: {exc}")
             continue
         found.append(EvalImage(entry.id, entry.path, tensor, rgb, entry.target))
     if not found:
-        raise InputError(f"no readable image in '{options.images}'")
+        first = "; ".join(notes[:3])
+        raise InputError(f"no readable image in '{options.images}' ({first})")
     return found, notes
+
+
+def skipped_images(notes: Sequence[str]) -> list[str]:
+    """The notes of a run that name an image that could not be read (and was skipped)."""
+    return [note for note in notes if note.startswith(SKIPPED)]
 
 
 def resolve_layers(

@@ -66,7 +66,6 @@ from rsigradcam.app.runs.distributed import (
     from_rank_zero,
     process_group,
     rank_device,
-    torch_threads,
 )
 from rsigradcam.app.runs.lock import run_lock
 from rsigradcam.app.runs.parameters import FIXED_BUDGET_MB, differences
@@ -79,9 +78,10 @@ from rsigradcam.app.runs.shards import (
     shard_names,
     write_lines,
 )
+from rsigradcam.app.threads import torch_threads
 from rsigradcam.core.inference import float32_arithmetic
 from rsigradcam.files import finite, save_json, save_text, write_atomically
-from rsigradcam.heatmaps import RUN, SHARD_DIR, read_lines
+from rsigradcam.heatmaps import MANIFEST, RUN, SHARD_DIR, read_lines
 from rsigradcam.metrics import SATURATION
 from rsigradcam.metrics.stability import class_probabilities
 from rsigradcam.serialization import encode
@@ -174,6 +174,25 @@ def _prepare(context: Context, out: Path, specs: list[ShardSpec]) -> list[int]:
     return [k for k, name in enumerate(names) if not shard_done(out, name)]
 
 
+def _forget_if_unstarted(out: Path) -> None:
+    """Remove ``run.json`` and an empty ``shards/`` when no shard was finished.
+
+    Registered by a new run as it starts: when it fails, is interrupted or is terminated
+    before its first shard, the folder keeps nothing half-made (a run that finished a
+    shard stays, to be resumed).
+    """
+    shards = out / SHARD_DIR
+    if shards.is_dir() and any(shards.glob("*.npz")):
+        return
+    if (out / MANIFEST).exists():
+        return
+    (out / RUN).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        for leftover in shards.glob("*"):  # lines of a shard whose .npz never came
+            leftover.unlink()
+        shards.rmdir()
+
+
 def _write_shard(out: Path, name: str, work: Work) -> None:
     """The shard's lines first, its ``.npz`` (the mark of a finished shard) last."""
     folder = out / SHARD_DIR
@@ -194,22 +213,27 @@ def _read_shard(out: Path, name: str) -> Work:
 
 
 @contextlib.contextmanager
-def _ranks(options: EvaluationOptions, out: Path | None) -> Iterator[tuple[Ranks, torch.device]]:
+def _ranks(
+    options: EvaluationOptions, out: Path | None, threads: int | None = None
+) -> Iterator[tuple[Ranks, torch.device]]:
     """The rank (one process without a folder) and device, in the process group.
+
+    Torch runs with ``threads`` threads (``--threads``), else ``OMP_NUM_THREADS``, else the
+    usable CPUs shared among the machine's processes (see
+    :func:`~rsigradcam.app.threads.torch_threads`).
 
     On a GPU the block runs in float32 arithmetic, without TF32
     (:func:`~rsigradcam.core.inference.float32_arithmetic`).
     """
     ranks = Ranks.from_env() if out is not None else Ranks()
-    threads = torch.get_num_threads()
-    if ranks.distributed:
-        torch.set_num_threads(torch_threads(None, ranks.local_world_size))
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(threads, ranks.local_world_size))
     try:
         device = rank_device(options.device, ranks)
         with process_group(ranks, device), float32_arithmetic(device):
             yield ranks, device
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def evaluate(
@@ -218,6 +242,7 @@ def evaluate(
     echo: Callable[[str], None] = print,
     progress: bool = False,
     out: Path | None = None,
+    threads: int | None = None,
 ) -> Evaluation:
     """Run every arm and metric that ``options`` ask for.
 
@@ -228,6 +253,8 @@ def evaluate(
         out: The output folder: the shards go to ``out/shards`` and a finished shard is
             not computed again (resuming); it is never searched for images. ``None``: in
             memory.
+        threads: Torch threads for the run (``--threads``); ``None``: ``OMP_NUM_THREADS``,
+            else the usable CPUs / the machine's processes.
 
     Returns:
         An :class:`Evaluation`: the typed results, the images and the gallery's heatmaps.
@@ -239,7 +266,7 @@ def evaluate(
     """
     options.check()
     started = time.perf_counter()
-    with _ranks(options, out) as (ranks, device), contextlib.ExitStack() as held:
+    with _ranks(options, out, threads) as (ranks, device), contextlib.ExitStack() as held:
         context = _context(options, device, out)
         specs = plan_shards(context)
         names = shard_names(len(specs))
@@ -248,6 +275,8 @@ def evaluate(
         if out is not None and ranks.rank == 0:
             try:
                 held.enter_context(run_lock(out))
+                if not (out / RUN).exists():  # a new run: a start that fails leaves nothing
+                    held.callback(_forget_if_unstarted, out)
                 todo = _prepare(context, out, specs)
             except Exception as exc:
                 failure, todo = exc, (2 if isinstance(exc, InputError) else 1, str(exc))

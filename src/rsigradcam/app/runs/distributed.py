@@ -33,11 +33,9 @@ __all__ = [
     "RankZeroError",
     "Ranks",
     "barrier",
-    "cpu_count",
     "from_rank_zero",
     "process_group",
     "rank_device",
-    "torch_threads",
 ]
 
 #: How long a process waits for the others at a barrier (the slowest rank's last shard).
@@ -92,13 +90,6 @@ class Ranks:
         )
 
 
-def cpu_count() -> int:
-    """The CPU cores this process may run on (its affinity where the system tells it)."""
-    with contextlib.suppress(AttributeError, OSError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def rank_device(spec: str, ranks: Ranks) -> torch.device:
     """The device for a ``--device`` argument: plain ``cuda`` is ``cuda:LOCAL_RANK``.
 
@@ -143,24 +134,3 @@ def from_rank_zero(value: T, ranks: Ranks) -> T:
     box: list[T] = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def torch_threads(threads: int | None, local_processes: int) -> int:
-    """Torch threads per process: ``threads`` (``--threads``), else ``OMP_NUM_THREADS``.
-
-    Without either, the CPU cores divided by the processes on this machine. An
-    ``OMP_NUM_THREADS`` that is not a positive integer is ignored, as OpenMP does.
-
-    Example:
-        >>> torch_threads(3, 4)
-        3
-    """
-    if threads is not None:
-        return threads
-    try:
-        from_env = int(os.environ.get("OMP_NUM_THREADS", "").strip())
-    except ValueError:
-        from_env = 0
-    if from_env >= 1:
-        return from_env
-    return max(1, cpu_count() // local_processes)

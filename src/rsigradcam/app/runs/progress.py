@@ -1,4 +1,8 @@
-"""Rank 0's view of a run: a progress bar on a terminal, else a line per shard.
+"""Rank 0's view of a run: a progress bar on a terminal, else plain lines.
+
+Without a terminal (output into a log file) it prints a line per finished shard, and a
+line every :data:`HEARTBEAT` seconds while a shard runs, so that a long first shard never
+looks like a hung run.
 
 Example:
     >>> with RunProgress(out, sizes, bar=True, echo=print) as view:  # doctest: +SKIP
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +27,10 @@ from rich.text import Text
 from rsigradcam.heatmaps import SHARD_DIR
 from rsigradcam.progress import make_progress
 
-__all__ = ["RunProgress"]
+__all__ = ["HEARTBEAT", "RunProgress"]
+
+#: Seconds between the progress lines printed while a shard runs (without a terminal).
+HEARTBEAT = 60.0
 
 
 class _RateColumn(ProgressColumn):
@@ -41,7 +49,8 @@ class RunProgress:
     """Rank 0's view of the whole run: shards finished on disk, plus its own open shard.
 
     On a terminal it draws a bar (images, images/s, elapsed, ETA) on stderr; otherwise it
-    prints a line per shard that rank 0 finishes.
+    prints a line per shard that rank 0 finishes and, while none finishes, a line every
+    ``heartbeat`` seconds (done / total, rate, time left, time so far).
 
     Args:
         out: The output folder.
@@ -50,6 +59,7 @@ class RunProgress:
         echo: Where the lines go; ``None``: nowhere.
         unit: What the shards hold, in the plural (``"images"``).
         task: What the bar says is being done.
+        heartbeat: Seconds between the lines while a shard runs (without a bar).
     """
 
     def __init__(
@@ -60,6 +70,7 @@ class RunProgress:
         echo: Callable[[str], None] | None,
         unit: str = "images",
         task: str = "explaining",
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self.unit = unit
         self.folder = out / SHARD_DIR
@@ -72,6 +83,11 @@ class RunProgress:
         self.start = self._last_scan = time.perf_counter()
         self.bar = make_progress(task, unit, [_RateColumn(unit)], enabled=bar)
         self.task = self.bar.add_task("", total=self.total, completed=self.at_start)
+        self.task_name = task
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._beats: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def _scan(self) -> set[str]:
         with os.scandir(self.folder) as found:
@@ -100,17 +116,34 @@ class RunProgress:
             self.done.add(finished)
         self.bar.update(self.task, completed=self.completed)
         if finished is not None and self.bar.disable and self.echo is not None:
-            rate = self.processed / max(now - self.start, 1e-9)
-            left = (self.total - self.completed) / rate if rate > 0 else float("nan")
-            eta = f"{left:.0f} s" if math.isfinite(left) else "-"
-            self.echo(
-                f"{finished}: {self.completed}/{self.total} {self.unit}, "
-                f"{rate:.2f} {self.unit}/s, ETA {eta}"
-            )
+            self._say(f"{finished}:", now)
+
+    def _say(self, what: str, now: float) -> None:
+        """One plain line: ``WHAT done/total units, rate, ETA, elapsed``."""
+        rate = self.processed / max(now - self.start, 1e-9)
+        left = (self.total - self.completed) / rate if rate > 0 else float("nan")
+        eta = f"{left:.0f} s" if math.isfinite(left) else "-"
+        if self.echo is not None:
+            with self._lock:
+                self.echo(
+                    f"{what} {self.completed}/{self.total} {self.unit}, "
+                    f"{rate:.2f} {self.unit}/s, ETA {eta}, {now - self.start:.0f} s so far"
+                )
+
+    def _beat(self) -> None:
+        """Without a bar: a line every ``heartbeat`` seconds until the run ends."""
+        while not self._stop.wait(self.heartbeat):
+            self._say(f"{self.task_name}:", time.perf_counter())
 
     def __enter__(self) -> RunProgress:
         self.bar.start()
+        if self.bar.disable and self.echo is not None and self.total > self.completed:
+            self._beats = threading.Thread(target=self._beat, name="progress", daemon=True)
+            self._beats.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._beats is not None:
+            self._beats.join()
         self.bar.stop()

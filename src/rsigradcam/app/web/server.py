@@ -10,18 +10,15 @@ from __future__ import annotations
 import errno
 import importlib
 import shutil
-import signal
 import socket
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.extras import install_command
+from rsigradcam.app.options import terminated_as_interrupt
 from rsigradcam.app.settings import InputFormat
 
 __all__ = ["INSTALL_HINT", "MAX_UPLOAD", "check_gradio", "check_port", "serve"]
@@ -68,23 +65,6 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
-@contextmanager
-def _stopped_by_sigterm() -> Iterator[None]:
-    """Let SIGTERM stop the server as Ctrl+C does (so that the clean-up runs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(
     model: str = "efficientnet_lite0",
     host: str = "127.0.0.1",
@@ -113,7 +93,7 @@ def serve(
         from rsigradcam.app.web.page import build_page
 
         page = build_page(explorer)
-        with _stopped_by_sigterm():
+        with terminated_as_interrupt():
             page.launch(
                 server_name=host,
                 server_port=port,
