@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rsigradcam.app.arrays import check_channels, is_array_file, read_array
 from rsigradcam.app.loading.models import LoadedModel
 from rsigradcam.app.settings import InputFormat, Variants, completeness_warnings
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
@@ -85,6 +86,8 @@ class ImageExplanation:
         input_format: The model input's size and normalisation.
         original: The image at its own size, for overlays at that size; ``None``: overlays
             at the model's input size (``rgb``).
+        array: For an array file (``.npy``, NIfTI), the input ``(C, *S)`` as read; ``rgb``
+            is then empty and the heatmaps are at the array's spatial shape.
     """
 
     name: str
@@ -102,6 +105,7 @@ class ImageExplanation:
     variants: Variants = field(default_factory=Variants)
     input_format: InputFormat = field(default_factory=InputFormat)
     original: np.ndarray | None = None
+    array: np.ndarray | None = None
 
     @property
     def title(self) -> str:
@@ -221,7 +225,10 @@ class ImageExplainer:
         """Classify and explain one image.
 
         Args:
-            source: An image path, or anything :func:`~rsigradcam.io.load_image` reads.
+            source: An image path, or anything :func:`~rsigradcam.io.load_image` reads; or
+                an array file (``.npy``, ``.nii``, ``.nii.gz``) holding the input
+                ``(C, *S)``, explained at its own shape as it is (see
+                :mod:`rsigradcam.app.arrays`).
             name: Base name of its output files (default: the file name without suffix).
             target: The class to explain; ``None`` explains the top-1 class.
             progress: Called with the number of model evaluations after each method.
@@ -230,11 +237,18 @@ class ImageExplainer:
         Raises:
             FileNotFoundError: The image file does not exist.
             rsigradcam.io.ImageLoadError: The file is not a readable image.
+            InputError: An array file that cannot be read, or with the wrong channels.
         """
         start = time.perf_counter()
-        # Decoded once: a file object can be read only once.
-        decoded = read_image(source) if self.overlay_size == "original" else None
-        image, rgb = self.input_format.load(source if decoded is None else decoded)
+        array, decoded = None, None
+        if isinstance(source, (str, Path)) and is_array_file(source):
+            array = read_array(source)
+            check_channels(f"array '{source}'", array.shape, self.loaded.model, self.loaded.name)
+            image, rgb = torch.from_numpy(array)[None], np.zeros((0, 0, 3), np.uint8)
+        else:
+            # Decoded once: a file object can be read only once.
+            decoded = read_image(source) if self.overlay_size == "original" else None
+            image, rgb = self.input_format.load(source if decoded is None else decoded)
         original = None if decoded is None else np.asarray(decoded)
         image = image.to(self.loaded.device)
         top5, probabilities = top_classes(self.loaded, image)
@@ -267,6 +281,7 @@ class ImageExplainer:
             variants=self.variants,
             input_format=self.input_format,
             original=original,
+            array=array,
         )
 
     def _score(self, class_id: int, probabilities: torch.Tensor) -> ClassScore:

@@ -43,7 +43,11 @@ __all__ = ["explain", "layers"]
 def explain(
     images: Annotated[
         list[Path],
-        typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, ...).", show_default=False),
+        typer.Argument(
+            metavar="IMAGE",
+            help="Image files (PNG, JPEG, ...), or arrays (C, *S): .npy, NIfTI .nii/.nii.gz.",
+            show_default=False,
+        ),
     ],
     layer: Annotated[
         list[str] | None, layer_option(LAST_SPATIAL + " See 'rsigradcam layers'.")
@@ -116,6 +120,13 @@ def explain(
     """
     check_steps_option(steps)
     check_image_files(images)
+    with fail_cleanly(debug):
+        from rsigradcam.app.arrays import check_array_files
+
+        arrays = check_array_files(images)  # .npy, .nii: as they are, at their own shape
+    if arrays and (size or mean or std):
+        usage_error("--size, --mean and --std apply to image files; an array is explained as "
+                    "it is, at its own shape")
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
@@ -132,9 +143,12 @@ def explain(
         methods = parse_methods(method or ["rsi"])
         variants = Variants(grad_relu, guided)
         variants.check(methods)
-        fmt = input_format(size, mean, std, no_normalize)
-        loaded = load_model(model, device, fmt.size)
-        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size))
+        from rsigradcam.app.arrays import read_array
+
+        fmt = input_format(size, mean, std, no_normalize or arrays)
+        shape = read_array(images[0]).shape if arrays else None
+        loaded = load_model(model, device, fmt.size, shape, f"array '{images[0]}'")
+        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size, shape))
         class_id = (
             resolve_class(target, loaded.class_names, loaded.num_classes)
             if target is not None
