@@ -126,10 +126,46 @@ def test_the_guide_s_array_commands_run(arrays: Path) -> None:
         "from tests.array_models import multilabel, segmenter\n"
         "from tests.array_models import signal as net1d, volume as net3d\n"
     )
-    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(arrays / "mask.png")
+    Image.fromarray(np.full((224, 224), 255, np.uint8)).save(arrays / "mask.png")
     commands = [line.split("#")[0].split() for line in block[1].splitlines() if line.strip()]
     assert len(commands) >= 3
     for words in commands:
         assert words[:2] == ["rsigradcam", "explain"]
         result = runner.invoke(app, [*words[1:], "--steps", "4"])
         assert result.exit_code == 0, (words, result.output)
+
+
+SEGMENTER = "tests.array_models:segmenter"
+
+
+def _mask(path: Path, size: int) -> Path:
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, : size // 2] = 255  # the left half
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def test_target_mask_explains_a_segmentation_class_over_the_mask(arrays: Path) -> None:
+    _mask(arrays / "mask.png", 32)  # at the output's size (the input is 64x64)
+    code, output = _run("photo.png", "--model", SEGMENTER, "--size", "64", "--target", "1",
+                        "--target-mask", "mask.png", "--output", "logits", "-s", "8",
+                        "--out", "out")
+    assert code == 0, output
+    summary = json.loads((arrays / "out" / "photo.json").read_text())
+    entry = summary["explanations"][0]
+    assert summary["explained_class"]["class_id"] == 1
+    assert entry["completeness_error"] < 0.01  # a summed logit, explained at the last conv
+    assert np.load(arrays / "out" / f"photo_{entry['layer']}_rsi.npy").shape == (64, 64)
+
+
+def test_a_mask_that_fits_neither_size_is_one_line_and_leaves_nothing(arrays: Path) -> None:
+    _mask(arrays / "mask.png", 20)
+    code, output = _run("photo.png", "--model", SEGMENTER, "--size", "64", "--target", "1",
+                        "--target-mask", "mask.png", "--out", "out")
+    assert code == 1
+    assert "mask of shape (20, 20) fits neither the input (64, 64) nor the output (32, 32)" in (
+        output.splitlines()[0]
+    )
+    assert not (arrays / "out").exists()
+    code, output = _run("photo.png", "--model", SEGMENTER, "--target-mask", "mask.png")
+    assert code == 2 and "--target-mask needs --target CLASS" in output

@@ -42,6 +42,7 @@ __all__ = [
     "is_array_file",
     "is_nifti",
     "read_array",
+    "read_mask",
 ]
 
 #: The file endings ``explain`` reads as arrays, not images.
@@ -185,3 +186,29 @@ def array_format(array: np.ndarray) -> dict[str, object]:
     """
     return {"input_size": list(array.shape[1:]), "channels": int(array.shape[0]),
             "mean": None, "std": None}
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """``--target-mask``: a boolean (H, W) mask from a PNG (non-zero: in) or a ``.npy``.
+
+    Raises:
+        InputError: The file cannot be read, is not 2-D, or marks no position.
+    """
+    try:
+        if path.suffix.lower() == ".npy":
+            mask = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                mask = np.asarray(image.convert("L"))
+    except Exception as exc:
+        raise InputError(f"--target-mask '{path}' cannot be read ({type(exc).__name__})") from exc
+    if mask.ndim != 2 or not mask.any():
+        raise InputError(
+            f"--target-mask '{path}' has shape {tuple(mask.shape)}"
+            + (" and no position set" if mask.ndim == 2 else "")
+            + "; give a 2-D mask (a PNG, non-zero inside) at the model input's size or its "
+            "output's"
+        )
+    return np.asarray(mask != 0, dtype=bool)

@@ -33,7 +33,7 @@ from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS
 from rsigradcam.core.capture import logits_of
 from rsigradcam.core.inference import SpeedSpec
-from rsigradcam.core.targets import Output
+from rsigradcam.core.targets import Output, SegmentationTarget
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
 from rsigradcam.io import ImageSource, read_image
@@ -156,6 +156,10 @@ class ImageExplainer:
         input_format: The input size and normalisation (default 224x224, ImageNet); the
             path methods' black baseline uses the same normalisation.
         overlay_size: ``"model"`` or ``"original"``: the overlays' size.
+        target_mask: A boolean (H, W) mask: explain the class's score summed over it, for
+            a segmentation model's (N, classes, h, w) output
+            (:class:`~rsigradcam.core.targets.SegmentationTarget`), the mask at the input's
+            size or the output's.
         speed: How every path method runs the model
             (:class:`~rsigradcam.core.inference.SpeedOptions`; default ``"auto"``); the
             maps move by rounding only.
@@ -179,6 +183,7 @@ class ImageExplainer:
         input_format: InputFormat | None = None,
         overlay_size: str = "model",
         speed: SpeedSpec = "auto",
+        target_mask: np.ndarray | None = None,
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -191,6 +196,7 @@ class ImageExplainer:
         self.variants = variants or Variants()
         self.input_format = input_format or InputFormat()
         self.overlay_size = overlay_size  # "original": overlays at the image's own size
+        self.target_mask = None if target_mask is None else torch.from_numpy(target_mask)
         self.cams: dict[str, BaseCAM[dict[str, Explanation]]] = {
             m: create_cam(
                 m,
@@ -257,7 +263,7 @@ class ImageExplainer:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for method, cam in self.cams.items():
-                found = cam(image, targets=class_id)
+                found = cam(image, targets=self._target(class_id))
                 explanations[method] = {layer: exp.cpu() for layer, exp in found.items()}
                 if progress is not None:
                     progress(next(iter(found.values())).n_evaluations)
@@ -284,6 +290,12 @@ class ImageExplainer:
             array=array,
         )
 
+    def _target(self, class_id: int) -> int | SegmentationTarget:
+        """The class, or with a mask its score summed over the mask (segmentation)."""
+        if self.target_mask is None:
+            return class_id
+        return SegmentationTarget(class_id, self.target_mask, output=self.output)
+
     def _score(self, class_id: int, probabilities: torch.Tensor) -> ClassScore:
         return _class_score(self.loaded, class_id, probabilities)
 
@@ -300,7 +312,9 @@ def top_classes(
 
     Args:
         loaded: The model.
-        image: One preprocessed image ``(1, C, H, W)`` on the model's device.
+        image: One preprocessed input ``(1, C, *S)`` on the model's device. For a model
+            returning ``(1, classes, *s)`` per-position scores, the classes are ranked by
+            their mean logit over the positions.
         k: How many classes.
 
     Returns:
@@ -309,6 +323,8 @@ def top_classes(
     """
     with torch.no_grad():
         logits = logits_of(loaded.model(image))
+        if logits.dim() > 2:  # a segmentation model: each class's mean logit
+            logits = logits.flatten(2).mean(dim=2)
         probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
     top = probabilities.topk(min(k, probabilities.numel()))
     return [_class_score(loaded, int(i), probabilities) for i in top.indices], probabilities

@@ -38,7 +38,7 @@ def slice_indices(length: int, count: int = SLICES_PER_AXIS) -> list[int]:
 
     Example:
         >>> slice_indices(16), slice_indices(3), slice_indices(1)
-        ([3, 5, 8, 10, 13], [0, 1, 2], [0])
+        ([2, 5, 8, 10, 12], [0, 1, 2], [0])
     """
     if length <= count:
         return list(range(length))

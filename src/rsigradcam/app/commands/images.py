@@ -63,6 +63,16 @@ def explain(
             show_default=False,
         ),
     ] = None,
+    target_mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--target-mask",
+            help="With --target, for a segmentation model (N, classes, h, w): explain the "
+            "class's score summed over this mask (a PNG, non-zero inside, or .npy) at the "
+            "input's size or the output's.",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[
         int, typer.Option("--steps", "-s", min=1, help="RSI-Grad-CAM steps m (m + 1 points).")
     ] = 50,
@@ -124,6 +134,8 @@ def explain(
         from rsigradcam.app.arrays import check_array_files
 
         arrays = check_array_files(images)  # .npy, .nii: as they are, at their own shape
+    if target_mask is not None and (target is None or not target_mask.is_file()):
+        usage_error(f"--target-mask needs --target CLASS and an existing file, got '{target_mask}'")
     if arrays and (size or mean or std):
         usage_error("--size, --mean and --std apply to image files; an array is explained as "
                     "it is, at its own shape")
@@ -143,11 +155,15 @@ def explain(
         methods = parse_methods(method or ["rsi"])
         variants = Variants(grad_relu, guided)
         variants.check(methods)
-        from rsigradcam.app.arrays import read_array
+        from rsigradcam.app.arrays import read_array, read_mask
 
         fmt = input_format(size, mean, std, no_normalize or arrays)
         shape = read_array(images[0]).shape if arrays else None
-        loaded = load_model(model, device, fmt.size, shape, f"array '{images[0]}'")
+        mask = read_mask(target_mask) if target_mask is not None else None
+        if mask is not None and shape is None:  # probe a segmentation model at the input size
+            shape = (3, *fmt.size)
+        label = f"array '{images[0]}'" if arrays else "the image"
+        loaded = load_model(model, device, fmt.size, shape, label)
         layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size, shape))
         class_id = (
             resolve_class(target, loaded.class_names, loaded.num_classes)
@@ -158,7 +174,7 @@ def explain(
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
             variants=variants, input_format=fmt, overlay_size=overlay_size.value,
-            speed=speed_options(compile_model, fold_batchnorm),
+            speed=speed_options(compile_model, fold_batchnorm), target_mask=mask,
         )
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         out_dir = outputs.prepare_output_dir(out)
