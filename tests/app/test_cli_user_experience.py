@@ -123,7 +123,7 @@ def test_no_user_facing_text_uses_other_method_names() -> None:
     ("args", "line"),
     [
         (["explain", "x.png", "--output", "foo"],
-         "error: --output must be one of softmax, logits, got 'foo' (see --help)"),
+         "error: --output must be one of softmax, logits, sigmoid, got 'foo' (see --help)"),
         (["explain", "x.png", "--overlay-size", "big"],
          "error: --overlay-size must be one of model, original, got 'big' (see --help)"),
         (["explain-dataset", "x", "--out", "o", "--dtype", "int8"],

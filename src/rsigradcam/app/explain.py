@@ -26,13 +26,14 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rsigradcam.app.arrays import check_channels, is_array_file, read_array
 from rsigradcam.app.loading.models import LoadedModel
 from rsigradcam.app.settings import InputFormat, Variants, completeness_warnings
 from rsigradcam.baselines import AutoBaseline, BaselineSpec
 from rsigradcam.core.adaptive import AUTO_MAX_STEPS
 from rsigradcam.core.capture import logits_of
 from rsigradcam.core.inference import SpeedSpec
-from rsigradcam.core.targets import Output
+from rsigradcam.core.targets import Output, SegmentationTarget
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import one_line
 from rsigradcam.io import ImageSource, read_image
@@ -85,6 +86,8 @@ class ImageExplanation:
         input_format: The model input's size and normalisation.
         original: The image at its own size, for overlays at that size; ``None``: overlays
             at the model's input size (``rgb``).
+        array: For an array file (``.npy``, NIfTI), the input ``(C, *S)`` as read; ``rgb``
+            is then empty and the heatmaps are at the array's spatial shape.
     """
 
     name: str
@@ -102,6 +105,7 @@ class ImageExplanation:
     variants: Variants = field(default_factory=Variants)
     input_format: InputFormat = field(default_factory=InputFormat)
     original: np.ndarray | None = None
+    array: np.ndarray | None = None
 
     @property
     def title(self) -> str:
@@ -152,6 +156,10 @@ class ImageExplainer:
         input_format: The input size and normalisation (default 224x224, ImageNet); the
             path methods' black baseline uses the same normalisation.
         overlay_size: ``"model"`` or ``"original"``: the overlays' size.
+        target_mask: A boolean (H, W) mask: explain the class's score summed over it, for
+            a segmentation model's (N, classes, h, w) output
+            (:class:`~rsigradcam.core.targets.SegmentationTarget`), the mask at the input's
+            size or the output's.
         speed: How every path method runs the model
             (:class:`~rsigradcam.core.inference.SpeedOptions`; default ``"auto"``); the
             maps move by rounding only.
@@ -175,6 +183,7 @@ class ImageExplainer:
         input_format: InputFormat | None = None,
         overlay_size: str = "model",
         speed: SpeedSpec = "auto",
+        target_mask: np.ndarray | None = None,
     ) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
@@ -187,6 +196,7 @@ class ImageExplainer:
         self.variants = variants or Variants()
         self.input_format = input_format or InputFormat()
         self.overlay_size = overlay_size  # "original": overlays at the image's own size
+        self.target_mask = None if target_mask is None else torch.from_numpy(target_mask)
         self.cams: dict[str, BaseCAM[dict[str, Explanation]]] = {
             m: create_cam(
                 m,
@@ -221,7 +231,10 @@ class ImageExplainer:
         """Classify and explain one image.
 
         Args:
-            source: An image path, or anything :func:`~rsigradcam.io.load_image` reads.
+            source: An image path, or anything :func:`~rsigradcam.io.load_image` reads; or
+                an array file (``.npy``, ``.nii``, ``.nii.gz``) holding the input
+                ``(C, *S)``, explained at its own shape as it is (see
+                :mod:`rsigradcam.app.arrays`).
             name: Base name of its output files (default: the file name without suffix).
             target: The class to explain; ``None`` explains the top-1 class.
             progress: Called with the number of model evaluations after each method.
@@ -230,11 +243,18 @@ class ImageExplainer:
         Raises:
             FileNotFoundError: The image file does not exist.
             rsigradcam.io.ImageLoadError: The file is not a readable image.
+            InputError: An array file that cannot be read, or with the wrong channels.
         """
         start = time.perf_counter()
-        # Decoded once: a file object can be read only once.
-        decoded = read_image(source) if self.overlay_size == "original" else None
-        image, rgb = self.input_format.load(source if decoded is None else decoded)
+        array, decoded = None, None
+        if isinstance(source, (str, Path)) and is_array_file(source):
+            array = read_array(source)
+            check_channels(f"array '{source}'", array.shape, self.loaded.model, self.loaded.name)
+            image, rgb = torch.from_numpy(array)[None], np.zeros((0, 0, 3), np.uint8)
+        else:
+            # Decoded once: a file object can be read only once.
+            decoded = read_image(source) if self.overlay_size == "original" else None
+            image, rgb = self.input_format.load(source if decoded is None else decoded)
         original = None if decoded is None else np.asarray(decoded)
         image = image.to(self.loaded.device)
         top5, probabilities = top_classes(self.loaded, image)
@@ -243,7 +263,7 @@ class ImageExplainer:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for method, cam in self.cams.items():
-                found = cam(image, targets=class_id)
+                found = cam(image, targets=self._target(class_id))
                 explanations[method] = {layer: exp.cpu() for layer, exp in found.items()}
                 if progress is not None:
                     progress(next(iter(found.values())).n_evaluations)
@@ -267,7 +287,14 @@ class ImageExplainer:
             variants=self.variants,
             input_format=self.input_format,
             original=original,
+            array=array,
         )
+
+    def _target(self, class_id: int) -> int | SegmentationTarget:
+        """The class, or with a mask its score summed over the mask (segmentation)."""
+        if self.target_mask is None:
+            return class_id
+        return SegmentationTarget(class_id, self.target_mask, output=self.output)
 
     def _score(self, class_id: int, probabilities: torch.Tensor) -> ClassScore:
         return _class_score(self.loaded, class_id, probabilities)
@@ -285,7 +312,9 @@ def top_classes(
 
     Args:
         loaded: The model.
-        image: One preprocessed image ``(1, C, H, W)`` on the model's device.
+        image: One preprocessed input ``(1, C, *S)`` on the model's device. For a model
+            returning ``(1, classes, *s)`` per-position scores, the classes are ranked by
+            their mean logit over the positions.
         k: How many classes.
 
     Returns:
@@ -294,6 +323,8 @@ def top_classes(
     """
     with torch.no_grad():
         logits = logits_of(loaded.model(image))
+        if logits.dim() > 2:  # a segmentation model: each class's mean logit
+            logits = logits.flatten(2).mean(dim=2)
         probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
     top = probabilities.topk(min(k, probabilities.numel()))
     return [_class_score(loaded, int(i), probabilities) for i in top.indices], probabilities

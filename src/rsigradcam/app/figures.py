@@ -16,7 +16,7 @@ from rsigradcam.methods import METHODS
 if TYPE_CHECKING:
     from rsigradcam.app.explain import ImageExplanation
 
-__all__ = ["ZERO_NOTE", "grid_caption", "zero_note"]
+__all__ = ["ZERO_NOTE", "grid_caption", "score_name", "zero_note"]
 
 #: The note drawn on the panel of a map that is zero everywhere.
 ZERO_NOTE = "all zero"
@@ -32,6 +32,18 @@ def zero_note(heatmap: np.ndarray) -> str:
     return "" if np.any(np.nan_to_num(heatmap) > 0) else ZERO_NOTE
 
 
+def score_name(output: str) -> str:
+    """What ``--output`` explains, in words.
+
+    Example:
+        >>> score_name("softmax"), score_name("sigmoid")
+        ('softmax probability p', 'sigmoid of the logit')
+    """
+    return {"softmax": "softmax probability p", "sigmoid": "sigmoid of the logit"}.get(
+        output, "logit"
+    )
+
+
 def grid_caption(result: ImageExplanation) -> str:
     """The caption: the explained score and class; the baseline and m of the path methods.
 
@@ -42,7 +54,7 @@ def grid_caption(result: ImageExplanation) -> str:
     explained = result.explained
     which = f"class {explained.class_id}"
     label = f"'{explained.name}' ({which}, " if explained.name else f"{which} ("
-    score = "softmax probability p" if result.output == "softmax" else "logit"
+    score = score_name(result.output)
     caption = f"Explained: {score} of {label}p = {explained.probability:.2f})"
     path = [METHODS[m].label for m in result.explanations if METHODS[m].takes_steps]
     if path:

@@ -286,6 +286,7 @@ class OutputChoice(str, Enum):
 
     softmax = "softmax"
     logits = "logits"
+    sigmoid = "sigmoid"
 
 
 def layer_option(default: str) -> Any:

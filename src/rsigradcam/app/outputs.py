@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsigradcam.app.arrays import array_format, file_stem
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ImageExplainer, ImageExplanation
 from rsigradcam.app.figures import grid_caption, zero_note
+from rsigradcam.app.volume_figures import save_array_figure
 from rsigradcam.files import finite, one_line, save_json, save_npy, save_png
 from rsigradcam.methods import METHODS
 from rsigradcam.progress import make_progress
@@ -112,7 +114,7 @@ def write_outputs(
     out = Path(out_dir)
     methods = list(result.explanations)
     maps = sum(len(found) for found in result.explanations.values())
-    want_grid = grid if grid is not None else maps > 1
+    want_grid = (grid if grid is not None else maps > 1) and result.array is None
     written: list[Path] = []
     try:
         entries, overlays, heatmaps, rows = [], [], [], []
@@ -124,11 +126,16 @@ def write_outputs(
                     continue
                 path_method = METHODS[method].takes_steps
                 heatmap = exp.heatmap[0].numpy()
-                colours = overlay(result.rgb, heatmap)
-                # At the image's own size, the heatmap upsampled bilinearly.
-                picture = colours if result.original is None else overlay(result.original, heatmap)
                 base = f"{result.name}_{_file_part(layer)}_{method}"
-                overlays.append(save_png(picture, out / f"{base}.png"))
+                if result.array is not None:  # slices, an overlay or a signal plot
+                    figure = save_array_figure(result, method, layer, exp, out / f"{base}.png")
+                    overlays.append(figure)
+                else:
+                    colours = overlay(result.rgb, heatmap)
+                    # At the image's own size, the heatmap upsampled bilinearly.
+                    original = result.original
+                    picture = colours if original is None else overlay(original, heatmap)
+                    overlays.append(save_png(picture, out / f"{base}.png"))
                 written.append(overlays[-1])
                 heatmaps.append(save_npy(heatmap, out / f"{base}.npy"))
                 written.append(heatmaps[-1])
@@ -153,7 +160,8 @@ def write_outputs(
                     title += f" m={result.steps}" + (
                         f", err {error:.3f}" if error is not None else ""
                     )
-                row.append(GridCell(colours, title, zero_note(heatmap)))
+                if result.array is None:
+                    row.append(GridCell(colours, title, zero_note(heatmap)))
             rows.append(row)
         grid_path = None
         if want_grid:
@@ -175,6 +183,7 @@ def write_outputs(
                 "steps": result.steps,
                 **encode(result.variants),
                 **encode(result.input_format),
+                **({} if result.array is None else array_format(result.array)),
                 "layers": list(result.layers),
                 "methods": methods,
                 "explanations": entries,
@@ -208,10 +217,11 @@ def output_names(images: Sequence[Path]) -> list[str]:
     """
     names: list[str] = []
     for path in images:
-        name, n = path.stem, 1
+        stem = file_stem(path)  # scan.nii.gz: scan
+        name, n = stem, 1
         while name in names:
             n += 1
-            name = f"{path.stem}-{n}"
+            name = f"{stem}-{n}"
         names.append(name)
     return names
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,8 @@ def explain(
         list[Path],
         typer.Argument(
             metavar="IMAGE",
-            help="Image files (PNG, JPEG, ...), or folders: the image files directly in them.",
+            help="Image files (PNG, JPEG, ...), folders (the image files directly in them), or "
+            "arrays (C, *S): .npy, NIfTI .nii/.nii.gz.",
             show_default=False,
         ),
     ],
@@ -53,6 +55,16 @@ def explain(
             "-t",
             help="Class to explain: an id (285) or a name ('Egyptian cat', any case). "
             "Default: each image's top-1 class.",
+            show_default=False,
+        ),
+    ] = None,
+    target_mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--target-mask",
+            help="With --target, for a segmentation model (N, classes, h, w): explain the "
+            "class's score summed over this mask (a PNG, non-zero inside, or .npy) at the "
+            "input's size or the output's.",
             show_default=False,
         ),
     ] = None,
@@ -104,6 +116,15 @@ def explain(
     and the exit code is 1.
     """
     images = image_files(images)
+    with fail_cleanly(debug):
+        from rsigradcam.app.arrays import check_array_files
+
+        arrays = check_array_files(images)  # .npy, .nii: as they are, at their own shape
+    if target_mask is not None and (target is None or not target_mask.is_file()):
+        usage_error(f"--target-mask needs --target CLASS and an existing file, got '{target_mask}'")
+    if arrays and (model_input.size or model_input.mean or model_input.std):
+        usage_error("--size, --mean and --std apply to image files; an array is explained as "
+                    "it is, at its own shape")
     if save_baseline is not None and baseline != "auto":
         usage_error("--save-baseline needs --baseline auto")
     from rsigradcam.app import explain as explaining
@@ -120,9 +141,17 @@ def explain(
         methods = parse_methods(method or ["rsi"])
         chosen = variants.variants()
         chosen.check(methods)
-        fmt = model_input.input_format()
-        loaded = load_model(model_input.model, model_input.device, fmt.size)
-        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size))
+        from rsigradcam.app.arrays import read_array, read_mask
+
+        given = replace(model_input, no_normalize=True) if arrays else model_input
+        fmt = given.input_format()
+        shape = read_array(images[0]).shape if arrays else None
+        mask = read_mask(target_mask) if target_mask is not None else None
+        if mask is not None and shape is None:  # probe a segmentation model at the input size
+            shape = (3, *fmt.size)
+        label = f"array '{images[0]}'" if arrays else "the image"
+        loaded = load_model(model_input.model, model_input.device, fmt.size, shape, label)
+        layers = check_layers(layer or [], probe_layers(loaded.model, fmt.size, shape))
         class_id = (
             resolve_class(target, loaded.class_names, loaded.num_classes)
             if target is not None
@@ -132,7 +161,7 @@ def explain(
         explainer = explaining.ImageExplainer(
             loaded, layers, methods, steps, output.value, baseline_spec, baseline_name=baseline,
             variants=chosen, input_format=fmt, overlay_size=overlay_size.value,
-            speed=speed.speed(),
+            speed=speed.speed(), target_mask=mask,
         )
     with removed_if_left_empty(out), fail_cleanly(debug):  # a failed run leaves no empty --out
         out_dir = outputs.prepare_output_dir(out)

@@ -31,16 +31,25 @@ class LayerInfo:
         shape: The output shape without the batch dimension, e.g. ``(1280, 7, 7)``;
             ``None`` when the output is not a tensor.
         runs: How many times the module ran in the forward pass.
+        spatial_dims: The input's spatial dimensions (2 for images).
     """
 
     name: str
     shape: tuple[int, ...] | None
     runs: int = 1
+    spatial_dims: int = 2
 
     @property
     def explainable(self) -> bool:
-        """Whether a CAM can explain it: one run, a spatial (K, h, w) map with h*w > 1."""
-        return self.runs == 1 and self.shape is not None and is_spatial_map((1, *self.shape))
+        """Whether a CAM can explain it: one run, a spatial (K, h, w) map with h*w > 1.
+
+        For inputs with ``spatial_dims`` other than 2, (K, l) or (K, d, h, w) maps.
+        """
+        return (
+            self.runs == 1
+            and self.shape is not None
+            and is_spatial_map((1, *self.shape), self.spatial_dims)
+        )
 
     def describe_shape(self) -> str:
         """The shape as ``"1280x7x7"`` (``"-"`` when the output is not a tensor)."""
@@ -48,9 +57,14 @@ class LayerInfo:
 
 
 def probe_layers(
-    model: nn.Module, size: int | tuple[int, int] = INPUT_SIZE
+    model: nn.Module,
+    size: int | tuple[int, int] = INPUT_SIZE,
+    array_shape: tuple[int, ...] | None = None,
 ) -> list[LayerInfo]:
     """Run one black image of ``size`` (a side or ``(h, w)``); list each module's output.
+
+    With ``array_shape`` ``(C, *S)``, one all-zero input of that shape instead: the
+    layers that can be explained are then those with as many spatial dimensions as it.
 
     The modules come in the order they finish (a block after its own layers); each
     module appears once, with how many times it ran.
@@ -61,15 +75,19 @@ def probe_layers(
         'head'
     """
     height, width = size if isinstance(size, tuple) else (size, size)
-    image = torch.zeros(1, 3, height, width, device=model_device(model))
+    shape = (3, height, width) if array_shape is None else array_shape
+    image = torch.zeros(1, *shape, device=model_device(model))
+    spatial_dims = len(shape) - 1
     with LayerCapture(model) as capture:
         records = capture.probe(image)
     infos: dict[str, LayerInfo] = {}
     for record in records:
-        shape = record.shape[1:] if record.shape is not None else None
+        out = record.shape[1:] if record.shape is not None else None
         seen = infos.get(record.name)
         runs = 1 if seen is None else seen.runs + 1
-        infos[record.name] = LayerInfo(record.name, shape if seen is None else seen.shape, runs)
+        infos[record.name] = LayerInfo(
+            record.name, out if seen is None else seen.shape, runs, spatial_dims
+        )
     return list(infos.values())
 
 

@@ -184,6 +184,8 @@ def load_model(
     spec: str = "efficientnet_lite0",
     device: str | torch.device = "cpu",
     size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE),
+    array_shape: tuple[int, ...] | None = None,
+    array_label: str = "the array",
 ) -> LoadedModel:
     """Load the classifier that a ``--model`` argument names.
 
@@ -195,6 +197,10 @@ def load_model(
             the Python path. Loading a model file or importing a module runs its code.
         device: ``"cpu"`` or ``"cuda"``.
         size: ``(height, width)`` of its inputs (``--size``), checked with a probe.
+        array_shape: The shape ``(C, *S)`` of an array input, probed instead of
+            ``(3, *size)`` images; the model may then also return ``(N, K, *s)`` scores
+            (a segmentation model).
+        array_label: How the errors name that array, e.g. ``"array 'vol.npy'"``.
 
     Returns:
         The model in eval mode with its number of classes and class names: the ImageNet
@@ -216,6 +222,8 @@ def load_model(
     """
     dev = check_device(device)
     model = _build(spec, dev).eval()
+    if array_shape is not None:
+        return _load_for_array(model, spec, dev, array_shape, array_label)
     height, width = size
     try:
         output = _run_probe(model, 2, size, dev)
@@ -244,11 +252,41 @@ def load_model(
             f"model {spec!r} returned {shown} for 2 images; a classifier must return (N, "
             "classes) scores: a tensor, a ModelOutput or dict with 'logits', or a tuple of them"
         )
+    return _loaded(model, spec, scores, dev)
+
+
+def _loaded(model: nn.Module, spec: str, scores: torch.Tensor, dev: torch.device) -> LoadedModel:
     num_classes = int(scores.shape[1])
     names = (
         imagenet_classes() if spec in EMBEDDED_MODELS or num_classes == _IMAGENET_CLASSES else None
     )
     return LoadedModel(model, spec, num_classes, names, dev)
+
+
+def _load_for_array(
+    model: nn.Module, spec: str, dev: torch.device, shape: tuple[int, ...], label: str
+) -> LoadedModel:
+    """Probe with two all-zero inputs of the array's own shape (no 224x224 image)."""
+    from rsigradcam.app.arrays import check_channels
+
+    check_channels(label, shape, model, spec)
+    try:
+        with torch.no_grad():
+            output = model(torch.zeros(2, *shape, device=dev))
+    except Exception as exc:
+        raise InputError(
+            f"model {spec!r} fails on {label} of shape {shape} ({type(exc).__name__}: "
+            f"{one_line(str(exc))[:300]}); give arrays (C, *S) of the shape the model takes"
+        ) from exc
+    scores = _scores(output)
+    if scores is None or scores.dim() < 2 or scores.shape[0] != 2:
+        shown = describe(output if scores is None else scores)
+        raise InputError(
+            f"model {spec!r} returned {shown} for 2 inputs of shape {shape}; it must return "
+            "(N, classes) scores, or (N, classes, *S) for a segmentation model: a tensor, a "
+            "ModelOutput or dict with 'logits', or a tuple of them"
+        )
+    return _loaded(model, spec, scores, dev)
 
 
 #: Input sizes tried, smallest first, when a model fails at the requested one.
