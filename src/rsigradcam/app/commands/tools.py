@@ -99,6 +99,24 @@ def app_command(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 7860,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue",
+            min=1,
+            help="Requests that may wait while the model is busy; one more is refused at "
+            "once ('Queue is full! Please try again.').",
+        ),
+    ] = 8,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Requests that run at once, each on its own copy of the model (memory "
+            "grows with it; on a CPU they share its cores).",
+        ),
+    ] = 1,
     device: DeviceOption = "cpu",
     size: SizeOption = None,
     mean: MeanOption = None,
@@ -114,8 +132,9 @@ def app_command(
     error and evaluations of each map, the class score along the path with the points
     each path method evaluated, and on request the maps' convergence as m grows; download
     PNG, NPY and JSON. Scripts call the endpoint /explain with gradio_client. The model is
-    loaded once; one request runs at a time, the others wait in a queue. Needs the app
-    extra: pip install 'rsigradcam[app]'. Stop with Ctrl+C.
+    loaded once; --concurrency requests run at a time, up to --max-queue others wait, and
+    more are refused at once. Needs the app extra: pip install 'rsigradcam[app]'. Stop
+    with Ctrl+C.
     """
     from rsigradcam.app.web.server import check_gradio, serve
 
@@ -124,4 +143,7 @@ def app_command(
         from rsigradcam.app.settings import input_format
 
         fmt = input_format(size, mean, std, no_normalize)
-        serve(model, host, port, device, fmt, echo=typer.echo)
+        serve(
+            model, host, port, device, fmt, echo=typer.echo, max_queue=max_queue,
+            concurrency=concurrency,
+        )
