@@ -14,7 +14,7 @@ Starts ``python -m rsigradcam.app`` on a free port of 127.0.0.1 with the given
 Run from the repository root (the app extra installed)::
 
     python benchmarks/app_load.py          # writes benchmarks/app_load.md and app_load.json
-    python benchmarks/app_load.py --calls 20 --max-queue 8 --concurrency 1 --steps 16
+    python benchmarks/app_load.py --calls 20 --max-queue 8 --concurrency 1 2 --steps 16
 
 Times depend on the machine and on what else runs on it; the counts depend only on how
 long one call takes compared with the others' arrival (all arrive within a second).
@@ -261,12 +261,9 @@ def run_load(
     return report
 
 
-def markdown(report: LoadReport) -> str:
-    """The report as the Markdown table of ``app_load.md``."""
+def _rows(report: LoadReport) -> list[tuple[str, str]]:
     failed = "; ".join(sorted(set(report.failed))) or "none"
-    rows = [
-        ("model", f"`{report.model}`, `/explain` {report.method} at `{report.layer}`, "
-         f"{report.steps} steps"),
+    return [
         ("server options", f"`--max-queue {report.max_queue} --concurrency {report.concurrency}`"),
         ("concurrent calls", str(report.calls)),
         ("answered", str(report.answered)),
@@ -279,43 +276,58 @@ def markdown(report: LoadReport) -> str:
         ("server answers afterwards", "yes" if report.up_after else "no"),
         ("server memory after the first call (RSS)", f"{report.rss_start_mb:.0f} MiB"),
         ("server peak memory (VmHWM, whole run)", f"{report.peak_rss_mb:.0f} MiB"),
-        ("machine", report.machine),
     ]
+
+
+def markdown(*reports: LoadReport, note: str = "") -> str:
+    """The reports as the Markdown table of ``app_load.md``, one column per run."""
+    first = reports[0]
+    tables = [_rows(report) for report in reports]
+    header = "| | " + " | ".join(f"run {i + 1}" for i in range(len(reports))) + " |"
     lines = [
         "# The explorer under load",
         "",
-        "Written by `python benchmarks/app_load.py` (see its docstring).",
+        f"Written by `python benchmarks/app_load.py` (see its docstring): `{first.model}`, "
+        f"`/explain` {first.method} at `{first.layer}`, {first.steps} steps; {first.machine}."
+        + (f" {note}" if note else ""),
         "",
-        "| | |",
-        "|---|---|",
-        *(f"| {name} | {value.replace('|', '/')} |" for name, value in rows),
-        "",
+        header,
+        "|---|" + "---|" * len(reports),
     ]
-    return "\n".join(lines)
+    for i, (name, _) in enumerate(tables[0]):
+        cells = " | ".join(table[i][1].replace("|", "/") for table in tables)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join([*lines, ""])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the measurement and write ``app_load.md`` and ``app_load.json`` here."""
+    """Run the measurement once per ``--concurrency``; write ``app_load.md`` and ``.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--max-queue", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1])
     parser.add_argument("--layer", default="head")
     parser.add_argument("--method", default="rsi")
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rsigradcam-app-load"))
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--note", default="", help="A sentence for the report (the machine).")
     args = parser.parse_args(argv)
-    report = run_load(
-        args.model, folder=args.work, calls=args.calls, max_queue=args.max_queue,
-        concurrency=args.concurrency, layer=args.layer, method=args.method, steps=args.steps,
-    )
+    reports = [
+        run_load(
+            args.model, folder=args.work, calls=args.calls, max_queue=args.max_queue,
+            concurrency=concurrency, layer=args.layer, method=args.method, steps=args.steps,
+        )
+        for concurrency in args.concurrency
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "app_load.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    (args.out / "app_load.md").write_text(markdown(report))
-    print(markdown(report))
-    return 0 if report.up_after and not report.failed else 1
+    data = [asdict(report) for report in reports]
+    (args.out / "app_load.json").write_text(json.dumps(data, indent=2) + "\n")
+    text = markdown(*reports, note=args.note)
+    (args.out / "app_load.md").write_text(text)
+    print(text)
+    return 0 if all(r.up_after and not r.failed for r in reports) else 1
 
 
 if __name__ == "__main__":
