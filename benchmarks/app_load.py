@@ -61,6 +61,7 @@ class LoadReport:
     method: str
     steps: int
     answered: int = 0
+    distinct_answers: int = 0
     refused: int = 0
     failed: list[str] = field(default_factory=list)
     burst_seconds: float = 0.0
@@ -152,31 +153,41 @@ def call(url: str, image: Path, layer: str, method: str, steps: int) -> dict[str
 
 def burst(
     url: str, image: Path, calls: int, layer: str, method: str, steps: int
-) -> tuple[list[float], list[str]]:
-    """``calls`` calls released at the same moment: (seconds of each answer, other lines)."""
+) -> tuple[list[float], list[str], set[tuple[object, ...]]]:
+    """``calls`` calls released at the same moment.
+
+    Returns:
+        The seconds of each answer, the lines of the others, and the distinct answers
+        (class, evaluations, completeness error to 5 digits): one when calls that ran at
+        the same time did not disturb each other.
+    """
     start = threading.Barrier(calls)
     answered: list[float] = []
     refused: list[str] = []
+    answers: set[tuple[object, ...]] = set()
     lock = threading.Lock()
 
     def one() -> None:
         start.wait()
         began = time.perf_counter()
         try:
-            call(url, image, layer, method, steps)
+            summary = call(url, image, layer, method, steps)
         except Exception as exc:  # every refusal is counted by its line
             with lock:
                 refused.append(one_line(exc))
             return
+        error = summary["completeness_error"]
+        answer = (summary["class_id"], summary["evaluations"], error and round(float(error), 5))
         with lock:
             answered.append(time.perf_counter() - began)
+            answers.add(answer)
 
     threads = [threading.Thread(target=one) for _ in range(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=CALL_TIMEOUT)
-    return answered, refused
+    return answered, refused, answers
 
 
 def write_png(path: Path, width: int, height: int) -> Path:
@@ -237,7 +248,8 @@ def run_load(
         call(url, photo, layer, method, steps)  # warm: the first call pays for imports
         report.rss_start_mb = memory_mb(process.pid, "VmRSS")
         began = time.perf_counter()
-        answered, refused = burst(url, photo, calls, layer, method, steps)
+        answered, refused, answers = burst(url, photo, calls, layer, method, steps)
+        report.distinct_answers = len(answers)
         report.burst_seconds = time.perf_counter() - began
         report.answered = len(answered)
         report.slowest_answer_seconds = max(answered, default=0.0)
@@ -266,7 +278,8 @@ def _rows(report: LoadReport) -> list[tuple[str, str]]:
     return [
         ("server options", f"`--max-queue {report.max_queue} --concurrency {report.concurrency}`"),
         ("concurrent calls", str(report.calls)),
-        ("answered", str(report.answered)),
+        ("answered (distinct answers: 1 when runs did not disturb each other)",
+         f"{report.answered} ({report.distinct_answers})"),
         ("refused with \"Queue is full! Please try again.\"", str(report.refused)),
         ("other failures", f"{len(report.failed)} ({failed})"),
         ("burst, first call to last answer", f"{report.burst_seconds:.1f} s "
