@@ -246,10 +246,14 @@ def test_uploads_over_the_limits_are_refused_from_the_header(tmp_path: Path) -> 
 
 
 def test_explorer_pool_gives_each_request_its_own_model(small: Explorer) -> None:
+    with ExplorerPool(small).borrow() as alone:
+        assert alone is small and alone.speed == "auto"
     pool = ExplorerPool(small, 2)
     with pool.borrow() as first, pool.borrow() as second:
-        assert first is small and second.loaded.model is not small.loaded.model
+        assert first.loaded.model is small.loaded.model
+        assert second.loaded.model is not small.loaded.model
         assert second.layer_choices == small.layer_choices
+        assert first.speed == second.speed == "off"  # no fx tracing while another runs
         for a, b in zip(
             first.loaded.model.parameters(), second.loaded.model.parameters(), strict=True
         ):

@@ -42,6 +42,7 @@ from rsigradcam.app.loading.models import LoadedModel, load_model
 from rsigradcam.app.samples import SKIMAGE_PHOTOS, find_paper_samples, sample_images
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.limits import check_steps
 from rsigradcam.core.targets import Output
 from rsigradcam.files import one_line, save_png
@@ -126,6 +127,8 @@ class Explorer:
         samples: Sample photos by name (files in ``work_dir``).
         work_dir: A private folder for the samples and the downloads.
         auto_baseline: The ``auto`` baseline, fitted on first use and then reused.
+        speed: How the methods run the model (``"auto"``: a prepared private copy;
+            ``"off"``: the model as given, see :class:`ExplorerPool`).
     """
 
     loaded: LoadedModel
@@ -135,6 +138,7 @@ class Explorer:
     samples: dict[str, Path]
     work_dir: Path
     auto_baseline: AutoBaseline | None = field(default=None, repr=False)
+    speed: SpeedSpec = "auto"
 
     @property
     def default_layer(self) -> str:
@@ -236,20 +240,25 @@ class ExplorerPool:
 
     A method borrows the model while it runs (it installs hooks on it), so two requests at
     once need two copies; the page's ``--concurrency`` sets ``size``. The first explorer
-    is the one given; each other holds a deep copy of its model (more memory, one model
-    each). :meth:`borrow` waits until one is free.
+    shares the given one's model; each other holds a deep copy of it (more memory, one
+    model each). :meth:`borrow` waits until one is free.
+
+    With more than one, every explorer runs its model as given (``speed="off"``): the
+    prepared copies that fold BatchNorms are found by tracing the model with ``torch.fx``,
+    which patches ``nn.Module.__call__`` for the whole process while it traces, and would
+    break a forward pass running in another thread at that moment.
     """
 
     def __init__(self, explorer: Explorer, size: int = DEFAULT_CONCURRENCY) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InputError(f"concurrency must be a positive integer, got {size!r}")
-        self.explorer = explorer
+        self.explorer = explorer if size == 1 else replace(explorer, speed="off")
         self.size = size
         self._free: queue.Queue[Explorer] = queue.Queue()
-        self._free.put(explorer)
+        self._free.put(self.explorer)
         for _ in range(size - 1):
             loaded = replace(explorer.loaded, model=copy.deepcopy(explorer.loaded.model))
-            self._free.put(replace(explorer, loaded=loaded, auto_baseline=None))
+            self._free.put(replace(self.explorer, loaded=loaded, auto_baseline=None))
 
     @contextmanager
     def borrow(self) -> Iterator[Explorer]:
