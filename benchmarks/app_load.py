@@ -71,6 +71,7 @@ class LoadReport:
     big_file: str = ""
     up_after: bool = False
     rss_start_mb: float = 0.0
+    peak_one_call_mb: float = 0.0
     peak_rss_mb: float = 0.0
     machine: str = field(default_factory=lambda: f"{platform.machine()}, {os.cpu_count()} CPUs")
 
@@ -247,6 +248,7 @@ def run_load(
     ) as (url, process):
         call(url, photo, layer, method, steps)  # warm: the first call pays for imports
         report.rss_start_mb = memory_mb(process.pid, "VmRSS")
+        report.peak_one_call_mb = memory_mb(process.pid)
         began = time.perf_counter()
         answered, refused, answers = burst(url, photo, calls, layer, method, steps)
         report.distinct_answers = len(answers)
@@ -288,6 +290,8 @@ def _rows(report: LoadReport) -> list[tuple[str, str]]:
         ("file over the byte limit", report.big_file),
         ("server answers afterwards", "yes" if report.up_after else "no"),
         ("server memory after the first call (RSS)", f"{report.rss_start_mb:.0f} MiB"),
+        ("server peak memory up to the end of the first call (VmHWM)",
+         f"{report.peak_one_call_mb:.0f} MiB"),
         ("server peak memory (VmHWM, whole run)", f"{report.peak_rss_mb:.0f} MiB"),
     ]
 
