@@ -137,16 +137,49 @@ def _requested_hosts(driver) -> set[str]:  # type: ignore[no-untyped-def]
     return hosts
 
 
+# Cells whose text runs over more than one line, and captions cut short.
+_WRAPPED_CELLS = """
+return [...document.querySelectorAll('#rsg-table th, #rsg-table td')].filter(cell => {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+  return tops.size > 1;
+}).map(cell => cell.textContent);
+"""
+_CUT_CAPTIONS = """
+return [...document.querySelectorAll('#rsg-overlays .caption-label')]
+  .filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent);
+"""
+_ERROR_PILLS = """
+return [...document.querySelectorAll('.error')]
+  .filter(e => e.offsetParent !== null && e.textContent.trim() === 'Error').length;
+"""
+
+
 @needs_browser
 def test_page_explains_an_upload_and_reports_a_bad_file_in_one_line(
     server: str, photo: Path, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = _driver(tmp_path / "profile")
     wait = WebDriverWait(driver, WAIT)
+
+    def status() -> str:  # the page's error line, "" when there is none
+        lines = driver.find_elements(By.CSS_SELECTOR, "#rsg-status .rsg-error")
+        return " ".join(str(line.text).strip() for line in lines)
+
+    def explained_again() -> None:
+        driver.find_element(By.CSS_SELECTOR, "#rsg-explain").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rsg-overlays img"))
+        wait.until(lambda d: d.execute_script(
+            "const i = document.querySelector('#rsg-overlays img');"
+            "return i !== null && i.complete && i.naturalWidth > 0;"
+        ))
+
     try:
         driver.get(server)
         upload = wait.until(
@@ -160,14 +193,11 @@ def test_page_explains_an_upload_and_reports_a_bad_file_in_one_line(
         wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#rsg-classes input[type=radio]:checked")
         )
-        driver.find_element(By.CSS_SELECTOR, "#rsg-explain").click()
-        overlay = wait.until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, "#rsg-overlays img"))
-        )
-        wait.until(lambda d: d.execute_script(
-            "const i = document.querySelector('#rsg-overlays img');"
-            "return i !== null && i.complete && i.naturalWidth > 0;"
-        ))
+        # Before the first explanation, the convergence panel says how to fill it.
+        note = driver.find_element(By.CSS_SELECTOR, "#rsg-conv-note").text
+        assert "Explain an image first" in note and "Convergence as m grows" in note
+        explained_again()
+        overlay = driver.find_element(By.CSS_SELECTOR, "#rsg-overlays img")
         shot = np.asarray(Image.open(__import__("io").BytesIO(overlay.screenshot_as_png)))
         assert shot[..., :3].std() > 20, "the overlay is blank"
         # The path plot is drawn, and the table names the completeness error.
@@ -175,7 +205,26 @@ def test_page_explains_an_upload_and_reports_a_bad_file_in_one_line(
         table = driver.find_element(By.CSS_SELECTOR, "#rsg-table").text
         assert "completeness error" in table and "RSI-Grad-CAM" in table
         assert len(driver.find_elements(By.CSS_SELECTOR, "#rsg-overlays img")) >= 2
+        # A readable table (no word or number split over two lines), whole captions.
+        assert driver.execute_script(_WRAPPED_CELLS) == []
+        assert driver.execute_script(_CUT_CAPTIONS) == []
+        note = driver.find_element(By.CSS_SELECTOR, "#rsg-conv-note").text
+        assert "Click Convergence as m grows to explain" in note
         driver.save_screenshot(str(tmp_path / "explained.png"))
+
+        # A layer typed into the list that the model does not have: refused, close names.
+        typed = driver.find_element(By.CSS_SELECTOR, "#rsg-layers input")
+        typed.send_keys("conv2", Keys.ENTER)
+        driver.find_element(By.CSS_SELECTOR, "#rsg-explain").click()
+        wait.until(lambda d: status().startswith("unknown layer"))
+        assert status().startswith("unknown layer 'conv2' (did you mean 'conv'?)")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#rsg-overlays img")  # not stale
+        assert driver.execute_script(_ERROR_PILLS) == 0
+        # The next run clears the error.
+        driver.find_element(By.CSS_SELECTOR, "#rsg-layers input").send_keys(Keys.BACKSPACE)
+        explained_again()
+        wait.until(lambda d: status() == "")
+        assert driver.execute_script(_ERROR_PILLS) == 0
 
         # An unreadable file: one line in the page, no traceback.
         broken = tmp_path / "broken.png"
@@ -185,12 +234,10 @@ def test_page_explains_an_upload_and_reports_a_bad_file_in_one_line(
             ec.presence_of_element_located((By.CSS_SELECTOR, "#rsg-image input[type=file]"))
         )
         upload.send_keys(str(broken))
-        toast = wait.until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, ".toast-body .toast-message-text"))
-        )
-        message = toast.text.strip()
-        assert message == "'broken.png' is not a readable image: image file is truncated"
+        wait.until(lambda d: status() != "")
+        assert status() == "'broken.png' is not a readable image: image file is truncated"
         assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+        assert driver.execute_script(_ERROR_PILLS) == 0
         driver.save_screenshot(str(tmp_path / "error.png"))
         assert (tmp_path / "explained.png").stat().st_size > 0
 

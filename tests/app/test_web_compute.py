@@ -16,8 +16,13 @@ from typer.testing import CliRunner
 from rsigradcam.app.cli import app
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.web.compute import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_QUEUE,
+    MAX_UPLOAD_PIXELS,
     Explorer,
+    ExplorerPool,
     check_options,
+    check_upload,
     classify,
     error_line,
     open_explorer,
@@ -26,7 +31,13 @@ from rsigradcam.app.web.compute import (
 from rsigradcam.app.web.plot import convergence_figure, path_figure
 from rsigradcam.app.web.results import convergence, explain_image
 from rsigradcam.app.web.server import INSTALL_HINT, check_gradio, check_port
-from rsigradcam.app.web.views import gallery, results_table, summary
+from rsigradcam.app.web.views import (
+    convergence_note,
+    error_note,
+    gallery,
+    results_table,
+    summary,
+)
 from rsigradcam.io import ImageLoadError
 from tests.helpers import png_header_only
 
@@ -59,6 +70,23 @@ def test_embedded_model_layers_samples_and_top5(embedded: Explorer) -> None:
     found = classify(embedded, embedded.samples["chelsea"])
     assert len(found.top5) == 5
     assert found.choices()[0] == ("Egyptian cat  0.799", 285)
+
+
+def test_layers_are_listed_in_model_order_parents_first(embedded: Explorer) -> None:
+    names = [name for _, name in embedded.layer_choices]
+    assert names.index("blocks.5") < names.index("blocks.5.expand.0") < names.index("blocks.6")
+    for i, name in enumerate(names):  # every block comes before its own layers
+        parents = [n for n in names if name.startswith(n + ".")]
+        assert all(names.index(parent) < i for parent in parents), name
+    assert names.index("head") < names.index("head.0")
+    assert embedded.default_layer == "head"  # the last to finish, not the last listed
+
+
+def test_unknown_typed_layers_are_refused_with_close_names(embedded: Explorer) -> None:
+    with pytest.raises(InputError, match=r"unknown layer 'blocks\.55' \(did you mean 'blocks\.5"):
+        check_options(embedded, ["head", "blocks.55"], ["rsi"], 8)
+    with pytest.raises(InputError, match=r"unknown layer 'haed' \(did you mean 'head'"):
+        check_options(embedded, ["haed"], ["rsi"], 8)
 
 
 def test_embedded_model_explains_with_the_path_curve(
@@ -181,21 +209,72 @@ def test_unreadable_uploads_are_one_line_naming_the_file(
     text.write_text("not an image")
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_only(50_000, 50_000))
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header_only(10_000, 10_000))
     cases = {
         truncated: "'half.png' is not a readable image: image file is truncated",
         text: "'notes.png' is not a readable image: not a recognised image format",
-        bomb: "'bomb.png' is too large: 2,500,000,000 pixels exceeds the limit",
+        bomb: "'bomb.png' has more pixels than Pillow opens; the app takes images up to 50,0",
+        big: "'big.png' is 10000x10000 = 100,000,000 pixels; the app takes images up to "
+        "50,000,000 pixels: make it smaller first",
     }
     options = check_options(small, ["conv"], ["rsi"], 2)
     for path, message in cases.items():
         for run in (classify, lambda ex, p: explain_image(ex, p, options)):
-            with pytest.raises(ImageLoadError) as error:
+            with pytest.raises((ImageLoadError, InputError)) as error:
                 run(small, path)
             assert str(error.value).startswith(message) and str(tmp_path) not in str(error.value)
+            assert "\n" not in str(error.value)
     with pytest.raises(InputError, match="no image: upload one"):
         classify(small, None)
     with pytest.raises(InputError, match="class id 7 is out of range"):
         explain_image(small, chelsea, options, target=7)
+
+
+def test_uploads_over_the_limits_are_refused_from_the_header(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header_only(10_000, 10_000))  # no pixel data: a decode would fail
+    with pytest.raises(InputError, match=r"'big\.png' is 10000x10000 = 100,000,000 pixels"):
+        check_upload(big)
+    check_upload(big, max_pixels=100_000_000)  # at the limit: left to load_image
+    with pytest.raises(InputError, match=r"'big\.png' is 0\.0 MB; the app takes image files up to"):
+        check_upload(big, max_bytes=10)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    check_upload(text)  # not an image: load_image says so, in its words
+    assert MAX_UPLOAD_PIXELS < 100_000_000
+
+
+def test_explorer_pool_gives_each_request_its_own_model(small: Explorer) -> None:
+    with ExplorerPool(small).borrow() as alone:
+        assert alone is small and alone.speed == "auto"
+    pool = ExplorerPool(small, 2)
+    with pool.borrow() as first, pool.borrow() as second:
+        assert first.loaded.model is small.loaded.model
+        assert second.loaded.model is not small.loaded.model
+        assert second.layer_choices == small.layer_choices
+        assert first.speed == second.speed == "off"  # no fx tracing while another runs
+        for a, b in zip(
+            first.loaded.model.parameters(), second.loaded.model.parameters(), strict=True
+        ):
+            assert torch.equal(a, b)
+    with pool.borrow() as again:  # both were given back
+        assert again in (first, second)
+    with pytest.raises(InputError, match="concurrency must be a positive integer, got 0"):
+        ExplorerPool(small, 0)
+
+
+def test_notes_error_line_and_how_to_fill_the_convergence(small: Explorer, chelsea: str) -> None:
+    assert error_note("a <b>") == '<div class="rsg-error" role="alert">a &lt;b&gt;</div>'
+    empty = convergence_note(None)
+    assert "Explain an image first" in empty and "m = 2, 4, 8, 16, 32, 64" in empty
+    result = explain_image(small, chelsea, check_options(small, ["conv"], ["rsi", "gradcam"], 4))
+    before = convergence_note(result)
+    assert "Click <b>Convergence as m grows</b>" in before
+    assert "with RSI-Grad-CAM at conv" in before and "7 more explanations" in before
+    assert "this explanation's m = 4" in convergence_note(result, drawn=True)
+    no_path = explain_image(small, chelsea, check_options(small, ["conv"], ["gradcam"], 4))
+    assert "tick one and explain again" in convergence_note(no_path)
 
 
 def test_error_line() -> None:
@@ -229,12 +308,59 @@ def test_page_has_one_public_endpoint_and_one_queue(small: Explorer) -> None:
     assert [type(b).__name__ for b in explain.outputs] == ["Image", "JSON"]
 
 
+def test_page_queue_and_pool_follow_the_options(small: Explorer) -> None:
+    pytest.importorskip("gradio")
+    from rsigradcam.app.web.page import MODEL_QUEUE, build_page
+
+    page = build_page(small, concurrency=2, max_queue=3)
+    heavy = [f for f in page.fns.values() if f.name != "on_sample"]
+    assert {(f.concurrency_id, f.concurrency_limit) for f in heavy} == {(MODEL_QUEUE, 2)}
+    assert page._queue.max_size == 3
+    assert build_page(small)._queue.max_size == DEFAULT_MAX_QUEUE
+    with pytest.raises(InputError, match="max_queue must be a positive integer, got 0"):
+        build_page(small, max_queue=0)
+    layers = next(b for b in page.blocks.values() if getattr(b, "elem_id", "") == "rsg-layers")
+    assert layers.allow_custom_value  # a typed name reaches the check, never dropped
+
+
+def test_page_errors_are_one_line_and_the_next_run_clears_them(
+    small: Explorer, chelsea: str
+) -> None:
+    pytest.importorskip("gradio")
+    from rsigradcam.app.web.page import TabState, build_page
+
+    page = build_page(small)
+    on_explain = next(f.fn for f in page.fns.values() if f.name == "on_explain")
+    on_convergence = next(f.fn for f in page.fns.values() if f.name == "on_convergence")
+    photo = {"path": chelsea}
+    rest = ("4", "softmax", "black", False, False, 0.5)
+    good = on_explain(photo, None, ["conv"], ["rsi"], *rest, TabState())
+    assert good[6] == "" and good[7].result is not None
+    failed = on_explain(photo, None, ["conv", "conv2"], ["rsi"], *rest, good[7])
+    overlays, table, path, note, plot, files, status, state = failed
+    assert status == error_note("unknown layer 'conv2' (did you mean 'conv'?); run "
+                                "'rsigradcam layers' to list the layers that can be explained")
+    assert (overlays, table, path, files) == ([], "", None, None)  # nothing stale is left
+    assert plot["visible"] is False and "Explain an image first" in note
+    assert state.result is None and not good[7].result.folder.exists()
+    again = on_explain(photo, None, ["conv"], ["gradcam"], *rest, state)
+    assert again[6] == "" and len(again[0]["value"]) == 1 and "| conv | Grad-CAM |" in again[1]
+    assert "tick one and explain again" in again[3]
+    note, plot = on_convergence(TabState())
+    assert "Explain an image first" in note and plot["visible"] is False
+    note, plot = on_convergence(again[7])  # no path method: one line, not an Error pill
+    assert 'class="rsg-error"' in note and "the convergence follows the path methods" in note
+
+
 def test_app_command_help_and_module_entry() -> None:
     result = runner.invoke(app, ["app", "--help"])
     assert result.exit_code == 0
     for option in ("--model", "--host", "--port", "--device", "--size"):
         assert option in result.output
-    assert "[default: 127.0.0.1]" in " ".join(result.output.split())
+    text = " ".join(result.output.split())
+    assert "[default: 127.0.0.1]" in text
+    assert "--max-queue" in text and "--concurrency" in text
+    assert f"[default: {DEFAULT_MAX_QUEUE};" in text and f"[default: {DEFAULT_CONCURRENCY};" in text
     import rsigradcam.app.__main__ as entry
 
     assert callable(entry.main)

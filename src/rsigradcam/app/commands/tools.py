@@ -120,6 +120,24 @@ def app_command(
     port: Annotated[
         int, integer_option("--port", minimum=1, maximum=65535, help="Port.")
     ] = 7860,
+    max_queue: Annotated[
+        int,
+        integer_option(
+            "--max-queue",
+            minimum=1,
+            help="Requests that may wait while the model is busy; one more is refused at "
+            "once ('Queue is full! Please try again.').",
+        ),
+    ] = 8,
+    concurrency: Annotated[
+        int,
+        integer_option(
+            "--concurrency",
+            minimum=1,
+            help="Requests that run at once, each on its own copy of the model (memory "
+            "grows with it; on a CPU they share its cores).",
+        ),
+    ] = 1,
     threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -131,8 +149,9 @@ def app_command(
     error and evaluations of each map, the class score along the path with the points
     each path method evaluated, and on request the maps' convergence as m grows; download
     PNG, NPY and JSON. Scripts call the endpoint /explain with gradio_client. The model is
-    loaded once; one request runs at a time, the others wait in a queue. Needs the app
-    extra: pip install 'rsigradcam[app]'. Stop with Ctrl+C.
+    loaded once; --concurrency requests run at a time, up to --max-queue others wait, and
+    more are refused at once. Needs the app extra: pip install 'rsigradcam[app]'. Stop
+    with Ctrl+C.
     """
     from rsigradcam.app.web.server import check_gradio, serve
 
@@ -141,4 +160,7 @@ def app_command(
         check_gradio()
         use_threads(threads)
         fmt = model_input.input_format()
-        serve(model_input.model, host, port, model_input.device, fmt, echo=typer.echo)
+        serve(
+            model_input.model, host, port, model_input.device, fmt, echo=typer.echo,
+            max_queue=max_queue, concurrency=concurrency,
+        )

@@ -4,7 +4,9 @@
 :func:`check_options` turns the page's widgets into :class:`Options` (every mistake is an
 :class:`~rsigradcam.app.errors.InputError` with a one-line message); :func:`classify`
 gives an image's top-5 classes. Images are read by :func:`rsigradcam.io.load_image`, with
-its checks (size limit, decompression bombs, truncated files). Explaining is in
+its checks (size limit, decompression bombs, truncated files), after
+:func:`check_upload` has refused, from the file's size and header alone, what is larger
+than the app takes. Explaining is in
 :mod:`rsigradcam.app.web.results`, what the page shows of it in
 :mod:`rsigradcam.app.web.views`; none of them imports Gradio, so they are tested without a
 browser.
@@ -18,14 +20,18 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import queue
 import shutil
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ClassScore, Steps, top_classes
@@ -36,6 +42,7 @@ from rsigradcam.app.loading.models import LoadedModel, load_model
 from rsigradcam.app.samples import SKIMAGE_PHOTOS, find_paper_samples, sample_images
 from rsigradcam.app.settings import InputFormat, Variants
 from rsigradcam.baselines import BASELINE_NAMES, AutoBaseline
+from rsigradcam.core.inference import SpeedSpec
 from rsigradcam.core.limits import check_steps
 from rsigradcam.core.targets import Output
 from rsigradcam.files import one_line, save_png
@@ -43,13 +50,19 @@ from rsigradcam.io import ImageLoadError
 from rsigradcam.methods import METHODS
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_QUEUE",
     "DEFAULT_METHODS",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_PIXELS",
     "STEP_CHOICES",
     "Classification",
     "Explorer",
+    "ExplorerPool",
     "Options",
     "Progress",
     "check_options",
+    "check_upload",
     "classify",
     "error_line",
     "load_input",
@@ -62,6 +75,14 @@ __all__ = [
 STEP_CHOICES: tuple[str, ...] = ("auto", "8", "16", "32", "50", "100", "200")
 #: The methods ticked when the page opens: Grad-CAM and RSI-Grad-CAM, as in the demo.
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "rsi")
+#: Requests that may wait while the model is busy (``--max-queue``); more are refused.
+DEFAULT_MAX_QUEUE = 8
+#: Requests that run at once (``--concurrency``), each on its own copy of the model.
+DEFAULT_CONCURRENCY = 1
+#: The largest image file the app takes (bytes); the server refuses larger uploads too.
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+#: The most pixels (width x height) the app decodes: 50 megapixels, 150 MB as RGB.
+MAX_UPLOAD_PIXELS = 50_000_000
 
 #: ``progress(fraction, description)``: how far a computation is, for the page.
 Progress = Callable[[float, str], None]
@@ -100,11 +121,14 @@ class Explorer:
         loaded: The model and its class names.
         input_format: Its input size and normalisation.
         layers: Every module seen by a probe pass (:func:`probe_layers`).
-        layer_choices: ``(label, name)`` of each explainable layer, in the order they
-            finish: the label is the line of ``rsigradcam layers`` (name, type, shape).
+        layer_choices: ``(label, name)`` of each explainable layer in the model's order
+            (a block before its own layers): the label is the line of
+            ``rsigradcam layers`` (name, type, shape).
         samples: Sample photos by name (files in ``work_dir``).
         work_dir: A private folder for the samples and the downloads.
         auto_baseline: The ``auto`` baseline, fitted on first use and then reused.
+        speed: How the methods run the model (``"auto"``: a prepared private copy;
+            ``"off"``: the model as given, see :class:`ExplorerPool`).
     """
 
     loaded: LoadedModel
@@ -114,11 +138,12 @@ class Explorer:
     samples: dict[str, Path]
     work_dir: Path
     auto_baseline: AutoBaseline | None = field(default=None, repr=False)
+    speed: SpeedSpec = "auto"
 
     @property
     def default_layer(self) -> str:
-        """The last explainable layer (``--layer auto``; ``head`` for the embedded model)."""
-        return self.layer_choices[-1][1]
+        """The last explainable layer to finish (``--layer auto``; ``head`` when embedded)."""
+        return [info.name for info in self.layers if info.explainable][-1]
 
     def describe(self) -> str:
         """``"efficientnet_lite0: 1000 classes, input 224x224, ImageNet mean and std"``."""
@@ -178,7 +203,9 @@ def open_explorer(
             f"model {model!r} has no layer with a spatial (K, h, w) output to explain"
         )
     labels = [line.replace("  (default)", "") for line in layer_lines(loaded.model, found)]
-    choices = tuple((label, info.name) for label, info in zip(labels, found, strict=True))
+    choices = _in_model_order(
+        loaded.model, [(label, info.name) for label, info in zip(labels, found, strict=True)]
+    )
     folder = Path(work_dir) / "samples"
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -190,6 +217,57 @@ def open_explorer(
             path = Path(str(source))
             written[name] = Path(shutil.copyfile(path, folder / path.name))
     return Explorer(loaded, fmt, layers, choices, written, Path(work_dir))
+
+
+def _in_model_order(
+    model: torch.nn.Module, choices: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """``(label, name)`` pairs in ``model.named_modules()`` order: parents before children.
+
+    A probe lists a block after its own layers (the order they finish); typing
+    ``blocks.5`` in the page should find the block first. Names a probe saw but the model
+    does not list keep the probe's order, after the others.
+    """
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    ranked = sorted(
+        enumerate(choices), key=lambda item: (order.get(item[1][1], len(order)), item[0])
+    )
+    return tuple(choice for _, choice in ranked)
+
+
+class ExplorerPool:
+    """``size`` explorers that run at the same time, each with its own copy of the model.
+
+    A method borrows the model while it runs (it installs hooks on it), so two requests at
+    once need two copies; the page's ``--concurrency`` sets ``size``. The first explorer
+    shares the given one's model; each other holds a deep copy of it (more memory, one
+    model each). :meth:`borrow` waits until one is free.
+
+    With more than one, every explorer runs its model as given (``speed="off"``): the
+    prepared copies that fold BatchNorms are found by tracing the model with ``torch.fx``,
+    which patches ``nn.Module.__call__`` for the whole process while it traces, and would
+    break a forward pass running in another thread at that moment.
+    """
+
+    def __init__(self, explorer: Explorer, size: int = DEFAULT_CONCURRENCY) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InputError(f"concurrency must be a positive integer, got {size!r}")
+        self.explorer = explorer if size == 1 else replace(explorer, speed="off")
+        self.size = size
+        self._free: queue.Queue[Explorer] = queue.Queue()
+        self._free.put(self.explorer)
+        for _ in range(size - 1):
+            loaded = replace(explorer.loaded, model=copy.deepcopy(explorer.loaded.model))
+            self._free.put(replace(self.explorer, loaded=loaded, auto_baseline=None))
+
+    @contextmanager
+    def borrow(self) -> Iterator[Explorer]:
+        """An explorer no other request is using, until the block ends."""
+        explorer = self._free.get()
+        try:
+            yield explorer
+        finally:
+            self._free.put(explorer)
 
 
 # --------------------------------------------------------------------------------------
@@ -297,15 +375,59 @@ class Classification:
         ]
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:,.1f} MB"
+
+
+def check_upload(
+    image: str | Path,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_UPLOAD_PIXELS,
+) -> None:
+    """Refuse a file larger than the app takes, from its size and its header alone.
+
+    Nothing is decoded: Pillow reads the header (width, height) and stops. A file whose
+    header Pillow cannot read is left to :func:`rsigradcam.io.load_image`, whose messages
+    say what is wrong with it.
+
+    Raises:
+        InputError: More than ``max_bytes`` bytes, or more than ``max_pixels`` pixels;
+            the message names the file, not the folder the server keeps it in.
+    """
+    path = Path(image)
+    name = path.name
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(
+            f"{name!r} is {_megabytes(size)}; the app takes image files up to "
+            f"{_megabytes(max_bytes)}"
+        )
+    too_large = f"the app takes images up to {max_pixels:,} pixels: make it smaller first"
+    try:
+        with Image.open(path) as header:  # lazy: reads the header, decodes nothing
+            width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own limit, far above the app's
+        raise InputError(f"{name!r} has more pixels than Pillow opens; {too_large}") from None
+    except (OSError, ValueError, SyntaxError):  # load_image says what is wrong, in one line
+        return
+    if width * height > max_pixels:
+        raise InputError(f"{name!r} is {width}x{height} = {width * height:,} pixels; {too_large}")
+
+
 def load_input(explorer: Explorer, image: str | Path | None) -> torch.Tensor:
     """Read an image file as the model's input, on its device.
 
+    :func:`check_upload` runs first: a file over the app's limits is refused undecoded.
+
     Raises:
-        InputError: No image.
+        InputError: No image, or an image over the app's limits.
         rsigradcam.io.ImageLoadError: The file is not a readable image.
     """
     if image is None or not str(image):
         raise InputError("no image: upload one, drop one on the image box, or pick a sample")
+    if Path(image).is_file():
+        check_upload(image)
     try:
         tensor, _ = explorer.input_format.load(str(image))  # load_image's checks, one line each
     except ImageLoadError as exc:  # name the upload, not where the server keeps it

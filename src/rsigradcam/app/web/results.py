@@ -124,6 +124,7 @@ def _explainer(explorer: Explorer, options: Options, steps: Steps) -> ImageExpla
         baseline_name=options.baseline,
         variants=options.variants,
         input_format=explorer.input_format,
+        speed=explorer.speed,
     )
 
 

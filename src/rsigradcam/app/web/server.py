@@ -20,13 +20,17 @@ from rsigradcam.app.errors import InputError
 from rsigradcam.app.extras import install_command
 from rsigradcam.app.options import terminated_as_interrupt
 from rsigradcam.app.settings import InputFormat
+from rsigradcam.app.web.compute import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_QUEUE,
+    MAX_UPLOAD_BYTES,
+    open_explorer,
+)
 
-__all__ = ["INSTALL_HINT", "MAX_UPLOAD", "check_gradio", "check_port", "serve"]
+__all__ = ["INSTALL_HINT", "check_gradio", "check_port", "serve"]
 
 #: What to run when Gradio is missing.
 INSTALL_HINT = install_command("app")
-#: The largest upload Gradio accepts; the pixel limit of load_image applies after it.
-MAX_UPLOAD = "100mb"
 
 
 def check_gradio() -> None:
@@ -71,28 +75,34 @@ def serve(
     port: int = 7860,
     device: str = "cpu",
     input_format: InputFormat | None = None,
+    *,
     echo: Callable[[str], None] = print,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> None:
     """Serve the explorer for ``model`` on ``host:port`` until Ctrl+C or SIGTERM.
 
-    The model is loaded once; samples and downloads live in a private temporary folder,
-    removed on exit. No share link, no analytics, nothing loaded from elsewhere.
+    The model is loaded once (``concurrency`` copies); samples and downloads live in a
+    private temporary folder, removed on exit. No share link, no analytics, nothing loaded
+    from elsewhere. ``concurrency`` requests run at once, ``max_queue`` more wait, any
+    other is refused at once; uploads over
+    :data:`~rsigradcam.app.web.compute.MAX_UPLOAD_BYTES` are refused by the server.
 
     Raises:
-        InputError: Gradio is missing, the port is taken, or the model cannot be loaded.
+        InputError: Gradio is missing, the port is taken, the model cannot be loaded, or
+            ``max_queue`` or ``concurrency`` is not a positive integer.
     """
     check_gradio()
     check_port(host, port)
-    from rsigradcam.app.web.compute import open_explorer
 
     work_dir = Path(tempfile.mkdtemp(prefix="rsigradcam-app-"))
     page = None
     try:
         echo(f"Loading {model} ...")
         explorer = open_explorer(model, device, input_format, work_dir=work_dir)
-        from rsigradcam.app.web.page import build_page
+        from rsigradcam.app.web.page import PAGE_CSS, build_page
 
-        page = build_page(explorer)
+        page = build_page(explorer, concurrency=concurrency, max_queue=max_queue)
         with terminated_as_interrupt():
             page.launch(
                 server_name=host,
@@ -101,7 +111,8 @@ def serve(
                 inbrowser=False,
                 quiet=True,
                 prevent_thread_lock=True,
-                max_file_size=MAX_UPLOAD,
+                max_file_size=MAX_UPLOAD_BYTES,
+                css=PAGE_CSS,
             )
             shown = f"[{host}]" if ":" in host else host
             echo(f"The explorer runs at http://{shown}:{port}/ (Ctrl+C to stop)")

@@ -1,4 +1,7 @@
-"""What the page shows of a result: the overlays with their captions, a table, a summary.
+"""What the page shows of a result: overlays and captions, a table, a summary, notes.
+
+The notes are the page's one-line error (:func:`error_note`, replaced by the next run)
+and what the convergence panel says before it is drawn (:func:`convergence_note`).
 
 Example:
     >>> [caption for _, caption in gallery(result)][-1]        # doctest: +SKIP
@@ -7,20 +10,29 @@ Example:
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
 
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.explain import ImageExplanation
-from rsigradcam.app.web.results import WebResult
+from rsigradcam.app.web.results import CONVERGENCE_REFERENCE, CONVERGENCE_STEPS, WebResult
 from rsigradcam.explanation import Explanation
 from rsigradcam.files import finite
 from rsigradcam.methods import METHODS
 from rsigradcam.serialization import encode
 from rsigradcam.viz import overlay
 
-__all__ = ["cell_caption", "cells", "gallery", "results_table", "summary"]
+__all__ = [
+    "cell_caption",
+    "cells",
+    "convergence_note",
+    "error_note",
+    "gallery",
+    "results_table",
+    "summary",
+]
 
 
 def cells(found: ImageExplanation) -> list[tuple[str, str, Explanation]]:
@@ -120,3 +132,59 @@ def summary(found: ImageExplanation, layer: str, method: str) -> dict[str, Any]:
         }
     )
     return found_json
+
+
+# --------------------------------------------------------------------------------------
+# Notes: the page's error line and the convergence panel's instructions
+# --------------------------------------------------------------------------------------
+
+
+def error_note(message: str) -> str:
+    """The page's error line (HTML): shown where the results were, until the next run.
+
+    Example:
+        >>> print(error_note("unknown layer 'x' <b>"))
+        <div class="rsg-error" role="alert">unknown layer 'x' &lt;b&gt;</div>
+    """
+    return f'<div class="rsg-error" role="alert">{html.escape(message, quote=False)}</div>'
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def convergence_note(result: WebResult | None, *, drawn: bool = False) -> str:
+    """What the convergence panel says (HTML): how to fill it, or how to read it.
+
+    Args:
+        result: The tab's explanation (``None`` before the first one).
+        drawn: Whether the plot below is that result's convergence.
+    """
+    ladder = ", ".join(str(m) for m in CONVERGENCE_STEPS)
+    compared = (
+        f"at m = {ladder} and compares each map with the m = {CONVERGENCE_REFERENCE} map "
+        "(correlation, and completeness error)"
+    )
+    button = "<b>Convergence as m grows</b>"
+    if result is None:
+        return f"<p>Explain an image first; then {button} explains its class again {compared}.</p>"
+    methods = result.options.path_methods
+    if not methods:
+        return (
+            "<p>The convergence follows the path methods (rsi, integrated-gradcam, ig): tick "
+            f"one and explain again, then click {button}.</p>"
+        )
+    labels = _listing([METHODS[m].label for m in methods])
+    if drawn:
+        return (
+            f"<p>{html.escape(labels)} at m = {ladder} against m = {CONVERGENCE_REFERENCE}; the "
+            f"dashed line marks this explanation's m = {result.options.steps}.</p>"
+        )
+    explained = result.found.explained
+    name = html.escape(explained.name or f"class {explained.class_id}")
+    layers = html.escape(_listing(list(result.options.layers)))
+    runs = len(CONVERGENCE_STEPS) + 1
+    return (
+        f"<p>Click {button} to explain '{name}' again with {html.escape(labels)} at {layers} "
+        f"{compared}: {runs} more explanations.</p>"
+    )
