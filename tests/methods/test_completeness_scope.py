@@ -130,3 +130,30 @@ def test_reaches_input_follows_the_graph_not_the_gradient_values() -> None:
     assert first.grad_fn is second.grad_fn and first.output_nr != second.output_nr
     assert reaches_input(first.sum() + second.sum(), x, first)
     assert not reaches_input(first.sum(), x, first)
+
+
+def test_the_bypass_answer_is_found_once_per_model_and_again_when_the_model_changes(
+    monkeypatch: pytest.MonkeyPatch, x: Tensor
+) -> None:
+    """The cut test runs on the first call for a model, layers and input shape; later calls
+    reuse it (no extra forward pass), and a changed model (a module swapped) asks again."""
+    from rsigradcam.core import evaluator
+
+    torch.manual_seed(0)
+    model = ResidualCNN().eval()
+    walks: list[int] = []
+
+    def counting(score: Tensor, leaf: Tensor, layer_output: Tensor) -> bool:
+        walks.append(1)
+        return reaches_input(score, leaf, layer_output)
+
+    monkeypatch.setattr(evaluator, "reaches_input", counting)
+    first = RSIGradCAM(model, [BYPASSED, BLOCK], steps=4)(x)
+    assert len(walks) == 2
+    again = RSIGradCAM(model, [BYPASSED, BLOCK], steps=4)(x)
+    assert len(walks) == 2 and again[BYPASSED].completeness_note == BYPASSED_LAYER_REASON
+    assert torch.isfinite(again[BLOCK].completeness_error).all()
+    model.block = Residual(6)  # another module: the graph may differ
+    RSIGradCAM(model, [BYPASSED, BLOCK], steps=4)(x)
+    assert len(walks) == 4
+    assert first[BLOCK].completeness_note == ""

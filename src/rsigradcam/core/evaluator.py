@@ -9,19 +9,27 @@ CAM reduction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rsigradcam.core.capture import LayerCapture, class_logits
+from rsigradcam.core.inference import state_key
 from rsigradcam.core.path import Path
 from rsigradcam.core.targets import Rows, ScoreFn, check_scores, check_target_range, target_scores
 from rsigradcam.explanation import ModelRun
 
-__all__ = ["PathEvaluator", "PathResult", "reaches_input"]
+__all__ = ["CUTS_PER_MODEL", "PathEvaluator", "PathResult", "reaches_input"]
+
+#: Answers of :meth:`PathEvaluator.find_cuts` kept per model (layers, shapes, scores).
+CUTS_PER_MODEL = 8
+_CUTS: weakref.WeakKeyDictionary[nn.Module, dict[Hashable, dict[str, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,12 @@ class PathEvaluator:
         model_run: How the model runs (as given or a prepared copy), for the record.
         rows_per_image: Path images per image (J baselines: path image n is image n // J),
             for the image a :class:`~rsigradcam.core.targets.Target` is told.
+        cuts_key: What fixes the graph from the input to the score besides the model and
+            its weights (the layers, the input's shape, dtype and device, the score's
+            kind, the reshape); with it, :meth:`find_cuts` is answered from a cache
+            (weakly keyed on the model, :data:`CUTS_PER_MODEL` answers each) after its
+            first call. ``None`` (e.g. a callable target, which may read any output):
+            found anew on every call.
     """
 
     def __init__(
@@ -75,8 +89,10 @@ class PathEvaluator:
         autocast: torch.dtype | None = None,
         model_run: ModelRun | None = None,
         rows_per_image: int = 1,
+        cuts_key: Hashable | None = None,
     ) -> None:
         x = path.images
+        self.cuts_key = cuts_key
         self.model_run = model_run if model_run is not None else ModelRun()
         self.capture, self.path, self.layers, self.chunk = capture, path, layers, chunk
         self.n_images = x.shape[0]
@@ -189,6 +205,12 @@ class PathEvaluator:
         """
         if self._cuts is not None:
             return dict(self._cuts)
+        model = self.capture.model
+        key = None if self.cuts_key is None else (self.cuts_key, state_key(model))
+        known = _CUTS.get(model, {}).get(key) if key is not None else None
+        if known is not None:
+            self._cuts = dict(known)
+            return dict(known)
         x = self.path.images
         n = torch.zeros(1, dtype=torch.long, device=x.device)
         t = torch.ones(1, dtype=x.dtype, device=x.device)
@@ -203,6 +225,11 @@ class PathEvaluator:
         except RuntimeError:
             cuts = {name: False for name in self.layers}
         self._cuts = cuts
+        if key is not None:
+            per_model = _CUTS.setdefault(model, {})
+            per_model[key] = dict(cuts)
+            while len(per_model) > CUTS_PER_MODEL:
+                del per_model[next(iter(per_model))]
         return dict(cuts)
 
     def _drops(self, name: str, act: Tensor) -> bool:

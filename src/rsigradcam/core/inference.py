@@ -80,6 +80,7 @@ __all__ = [
     "fold_batchnorm",
     "prepare_model",
     "run_settings",
+    "state_key",
     "warm_up",
 ]
 
@@ -283,8 +284,12 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _state_key(model: nn.Module) -> tuple[Any, ...]:
-    """What changes when weights are edited in place or replaced, or modules swapped."""
+def state_key(model: nn.Module) -> tuple[Any, ...]:
+    """What changes when weights are edited in place or replaced, or modules swapped.
+
+    Every parameter's and buffer's storage, version counter, dtype, device and shape, and
+    the identity of every module: equal keys mean the same model computing the same way.
+    """
     tensors = (*model.parameters(), *model.buffers())
     return (
         tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in tensors),
@@ -356,7 +361,7 @@ def prepare_model(
         return PreparedModel(model, replace(as_given, note=note), own, autocast=autocast)
     keep = frozenset(keep)
     key = (run_dtype, fold, nhwc, tune, options.compile, keep, x.device)
-    state = _state_key(model)
+    state = state_key(model)
     per_model = _CACHE.setdefault(model, {})
     cached = per_model.pop(key, None)
     if cached is not None and cached[0] == state:

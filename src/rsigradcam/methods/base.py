@@ -438,6 +438,10 @@ class BaseCAM(Generic[ResultT]):
                 autocast=prepared.autocast,
                 model_run=prepared.run,
                 rows_per_image=n_baselines,
+                cuts_key=None if score_fn is not None else (
+                    tuple(layers), tuple(x.shape[1:]), x.dtype, x.device, self.output,
+                    self.reshape_transform,
+                ),
             )
             sizes = {min(chunk, n_rows), n_rows % chunk or chunk}
             compiled = warm_up(prepared, evaluator.warm_up, x[:1], sizes) > 0
