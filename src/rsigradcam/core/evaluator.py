@@ -193,7 +193,8 @@ class PathEvaluator:
 
         A layer cuts it when every path from the input to the score passes through it, so
         that completeness holds there; a layer that a residual stream or a skip connection
-        bypasses does not. Found once per call (the answer is kept): one extra forward pass
+        bypasses does not. Found once per call (the answer is kept, and with ``cuts_key``
+        reused by later calls on the same model and weights): one extra forward pass
         at the first image's input (t = 1; its row must have been evaluated, so that its
         class is known) with the input requiring grad, then per layer a walk of the autograd
         graph from the score that may not cross the layer's output

@@ -350,9 +350,10 @@ def prepare_model(
     as_given = ModelRun(dtype=str(_dtype_name(own)), autocast=_dtype_name(autocast))
     if not (fold or nhwc or tune or options.compile or run_dtype != own):
         return PreparedModel(model, as_given, own, autocast=autocast)
-    if budget_bytes is not None and _model_bytes(model, run_dtype) > budget_bytes:
-        size, limit = _model_bytes(model, run_dtype) / 2**20, budget_bytes / 2**20
-        note = f"a private copy ({size:.0f} MB) does not fit the memory budget ({limit:.0f} MB)"
+    size = _model_bytes(model, run_dtype)
+    if budget_bytes is not None and size > budget_bytes:
+        mb, limit = size / 2**20, budget_bytes / 2**20
+        note = f"a private copy ({mb:.0f} MB) does not fit the memory budget ({limit:.0f} MB)"
         if run_dtype != own:
             raise ValueError(
                 f"dtype={run_dtype} needs a cast copy of the model, but {note}; raise "
@@ -380,6 +381,11 @@ def prepare_model(
     return replace(
         prepared, autocast=autocast, run=replace(prepared.run, autocast=_dtype_name(autocast))
     )
+
+
+def _first_line(err: BaseException, limit: int) -> str:
+    """The first line of ``err``'s message (its type's name when empty), cut to ``limit``."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
 
 
 class _CopyMismatchError(Exception):
@@ -420,8 +426,9 @@ def _build_copy(
     except _CopyMismatchError:
         raise
     except Exception as err:  # a copy the tricks break: run the model as given
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise _CopyMismatchError(f"the prepared copy failed to run ({first})") from err
+        raise _CopyMismatchError(
+            f"the prepared copy failed to run ({_first_line(err, 160)})"
+        ) from err
     run = replace(run, folded=len(folded) // 2, channels_last=nhwc, tuned=tune)
     return PreparedModel(private, run, dtype, folded)
 
@@ -654,9 +661,9 @@ def warm_up(
             try:
                 run(x.expand(size, *x.shape[1:]).contiguous())
             except Exception as err:
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
                 raise RuntimeError(
-                    f"compile=True failed: torch.compile could not build the model ({first}); "
+                    "compile=True failed: torch.compile could not build the model "
+                    f"({_first_line(err, 200)}); "
                     "on a CPU it needs a C++ compiler (gcc or clang) on the PATH, or run "
                     "without compile."
                 ) from err
