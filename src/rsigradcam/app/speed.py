@@ -50,6 +50,7 @@ __all__ = [
     "official_style_loop",
     "peak_memory",
     "speed_table",
+    "synchronize",
 ]
 
 
@@ -102,7 +103,8 @@ def peak_memory(device: torch.device) -> Iterator[_Peak]:
         peak.bytes = max(0, high - resident)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on a CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -117,13 +119,13 @@ def _interleaved_times(
     """
     for fn in fns:
         fn()
-    _sync(device)
+    synchronize(device)
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, bucket in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
-            _sync(device)
+            synchronize(device)
             bucket.append(time.perf_counter() - start)
     return times
 

@@ -29,9 +29,10 @@ from rsigradcam.app.dataset.run import explain_dataset
 from rsigradcam.app.errors import InputError
 from rsigradcam.app.images import list_images
 from rsigradcam.app.loading.models import load_model
+from rsigradcam.app.speed import synchronize
 from rsigradcam.baselines import BlackBaseline
 from rsigradcam.constants import IMAGENET_NORMALIZE
-from rsigradcam.core.path import uniform_partition
+from rsigradcam.core.path import StraightLinePath, uniform_partition
 from rsigradcam.io import load_image
 
 __all__ = ["DatasetThroughput", "dataset_throughput"]
@@ -62,30 +63,26 @@ class DatasetThroughput:
     floor_images_per_s: float
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _floor_seconds(
     paths: list[Path], device: torch.device, batch_size: int, steps: int
 ) -> float:
     """Seconds of the no-gradient forward of every batch's path points (decoded first)."""
     model = load_model("efficientnet_lite0", str(device)).model
     images = torch.cat([load_image(p)[0] for p in paths])
-    t = uniform_partition(steps).to(torch.float32)
+    partition = uniform_partition(steps)
     black = BlackBaseline(*IMAGENET_NORMALIZE)
     with torch.no_grad():  # warm-up: one batch's first point
         model(images[:batch_size].to(device))
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(device)
-            baseline = black(x)
-            for value in t.tolist():
-                model(baseline + value * (x - baseline))
-    _sync(device)
+            path = StraightLinePath(x, black(x))
+            rows = torch.arange(x.shape[0], device=device)
+            for t in partition:
+                model(path(rows, t.expand(rows.numel())))
+    synchronize(device)
     return time.perf_counter() - start
 
 
